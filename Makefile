@@ -1,0 +1,47 @@
+# visionrepro: two commands do all set-up on a fresh clone:
+#   make reproduce PAPER=cdtrans     (embedded default; DATA=<root> for the real benchmark)
+#   make test
+# Each creates .venv when it is missing or older than pyproject.toml.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+PAPER ?=
+DATA ?=
+SEEDS ?=
+GPUS ?=
+ARGS ?=
+
+.PHONY: help venv reproduce test results bench lint clean-venv
+
+help:
+	@echo "make reproduce PAPER=<folder> [DATA=<root>] [SEEDS=0,1,2] [GPUS=n] [ARGS='...']"
+	@echo "make test | make results | make bench | make lint"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+reproduce: $(STAMP)
+	@$(PY) -m shared.reproduce "$(PAPER)" $(if $(DATA),--data "$(DATA)") $(if $(SEEDS),--seeds "$(SEEDS)") $(if $(GPUS),--gpus "$(GPUS)") $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+results: $(STAMP)
+	$(PY) -m shared.results
+
+bench: $(STAMP)
+	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

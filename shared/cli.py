@@ -1,0 +1,46 @@
+"""Standard command line for every paper's ``train.py``.
+
+    python -m <paper>.train --config <paper>/configs/<name>.yaml [--run-dir DIR] [--resume auto|PATH]
+                            [--deterministic] [key.sub=value ...]
+    torchrun --nproc_per_node=N -m <paper>.train --config ...       # multi-GPU (DDP)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, load_config
+from .engine import NonFiniteLossError, Trainer
+
+
+def train_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML config (may name a _base_)")
+    p.add_argument("--run-dir", default=None,
+                   help="output folder (default: runs/<config name>)")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="'auto' resumes from RUN_DIR/last.pt when present; or a checkpoint path")
+    p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="dotted config overrides, e.g. optim.lr=0.01 data.root=/data/office31")
+    return p
+
+
+def train_main(prog: str, description: str, schema: type, build_task: Callable[[Any, Path], Any],
+               argv: list[str] | None = None) -> dict:
+    """Parse args, load the config, build the task and run the engine; exit 1 with one line on error."""
+    args = train_parser(prog, description).parse_args(argv)
+    try:
+        cfg = load_config(args.config, schema, args.overrides)
+        if args.deterministic:
+            cfg.engine.deterministic = True
+        run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
+        task = build_task(cfg, run_dir)
+        return Trainer(task, cfg, run_dir, resume=args.resume).fit()
+    except (ConfigError, FileNotFoundError, NonFiniteLossError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,66 @@
+"""Optimiser and timm LR scheduler construction from the typed config."""
+from __future__ import annotations
+
+import torch
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, PlateauLRScheduler, StepLRScheduler
+from torch import nn
+
+from .config import OptimConfig, SchedConfig
+
+
+def default_param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
+    """One group per (lr factor, weight decay) combination, TransReID-style bias handling."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_bias = name.endswith(".bias") or name == "bias"
+        lr_f = cfg.bias_lr_factor if is_bias else 1.0
+        wd = cfg.weight_decay
+        if (is_bias and not cfg.bias_weight_decay) or any(k in name for k in cfg.no_decay_keys):
+            wd = 0.0
+        groups.setdefault((lr_f, wd), []).append(p)
+    return [{"params": ps, "lr_factor": f, "weight_decay": wd} for (f, wd), ps in groups.items()]
+
+
+def build_optimizer(params: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    for g in params:
+        g.setdefault("lr_factor", 1.0)
+        g["lr"] = cfg.lr * g["lr_factor"]
+    name = cfg.name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+    raise ValueError(f"optim.name: unknown optimiser '{cfg.name}' (sgd | adam | adamw)")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, base_lr: float,
+                    epochs: int, steps_per_epoch: int = 1):
+    """A timm scheduler; ``t`` is in epochs, or in updates when ``per_iter``."""
+    name = cfg.name.lower()
+    scale = steps_per_epoch if cfg.per_iter else 1
+    # timm schedulers write group['lr'] from group['initial_lr']; give each group its factor-scaled lr.
+    for g in optimizer.param_groups:
+        g["initial_lr"] = base_lr * g.get("lr_factor", 1.0)
+    common = dict(warmup_t=cfg.warmup_epochs * scale, warmup_lr_init=base_lr * cfg.warmup_lr_factor,
+                  t_in_epochs=not cfg.per_iter)
+    if name == "cosine":
+        return CosineLRScheduler(optimizer, t_initial=epochs * scale, lr_min=base_lr * cfg.min_lr_factor,
+                                 cycle_limit=cfg.cycle_limit, **common)
+    if name == "step":
+        return StepLRScheduler(optimizer, decay_t=cfg.decay_epochs * scale, decay_rate=cfg.decay_rate,
+                               **common)
+    if name == "multistep":
+        return MultiStepLRScheduler(optimizer, decay_t=[m * scale for m in cfg.decay_milestones],
+                                    decay_rate=cfg.decay_rate, **common)
+    if name == "plateau":
+        return PlateauLRScheduler(optimizer, decay_rate=cfg.decay_rate, **common)
+    if name in ("const", "none"):
+        return None
+    raise ValueError(f"sched.name: unknown scheduler '{cfg.name}' (cosine | step | multistep | plateau | const)")

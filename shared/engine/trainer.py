@@ -1,0 +1,322 @@
+"""The one training loop every paper uses.
+
+Mixed precision (off/fp16/bf16), gradient clipping, timm LR schedulers, optional EMA, DDP through
+torchrun, atomic checkpoints (``last``, ``best``, every-N) with RNG states so that a run killed
+mid-epoch and resumed ends with the same weights, JSONL/CSV metrics, ``env.json``, tqdm on rank 0.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from tqdm.auto import tqdm
+
+from ..config import save_config, to_dict
+from . import dist
+from .checkpoint import atomic_save, load_checkpoint_file, resolve_resume
+from .config import RunConfig
+from .envinfo import write_env_json
+from .optim import build_optimizer, build_scheduler, default_param_groups
+from .seed import loader_generator, rng_state, seed_everything, set_rng_state, worker_init_fn
+from .task import Task
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/inf; training stopped before the bad step touched the weights."""
+
+
+class _SkipSampler(Sampler):
+    """Yields a sampler's indices after the first ``skip`` (mid-epoch resume without loading them)."""
+
+    def __init__(self, sampler: Sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        for i, idx in enumerate(self.sampler):
+            if i >= self.skip:
+                yield idx
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Recursively move tensors in tuples/lists/dicts to ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class Trainer:
+    """Runs ``task`` under ``cfg`` into ``run_dir``; ``fit()`` returns the last evaluation's metrics.
+
+    Attributes a task may read: ``epoch`` (0-based), ``global_step``, ``device``, ``cfg``, ``model``
+    (unwrapped), ``wrapped`` (DDP or the model), ``world_size``, ``rank``, ``run_dir``, ``history``.
+    """
+
+    def __init__(self, task: Task, cfg: RunConfig, run_dir: str | Path, resume: str | None = None,
+                 device: torch.device | None = None):
+        self.task, self.cfg = task, cfg
+        self.run_dir = Path(run_dir)
+        self.device = device or dist.init_distributed(cfg.engine.device)
+        self.rank, self.world_size = dist.rank(), dist.world_size()
+        self.is_main = self.rank == 0
+        e = cfg.engine
+        if e.batch_size % self.world_size:
+            raise ValueError(f"engine.batch_size={e.batch_size} is not divisible by {self.world_size} ranks")
+        seed_everything(e.seed, self.rank, e.deterministic)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            write_env_json(self.run_dir / "env.json", world_size=self.world_size)
+
+        self.model = task.build_model().to(self.device)
+        self.wrapped: nn.Module = self.model
+        if self.world_size > 1:
+            self.wrapped = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=e.find_unused_parameters)
+        groups = task.param_groups(self.model) or default_param_groups(self.model, cfg.optim)
+        self.optimizer = build_optimizer(groups, cfg.optim)
+        self.scheduler = None  # built lazily: per-iter schedules need the epoch length
+        self.amp_dtype = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}.get(e.amp, "bad")
+        if self.amp_dtype == "bad":
+            raise ValueError(f"engine.amp must be off | fp16 | bf16, got '{e.amp}'")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
+        self.ema = None
+        if e.ema:
+            from timm.utils import ModelEmaV3
+            self.ema = ModelEmaV3(self.model, decay=e.ema_decay)
+
+        self.epoch, self.global_step, self.step_in_epoch = 0, 0, 0
+        self.best: float | None = None
+        self.history: list[dict] = []
+        self._wandb = None
+        ckpt = resolve_resume(resume, self.run_dir)
+        self._resume_state = load_checkpoint_file(ckpt) if ckpt else None
+        self.resumed_from = ckpt
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "task": self.task.state_dict(),
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best": self.best,
+            "history": self.history,
+            "config": to_dict(self.cfg),
+        }
+
+    def save(self, name: str) -> Path | None:
+        if not self.is_main:
+            return None
+        return atomic_save(self.state_dict(), self.run_dir / name)
+
+    def _load_state(self, s: dict) -> None:
+        self.model.load_state_dict(s["model"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        if self.scheduler is not None and s["scheduler"]:
+            self.scheduler.load_state_dict(s["scheduler"])
+        self.scaler.load_state_dict(s["scaler"])
+        if self.ema is not None and s["ema"]:
+            self.ema.load_state_dict(s["ema"])
+        self.task.load_state_dict(s["task"])
+        self.epoch, self.step_in_epoch = s["epoch"], s["step_in_epoch"]
+        self.global_step, self.best = s["global_step"], s["best"]
+        self.history = list(s.get("history", []))
+
+    # ----------------------------------------------------------------- data
+    def build_loader(self, dataset, epoch: int, skip_batches: int = 0, shuffle: bool = True) -> DataLoader:
+        e = self.cfg.engine
+        per_rank = e.batch_size // self.world_size
+        # DistributedSampler also for one process, so 1 rank x B and n ranks x B/n see the same batches.
+        sampler: Sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank,
+                                              shuffle=shuffle, seed=e.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        if skip_batches:
+            sampler = _SkipSampler(sampler, skip_batches * per_rank)
+        return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=e.drop_last,
+                          num_workers=e.num_workers, worker_init_fn=worker_init_fn,
+                          generator=loader_generator(e.seed, epoch, self.rank),
+                          collate_fn=self.task.collate_fn, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    # ----------------------------------------------------------------- logging
+    def log(self, record: dict) -> None:
+        if not self.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._wandb is not None:
+            self._wandb.log(record, step=self.global_step)
+
+    def _write_csv(self) -> None:
+        if not self.is_main or not self.history:
+            return
+        keys: list[str] = []
+        for row in self.history:
+            keys += [k for k in row if k not in keys]
+        tmp = self.run_dir / ".metrics.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.history)
+        tmp.replace(self.run_dir / "metrics.csv")
+
+    def _init_wandb(self) -> None:
+        if not (self.cfg.logger.wandb and self.is_main):
+            return
+        import os
+
+        import wandb  # optional extra: pip install -e '.[wandb]'
+        os.environ.setdefault("WANDB_MODE", "offline")
+        self._wandb = wandb.init(project=self.cfg.logger.wandb_project, dir=str(self.run_dir),
+                                 config=to_dict(self.cfg))
+
+    # ----------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.is_main:
+            model = self.ema.module if self.ema is not None else self.model
+            was_training = model.training
+            model.eval()
+            metrics = self.task.evaluate(model, self)
+            model.train(was_training)
+        return dist.broadcast_object(metrics)
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> dict[str, float]:
+        e = self.cfg.engine
+        self.task.on_train_start(self)
+        probe_len = None
+        if self.cfg.sched.per_iter:
+            probe_len = len(self.build_loader(self.task.train_dataset(0), 0))
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.sched, self.cfg.optim.lr, e.epochs,
+                                         probe_len or 1)
+        if self._resume_state is not None:
+            self._load_state(self._resume_state)
+            if self.is_main:
+                print(f"resumed from {self.resumed_from} at epoch {self.epoch} step {self.step_in_epoch}")
+        self._init_wandb()
+        metrics: dict[str, float] = {}
+        start_epoch = self.epoch
+        for epoch in range(start_epoch, e.epochs):
+            metrics = self._run_epoch(epoch)
+        if self._resume_state is not None and start_epoch >= e.epochs:
+            metrics = self.history[-1] if self.history else {}
+        if self._wandb is not None:
+            self._wandb.finish()
+        return metrics
+
+    def _run_epoch(self, epoch: int) -> dict[str, float]:
+        e = self.cfg.engine
+        self.epoch = epoch
+        resuming_mid = self._resume_state is not None and self.step_in_epoch > 0
+        skip = self.step_in_epoch if resuming_mid else 0
+        self.task.on_epoch_start(self, epoch)
+        if self.scheduler is not None and not self.cfg.sched.per_iter:
+            self.scheduler.step(epoch + self.cfg.sched.t_offset)
+        if self._resume_state is not None:
+            # RNG states last: everything above (model init, hooks) must not shift the random stream.
+            set_rng_state(self._resume_state["rng"])
+            self._resume_state = None
+        loader = self.build_loader(self.task.train_dataset(epoch), epoch, skip_batches=skip)
+        self.step_in_epoch = skip
+        sums: dict[str, float] = {}
+        n = 0
+        t0 = time.time()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{e.epochs}", leave=False,
+                   disable=not (self.is_main and self.cfg.logger.progress), dynamic_ncols=True)
+        self.wrapped.train()
+        for batch in bar:
+            losses = self._train_step(move_to(batch, self.device))
+            self.step_in_epoch += 1
+            self.global_step += 1
+            n += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.global_step % max(1, e.log_every) == 0:
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.log({"epoch": epoch + 1, "step": self.global_step, "lr": lr, **losses})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+            self.task.on_step_end(self, self.global_step)
+            if e.ckpt_every_steps and self.global_step % e.ckpt_every_steps == 0:
+                self.save("last.pt")
+        bar.close()
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
+                               "epoch_seconds": round(time.time() - t0, 3)}
+        row.update({f"train/{k}": v / max(n, 1) for k, v in sums.items()})
+        self.task.on_epoch_end(self, epoch)
+        last = epoch + 1 == e.epochs
+        if last or (e.eval_every and (epoch + 1) % e.eval_every == 0):
+            row.update(self.evaluate())
+        self.history.append(row)
+        self.log({"epoch": epoch + 1, "step": self.global_step, **row})
+        self._write_csv()
+        self.epoch, self.step_in_epoch = epoch + 1, 0
+        self.save("last.pt")
+        if e.monitor and e.monitor in row:
+            v = float(row[e.monitor])
+            better = self.best is None or (v > self.best if e.monitor_mode == "max" else v < self.best)
+            if better:
+                self.best = v
+                self.save("best.pt")
+                self.save("last.pt")  # keep 'best' value in last.pt consistent
+        if e.ckpt_every and (epoch + 1) % e.ckpt_every == 0:
+            self.save(f"epoch_{epoch + 1}.pt")
+        dist.barrier()
+        return {k: v for k, v in row.items() if isinstance(v, (int, float))}
+
+    def _train_step(self, batch: Any) -> dict[str, float]:
+        e = self.cfg.engine
+        ctx = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+               else nullcontext())
+        with ctx:
+            out = self.task.training_step(self.wrapped, batch, self)
+        if "loss" not in out:
+            raise KeyError("Task.training_step must return a dict with a 'loss' entry")
+        values = {k: float(v.detach()) for k, v in out.items()}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            last = self.run_dir / "last.pt"
+            kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"non-finite loss {bad} at epoch {self.epoch + 1}, step {self.global_step + 1}; "
+                f"stopped before updating the weights ({kept})")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out["loss"]).backward()
+        if e.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            values["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), e.clip_grad))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None and self.cfg.sched.per_iter:
+            self.scheduler.step_update(self.global_step + 1)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+        return values
