@@ -44,3 +44,36 @@ def train_main(prog: str, description: str, schema: type, build_task: Callable[[
     except (ConfigError, FileNotFoundError, NonFiniteLossError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def launch_script(script: str | Path, data_root: str | None, gpus: int | None = None,
+                  extra_env: dict[str, str] | None = None) -> int:
+    """Run a paper's ``scripts/*.sh`` on a real dataset (``make reproduce DATA=... GPUS=...``)."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, **(extra_env or {}))
+    if data_root:
+        env["DATA_ROOT"] = str(data_root)
+    if gpus:
+        env["GPUS"] = str(gpus)
+    print(f"launching {script} (DATA_ROOT={env.get('DATA_ROOT')}, GPUS={env.get('GPUS', 1)})")
+    return subprocess.call(["bash", str(script)], env=env)
+
+
+def reproduce_parser(paper: str, description: str) -> argparse.ArgumentParser:
+    """The common ``reproduce`` arguments: --seeds, --data, --gpus, --out, --quick."""
+    p = argparse.ArgumentParser(prog=f"make reproduce PAPER={paper}", description=description)
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--data", default=None, help="real dataset root: run the paper's benchmark scripts instead")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs for the real runs (torchrun when > 1)")
+    p.add_argument("--out", default=None, help=f"results folder (default results/{paper})")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)")
+    return p
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds: expected comma-separated integers, got {text!r}") from None

@@ -1,0 +1,1 @@
+"""bp_triplet: see bp_triplet/README.md."""

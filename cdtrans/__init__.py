@@ -1,0 +1,1 @@
+"""cdtrans: see cdtrans/README.md."""

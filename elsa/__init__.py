@@ -1,0 +1,1 @@
+"""elsa: see elsa/README.md."""

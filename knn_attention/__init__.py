@@ -1,0 +1,1 @@
+"""knn_attention: see knn_attention/README.md."""

@@ -1,0 +1,1 @@
+"""mhformer: see mhformer/README.md."""

@@ -1,0 +1,1 @@
+"""motion_rgbd: see motion_rgbd/README.md."""

@@ -1,0 +1,1 @@
+"""scaled_relu_stem: see scaled_relu_stem/README.md."""

@@ -1,0 +1,92 @@
+"""Sampling helpers: endless iteration, random source/target pairing per epoch, DDP-aware P x K."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def endless(loader: Iterable) -> Iterator:
+    """Cycle a loader forever, re-creating its iterator (so a shuffling sampler reshuffles)."""
+    while True:
+        yield from loader
+
+
+class RandomPairDataset(Dataset):
+    """Item ``i`` = ``(a[pa[i]], b[pb[i]])`` for two datasets of unequal size.
+
+    ``pa`` and ``pb`` are concatenated random permutations fixed by ``(seed, epoch)``, so every source
+    and every target item is seen about equally often, the epoch is resumable and DDP-shardable (the
+    engine shuffles indices ``i`` with its own per-epoch sampler). ``length`` defaults to the larger size.
+    """
+
+    def __init__(self, a: Dataset, b: Dataset, seed: int, epoch: int, length: int | None = None):
+        self.a, self.b = a, b
+        self.length = length or max(len(a), len(b))
+        rng = np.random.default_rng([seed, epoch])
+        self.pa = self._cover(rng, len(a))
+        self.pb = self._cover(rng, len(b))
+
+    def _cover(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        reps = math.ceil(self.length / n)
+        return np.concatenate([rng.permutation(n) for _ in range(reps)])[: self.length]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        return self.a[int(self.pa[i])], self.b[int(self.pb[i])]
+
+
+class IdentitySampler(Sampler[int]):
+    """P identities x K instances per batch (ReID triplet sampling), DDP-aware.
+
+    ``labels[i]`` is item i's identity. Each epoch draws, for every identity, its instances in chunks of
+    K (re-sampling with replacement when it has fewer than K), shuffles the chunks, and gives this rank
+    every ``num_replicas``-th chunk group, so each rank's batch of P*K holds whole identities.
+    """
+
+    def __init__(self, labels: Sequence[int], batch_size: int, num_instances: int, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0):
+        if batch_size % num_instances:
+            raise ValueError(f"batch_size {batch_size} must be a multiple of num_instances {num_instances}")
+        self.k, self.p = num_instances, batch_size // num_instances
+        self.seed, self.epoch = seed, 0
+        self.num_replicas, self.rank = num_replicas, rank
+        self.index = defaultdict(list)
+        for i, y in enumerate(labels):
+            self.index[int(y)].append(i)
+        self.pids = sorted(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _chunks(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 10007 + self.epoch)
+        chunks = []
+        for pid in self.pids:
+            idx = self.index[pid]
+            if len(idx) < self.k:
+                pick = [idx[j] for j in torch.randint(len(idx), (self.k,), generator=g).tolist()]
+            else:
+                pick = [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()]
+            chunks += [pick[s:s + self.k] for s in range(0, len(pick) - self.k + 1, self.k)]
+        order = torch.randperm(len(chunks), generator=g).tolist()
+        return [chunks[j] for j in order]
+
+    def __iter__(self) -> Iterator[int]:
+        chunks = self._chunks()
+        per_batch = self.p
+        n_batches = len(chunks) // (per_batch * self.num_replicas)
+        for b in range(n_batches):
+            start = (b * self.num_replicas + self.rank) * per_batch
+            for c in chunks[start:start + per_batch]:
+                yield from c
+
+    def __len__(self) -> int:
+        n_chunks = sum(max(1, len(v) // self.k) for v in self.index.values())
+        return (n_chunks // (self.p * self.num_replicas)) * self.p * self.k

@@ -1,0 +1,83 @@
+"""``python -m shared.data.verify <dataset> <root>``: check a real dataset's documented layout.
+
+Each paper registers its datasets with :func:`register`::
+
+    @register("office31", paper="cdtrans", doc="data/office31/{amazon,dslr,webcam}/images/... + lists")
+    def verify_office31(root: Path) -> list[str]:
+        return problems  # human-readable, empty when everything is in place
+
+A check returns a list of problems (missing files, wrong counts, malformed lines); the command prints
+them and exits 1, or prints ``OK`` and the counts it saw.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import PAPERS
+
+
+@dataclass
+class VerifySpec:
+    name: str
+    paper: str
+    doc: str
+    fn: Callable[[Path], list[str]]
+
+
+REGISTRY: dict[str, VerifySpec] = {}
+
+
+def register(name: str, paper: str, doc: str = ""):
+    def deco(fn: Callable[[Path], list[str]]):
+        REGISTRY[name] = VerifySpec(name, paper, doc, fn)
+        return fn
+
+    return deco
+
+
+def load_all() -> None:
+    """Import every paper's ``data`` module so their datasets register."""
+    for p in PAPERS:
+        try:
+            importlib.import_module(f"{p}.data")
+        except ModuleNotFoundError as e:
+            if e.name not in (f"{p}.data", p):
+                raise
+
+
+def check_counts(found: dict[str, int], expected: dict[str, int]) -> list[str]:
+    """Problems for every ``found[k] != expected[k]``."""
+    return [f"{k}: expected {v} entries, found {found.get(k, 0)}" for k, v in expected.items()
+            if found.get(k, 0) != v]
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_all()
+    ap = argparse.ArgumentParser(prog="python -m shared.data.verify", description=__doc__.split("\n")[0])
+    ap.add_argument("dataset", nargs="?", help="one of: " + ", ".join(sorted(REGISTRY)))
+    ap.add_argument("root", nargs="?", type=Path)
+    args = ap.parse_args(argv)
+    if args.dataset not in REGISTRY or args.root is None:
+        for s in sorted(REGISTRY.values(), key=lambda s: s.name):
+            print(f"{s.name:16s} ({s.paper}) {s.doc}")
+        return 2 if args.dataset else 0
+    if not args.root.is_dir():
+        print(f"{args.root}: not a folder", file=sys.stderr)
+        return 1
+    problems = REGISTRY[args.dataset].fn(args.root)
+    for p in problems:
+        print(f"MISSING/BAD {p}")
+    if problems:
+        print(f"{args.dataset}: {len(problems)} problem(s) under {args.root}")
+        return 1
+    print(f"{args.dataset}: OK ({args.root})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""tcl_i2v: see tcl_i2v/README.md."""

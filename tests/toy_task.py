@@ -1,0 +1,78 @@
+"""A tiny regression task for the engine tests; also runnable as a script (``python tests/toy_task.py``)
+so that tests can kill a real process mid-epoch and resume it, or launch it under torchrun."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shared.engine import EngineConfig, RunConfig, Task  # noqa: E402
+
+
+@dataclass
+class ToyConfig(RunConfig):
+    n: int = 96
+    dim: int = 6
+    dropout: float = 0.1
+    die_at_step: int = 0  # simulate a crash: os._exit at this global step (first run only)
+    nan_at_step: int = 0  # return a NaN loss at this global step
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(epochs=3, batch_size=8, log_every=1))
+
+
+class ToyTask(Task):
+    def __init__(self, cfg: ToyConfig):
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(123)
+        self.x = torch.randn(cfg.n, cfg.dim, generator=g)
+        self.y = self.x @ torch.randn(cfg.dim, 1, generator=g) + 0.1 * torch.randn(cfg.n, 1, generator=g)
+        self.refreshes: list[int] = []
+
+    def build_model(self) -> nn.Module:
+        return nn.Sequential(nn.Linear(self.cfg.dim, 16), nn.Tanh(), nn.Dropout(self.cfg.dropout), nn.Linear(16, 1))
+
+    def train_dataset(self, epoch: int):
+        return TensorDataset(self.x, self.y)
+
+    def training_step(self, model, batch, trainer):
+        x, y = batch
+        loss = nn.functional.mse_loss(model(x), y)
+        if self.cfg.nan_at_step and trainer.global_step + 1 == self.cfg.nan_at_step:
+            loss = loss * float("nan")
+        return {"loss": loss, "mse": loss.detach()}
+
+    def evaluate(self, model, trainer):
+        with torch.no_grad():
+            return {"val_mse": float(nn.functional.mse_loss(model(self.x), self.y))}
+
+    def on_epoch_start(self, trainer, epoch):
+        self.refreshes.append(epoch)
+
+    def on_step_end(self, trainer, step):
+        if self.cfg.die_at_step and step == self.cfg.die_at_step:
+            os._exit(17)
+
+    def state_dict(self):
+        return {"refreshes": torch.tensor(self.refreshes)}
+
+    def load_state_dict(self, state):
+        self.refreshes = [int(v) for v in state["refreshes"]]
+
+
+def main(argv=None):
+    from shared.cli import train_main
+
+    def build(cfg, run_dir):
+        return ToyTask(cfg)
+
+    return train_main("toy_task", "toy", ToyConfig, build, argv)
+
+
+if __name__ == "__main__":
+    main()

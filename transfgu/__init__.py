@@ -1,0 +1,1 @@
+"""transfgu: see transfgu/README.md."""

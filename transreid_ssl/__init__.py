@@ -1,0 +1,1 @@
+"""transreid_ssl: see transreid_ssl/README.md."""
