@@ -26,7 +26,7 @@ _FONT_NAMES = (
     "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "cmr10.ttf", "cmss10.ttf",
     "cmtt10.ttf", "cmb10.ttf",
 )
-_GEN_VERSION = 1  # bump when generation changes, so stale caches are not reused
+_GEN_VERSION = 2  # bump when generation changes, so stale caches are not reused
 
 
 def cache_dir() -> Path:
@@ -188,6 +188,7 @@ def cluttered_digits(n_train: int = 6000, n_test: int = 1000, seed: int = 0, clu
                 canvas[py:py + fh, px:px + fw] = np.maximum(canvas[py:py + fh, px:px + fw], frag * 0.8)
             size = int(rng.integers(14, 21))
             d = cv2.resize(glyphs[i], (size, size), interpolation=cv2.INTER_AREA)
+            d = d / max(float(d.max()), 1e-6)  # thin (eroded) strokes stay fully visible after resizing
             py, px = rng.integers(0, 32 - size + 1, size=2)
             canvas[py:py + size, px:px + size] = np.maximum(canvas[py:py + size, px:px + size], d)
             mask[i, py:py + size, px:px + size] = d > 0.2

@@ -1,0 +1,111 @@
+"""Shared data: embedded generators, list files, samplers, verify."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared.data import (IdentitySampler, ListFileDataset, ListFileError, RandomPairDataset, cluttered_digits,
+                         digit_domains, parse_list_file)
+from shared.data.verify import check_counts
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONREPRO_CACHE", str(tmp_path / "cache"))
+
+
+def test_digit_domains_deterministic_normalised_and_cached(tmp_path):
+    a = digit_domains(seed=3, n_source=200)
+    assert a.source_x.shape == (200, 1, 8, 8) and a.target_x.shape == (1797, 1, 8, 8)
+    assert set(np.unique(a.source_y)) <= set(range(10)) and len(np.unique(a.target_y)) == 10
+    both = np.concatenate([a.source_x.ravel(), a.target_x.ravel()])
+    assert abs(both.mean()) < 1e-4 and abs(both.std() - 1) < 1e-3  # one global normalisation
+    assert len(list((tmp_path / "cache").glob("digit_domains_*.npz"))) == 1
+    b = digit_domains(seed=3, n_source=200)  # from the cache
+    np.testing.assert_array_equal(a.source_x, b.source_x)
+    c = digit_domains(seed=4, n_source=200)
+    assert not np.array_equal(a.source_x, c.source_x)
+
+
+def test_digit_domains_have_a_domain_gap():
+    """Rendered -> handwritten keeps room for adaptation (issue: ~50 %, in-domain much higher)."""
+    from sklearn.linear_model import LogisticRegression
+
+    d = digit_domains(seed=0, n_source=1500)
+    xs, xt = d.source_x.reshape(len(d.source_x), -1), d.target_x.reshape(len(d.target_x), -1)
+    cross = LogisticRegression(max_iter=500).fit(xs, d.source_y).score(xt, d.target_y)
+    half = len(xt) // 2
+    within = LogisticRegression(max_iter=500).fit(xt[:half], d.target_y[:half]).score(xt[half:], d.target_y[half:])
+    assert 0.25 < cross < 0.75 and within > cross + 0.2
+
+
+def test_cluttered_digits_shapes_masks_and_split():
+    c = cluttered_digits(n_train=64, n_test=32, seed=1)
+    assert c.train_x.shape == (64, 1, 32, 32) and c.test_x.shape == (32, 1, 32, 32)
+    assert c.train_mask.shape == (64, 32, 32) and c.train_mask.dtype == bool
+    assert (c.train_mask.reshape(64, -1).sum(1) > 10).all()  # every image has its digit
+    assert not np.array_equal(c.train_x[:32], c.test_x)
+
+
+def _tree(tmp_path, lines):
+    (tmp_path / "images" / "cls").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "images" / "cls" / f"frame_{i:04d}.jpg")
+    lst = tmp_path / "amazon_list.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    return lst
+
+
+def test_list_file_dataset_reads_relative_paths(tmp_path):
+    lst = _tree(tmp_path, [f"images/cls/frame_{i:04d}.jpg {i}" for i in range(3)])
+    ds = ListFileDataset(lst, num_classes=3)
+    img, y, idx = ds[2]
+    assert img.size == (8, 8) and y == 2 and idx == 2 and ds.labels == [0, 1, 2]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("images/cls/frame_0000.jpg", r"amazon_list\.txt:2: expected"),
+    ("images/cls/frame_0000.jpg x", r"amazon_list\.txt:2: label 'x' is not an integer"),
+    ("images/cls/frame_0000.jpg 7", r"amazon_list\.txt:2: label 7 outside \[0, 3\)"),
+])
+def test_malformed_list_line_names_file_and_line(tmp_path, line, message):
+    lst = _tree(tmp_path, ["images/cls/frame_0001.jpg 1", line])
+    with pytest.raises(ListFileError, match=message):
+        parse_list_file(lst, num_classes=3)
+
+
+def test_missing_image_names_its_path(tmp_path):
+    lst = _tree(tmp_path, ["images/cls/frame_0009.jpg 0"])
+    ds = ListFileDataset(lst)
+    with pytest.raises(FileNotFoundError, match=r"frame_0009\.jpg: image listed but missing"):
+        ds[0]
+
+
+def test_random_pair_dataset_covers_both_domains():
+    a, b = list(range(10)), list(range(100, 125))
+    ds = RandomPairDataset(a, b, seed=0, epoch=0)
+    assert len(ds) == 25
+    firsts = [ds[i][0] for i in range(25)]
+    assert sorted(set(firsts)) == a and sorted(ds[i][1] for i in range(25)) == b
+    again = RandomPairDataset(a, b, seed=0, epoch=0)
+    assert [again[i] for i in range(25)] == [ds[i] for i in range(25)]
+    assert [RandomPairDataset(a, b, seed=0, epoch=1)[i] for i in range(25)] != [ds[i] for i in range(25)]
+
+
+def test_identity_sampler_ddp_shards_whole_identities():
+    labels = np.repeat(np.arange(12), 5)
+    per_rank = [list(IdentitySampler(labels, 8, 4, seed=1, num_replicas=2, rank=r)) for r in range(2)]
+    assert len(per_rank[0]) == len(per_rank[1]) > 0
+    assert not set(per_rank[0]) & set(per_rank[1])  # the ranks see different items
+    for idx in per_rank:
+        for s in range(0, len(idx), 4):
+            assert len(set(labels[idx[s:s + 4]])) == 1  # K instances of one identity
+        for s in range(0, len(idx), 8):
+            assert len(set(labels[idx[s:s + 8]])) == 2  # P identities per batch
+
+
+def test_check_counts():
+    assert check_counts({"a": 3}, {"a": 3}) == []
+    assert check_counts({"a": 2}, {"a": 3, "b": 1}) == ["a: expected 3 entries, found 2",
+                                                         "b: expected 1 entries, found 0"]

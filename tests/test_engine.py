@@ -1,0 +1,128 @@
+"""The training engine: resume across processes, DDP equivalence, non-finite stop, checkpoints, schedule."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.config import load_config
+from shared.engine import NonFiniteLossError, Trainer, atomic_save
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toy_task import ToyConfig, ToyTask  # noqa: E402
+
+TOY = Path(__file__).parent / "toy_task.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run(args: list[str], run_dir: Path, **kw) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(TOY), "--config", os.devnull, "--run-dir", str(run_dir),
+           "logger.progress=false", *args]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240, **kw)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_killed_mid_epoch_and_resumed_matches_uninterrupted(tmp_path):
+    common = ["engine.ckpt_every_steps=1", "engine.epochs=3"]
+    full = _run(common, tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    # 96 samples / batch 8 = 12 steps per epoch; step 17 is in the middle of epoch 2.
+    killed = _run(common + ["die_at_step=17"], tmp_path / "resumed")
+    assert killed.returncode == 17, killed.stderr
+    ck = torch.load(tmp_path / "resumed" / "last.pt", map_location="cpu", weights_only=True)
+    assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (1, 4, 16)
+    resumed = _run(common + ["--resume", "auto"], tmp_path / "resumed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "resumed" / "last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    # Task state survived the resume: the epoch-start hook ran once per epoch, as uninterrupted.
+    refreshes = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["task"]["refreshes"]
+    assert refreshes.tolist() == [0, 1, 1, 2]  # epoch 1 re-entered once after the kill
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["epoch"] == 3
+
+
+def test_two_process_gloo_matches_one_process(tmp_path):
+    args = ["dropout=0.0", "engine.epochs=2"]
+    one = _run(args, tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(TOY), "--config", os.devnull, "--run-dir", str(tmp_path / "two"), "logger.progress=false", *args]
+    two = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    assert two.returncode == 0, two.stderr[-3000:]
+    env = json.loads((tmp_path / "two" / "env.json").read_text())
+    assert env["world_size"] == 2
+    a, b = _weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = load_config(None, ToyConfig, ["engine.epochs=3", "nan_at_step=15", "logger.progress=false"])
+    trainer = Trainer(ToyTask(cfg), cfg, tmp_path)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss .* step 15"):
+        trainer.fit()
+    ck = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ck["epoch"] == 1 and ck["global_step"] == 12  # the end-of-epoch-1 checkpoint, untouched
+    for v in ck["model"].values():
+        assert torch.isfinite(v).all()
+
+
+def test_checkpoint_contents_best_and_every_n(tmp_path):
+    cfg = load_config(None, ToyConfig, ["engine.epochs=4", "engine.ckpt_every=2", "engine.monitor=val_mse",
+                                        "engine.monitor_mode=min", "logger.progress=false", "engine.ema=true"])
+    Trainer(ToyTask(cfg), cfg, tmp_path).fit()
+    names = sorted(p.name for p in tmp_path.glob("*.pt"))
+    assert names == ["best.pt", "epoch_2.pt", "epoch_4.pt", "last.pt"]
+    ck = torch.load(tmp_path / "last.pt", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "scaler", "ema", "rng", "epoch", "global_step", "task"):
+        assert key in ck
+    hist = [r["val_mse"] for r in ck["history"]]
+    assert ck["best"] == pytest.approx(min(hist))
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("epoch,")
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "env.json").is_file()
+
+
+def test_atomic_save_leaves_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "last.pt"
+    atomic_save({"a": torch.ones(2)}, target)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_save({"a": Boom()}, target)
+    assert torch.load(target, weights_only=True)["a"].tolist() == [1.0, 1.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+
+
+def test_resume_path_missing_is_a_clear_error(tmp_path):
+    r = _run(["--resume", str(tmp_path / "nope.pt")], tmp_path / "run")
+    assert r.returncode == 1
+    assert "nope.pt: --resume checkpoint not found" in r.stderr
+
+
+def test_cdtrans_style_warmup_quirk_schedule(tmp_path):
+    """timm cosine stepped with 1-based epochs (t_offset=1): warmup from 0.01*lr, never reaching lr in a
+    10-epoch run, lr_min at the last epoch (spec: cdtrans section 5)."""
+    lr = 0.008
+    cfg = load_config(None, ToyConfig, [
+        "engine.epochs=10", f"optim.lr={lr}", "sched.warmup_epochs=10", "sched.warmup_lr_factor=0.01",
+        "sched.min_lr_factor=0.002", "sched.t_offset=1", "logger.progress=false", "optim.bias_lr_factor=2"])
+    Trainer(ToyTask(cfg), cfg, tmp_path).fit()
+    hist = torch.load(tmp_path / "last.pt", weights_only=True)["history"]
+    lrs = [r["lr"] for r in hist]
+    expected = [lr * (0.01 + 0.099 * e) for e in range(1, 10)] + [lr * 0.002]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+    assert max(lrs) < lr
