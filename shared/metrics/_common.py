@@ -8,7 +8,7 @@ import numpy as np
 
 
 def to_numpy(x: Any, dtype: Any = None) -> np.ndarray:
-    """Return ``x`` as a numpy array (a torch tensor is detached and moved to CPU first; bf16/fp16 -> fp32)."""
+    """Return ``x`` as a numpy array (torch tensors: detached, to CPU, bf16/fp16 -> fp32)."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch here
         x = x.detach().cpu()
         if x.dtype.is_floating_point and x.element_size() < 4:

@@ -1,0 +1,23 @@
+"""Evaluation metrics as pure functions (numpy/torch in, Python floats or numpy arrays out).
+
+- :mod:`.classification`: top-1, VisDA mean per-class accuracy (percent).
+- :mod:`.pose`: MPJPE (Protocol #1), P-MPJPE (#2), N-MPJPE, action-wise averaging, 3D PCK and AUC (mm).
+- :mod:`.reid`: Market-1501 protocol CMC / mAP / mINP, chunked torch version and per-query reference.
+- :mod:`.segmentation`: Hungarian-matched mIoU and pixel accuracy over a whole set, incremental confusion.
+"""
+
+from .classification import mean_class_accuracy, top1_accuracy
+from .pose import auc, joint_errors, mean_per_action, mpjpe, n_mpjpe, p_mpjpe, pck, procrustes_align
+
+__all__ = [
+    "top1_accuracy",
+    "mean_class_accuracy",
+    "mpjpe",
+    "p_mpjpe",
+    "n_mpjpe",
+    "procrustes_align",
+    "joint_errors",
+    "mean_per_action",
+    "pck",
+    "auc",
+]
