@@ -8,6 +8,7 @@
 
 from .classification import mean_class_accuracy, top1_accuracy
 from .pose import auc, joint_errors, mean_per_action, mpjpe, n_mpjpe, p_mpjpe, pck, procrustes_align
+from .reid import reid_evaluate, reid_evaluate_reference
 
 __all__ = [
     "top1_accuracy",
@@ -20,4 +21,6 @@ __all__ = [
     "mean_per_action",
     "pck",
     "auc",
+    "reid_evaluate",
+    "reid_evaluate_reference",
 ]
