@@ -9,6 +9,13 @@
 from .classification import mean_class_accuracy, top1_accuracy
 from .pose import auc, joint_errors, mean_per_action, mpjpe, n_mpjpe, p_mpjpe, pck, procrustes_align
 from .reid import reid_evaluate, reid_evaluate_reference
+from .segmentation import (
+    ConfusionAccumulator,
+    confusion_matrix,
+    hungarian_match,
+    scores_from_confusion,
+    segmentation_scores,
+)
 
 __all__ = [
     "top1_accuracy",
@@ -23,4 +30,9 @@ __all__ = [
     "auc",
     "reid_evaluate",
     "reid_evaluate_reference",
+    "hungarian_match",
+    "segmentation_scores",
+    "ConfusionAccumulator",
+    "confusion_matrix",
+    "scores_from_confusion",
 ]
