@@ -1,0 +1,230 @@
+"""Train BP-Triplet Net (or one of its ablations) on one adaptation task.
+
+    python -m bp_triplet.train --config bp_triplet/configs/bp-triplet_embeddednet_1xb64-40e_digits-embedded.yaml
+    python -m bp_triplet.train --config bp_triplet/configs/bp-triplet_resnet50_1xb36-20k_office31.yaml \
+        data.root=/data/office31 data.source=A data.target=W
+
+Total loss (spec 3, weights [R])::
+
+    L = L_cls + lambda_adv L_adv + lambda_bp(i) L_BP + lambda_t CE(F(x_t), y_hat_t)
+
+``L_cls`` on labelled source; ``L_adv`` DANN/CDAN (:mod:`bp_triplet.adversarial`); ``L_BP`` on source
+plus confidently pseudo-labelled target (:mod:`bp_triplet.losses`), ramped like the GRL coefficient;
+the last term is off by default. Arms of the embedded study are configs of this one task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.cli import train_main
+from shared.data import RandomPairDataset
+from shared.engine import RunConfig, Task
+from shared.metrics.classification import mean_class_accuracy, top1_accuracy
+
+from .adversarial import domain_accuracy, domain_adversarial_loss, grl_coeff, sample_weights
+from .data import build_domains
+from .losses import batch_hard_triplet_loss, bp_triplet_loss
+from .model import BPTripletNet, build_backbone
+from .pseudo_labels import PseudoLabelState, predict_probs
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "embedded"  # embedded | lenet | dtn | resnet50 | resnet101
+    weights: str = ""  # local ImageNet state dict for ResNets (never downloaded)
+    bottleneck_dim: int = 64  # 0: no bottleneck (CDAN digit nets)
+    disc_hidden: int = 128
+    disc_dropout: float = 0.5
+    head_lr_mult: float = 10.0  # bottleneck, classifier, discriminator lr x this (thuml/CDAN)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "embedded"  # embedded | digits | office31 | imageclef | officehome | visda
+    root: str = ""
+    source: str = ""  # digits: mnist | usps | svhn; lists: A | Ar | I | Synthetic ...
+    target: str = ""
+    reverse: bool = False  # embedded: handwritten -> rendered
+    seed: int = 0  # embedded: generator seed of the rendered source
+    n_source: int = 3000
+    pairs_per_epoch: int = 0  # source/target pairs per epoch (0: the larger domain's size)
+    eval_batch_size: int = 256
+
+
+@dataclass
+class AdvConfig:
+    enabled: bool = True
+    variant: str = "dann"  # dann | cdan   [L: paper says "a commonly used adversarial loss"]
+    weighting: str = "none"  # none | srada | cdan_e   (per-sample w, adversarial.sample_weights)
+    weight: float = 1.0  # lambda_adv [R]
+    max_iters: int = 10000  # GRL ramp length (thuml/CDAN: 10000)
+    alpha: float = 10.0
+    start_step: int = 0  # digits: CDAN starts the adversarial loss at epoch 2
+
+
+@dataclass
+class TripletConfig:
+    kind: str = "bp"  # none | bp | batch_hard
+    weight: float = 1.0  # lambda_bp, reached by the same sigmoid ramp as the GRL coefficient [R]
+    ramp: bool = True
+    gamma: float = 10.0  # [R]
+    margin: float = 0.1  # [R] bp margin on squared distances of unit vectors
+    alpha_intra: float = 0.5  # [R] same-domain pair prior
+    alpha_inter: float = 1.0  # [R] cross-domain pair prior
+    tau: float | None = 0.1  # [R] hard-pair attention temperature; null = no attention
+    confidence: bool = True  # [R] weight target samples by their pseudo-label confidence
+    detach_weights: bool = True  # [R]
+    hard_margin: float = 0.3  # batch_hard margin (SRADA-style baseline)
+
+
+@dataclass
+class PseudoConfig:
+    threshold: float = 0.9  # tau_c [R]
+    warmup_steps: int = 200  # first refresh; before it only L_cls + L_adv [R]
+    every_steps: int = 200  # refresh period K [R]
+    max_per_class: int = 0
+    target_ce_weight: float = 0.0  # lambda_t (spec arm c); 0 = off
+
+
+@dataclass
+class LrConfig:
+    schedule: str = "inv"  # inv: lr (1 + gamma i)^-power per iteration (thuml/CDAN) | engine: sched.*
+    gamma: float = 0.001
+    power: float = 0.75
+
+
+@dataclass
+class BPTripletConfig(RunConfig):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    adv: AdvConfig = field(default_factory=AdvConfig)
+    triplet: TripletConfig = field(default_factory=TripletConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    lr: LrConfig = field(default_factory=LrConfig)
+
+
+class BPTripletTask(Task):
+    """One UDA task: source labelled, target unlabelled; evaluates target top-1 every epoch."""
+
+    def __init__(self, cfg: BPTripletConfig):
+        self.cfg = cfg
+        d = cfg.data
+        if cfg.triplet.kind not in ("none", "bp", "batch_hard"):
+            raise ValueError(f"triplet.kind must be none | bp | batch_hard, got '{cfg.triplet.kind}'")
+        if cfg.lr.schedule not in ("inv", "engine"):
+            raise ValueError(f"lr.schedule must be inv | engine, got '{cfg.lr.schedule}'")
+        self.domains = build_domains(d.dataset, d.root, d.source, d.target, d.seed, d.n_source, d.reverse)
+        self.pseudo = PseudoLabelState(len(self.domains.target_train))
+        self.uses_pseudo = cfg.triplet.kind != "none" or cfg.pseudo.target_ce_weight > 0
+
+    # ------------------------------------------------------------------ engine hooks
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        return BPTripletNet(build_backbone(m.backbone, m.weights), self.domains.num_classes, m.bottleneck_dim,
+                            m.disc_hidden, self.cfg.adv.variant, disc_dropout=m.disc_dropout)
+
+    def param_groups(self, model: BPTripletNet) -> list[dict]:
+        head = {id(p) for p in model.head_parameters()}
+        base = [p for p in model.parameters() if id(p) not in head]
+        return [{"params": base, "lr_factor": 1.0},
+                {"params": model.head_parameters(), "lr_factor": self.cfg.model.head_lr_mult}]
+
+    def train_dataset(self, epoch: int):
+        n = self.cfg.data.pairs_per_epoch or None
+        return RandomPairDataset(self.domains.source, self.domains.target_train, self.cfg.engine.seed, epoch, n)
+
+    def _set_inv_lr(self, trainer, step: int) -> None:
+        scale = (1.0 + self.cfg.lr.gamma * step) ** (-self.cfg.lr.power)
+        for g in trainer.optimizer.param_groups:
+            g["lr"] = self.cfg.optim.lr * g.get("lr_factor", 1.0) * scale
+
+    def training_step(self, model: nn.Module, batch, trainer) -> dict[str, torch.Tensor]:
+        (xs, ys, _), (xt, _target_label_never_used, it) = batch
+        step, a, t = trainer.global_step, self.cfg.adv, self.cfg.triplet
+        if self.cfg.lr.schedule == "inv":
+            self._set_inv_lr(trainer, step)
+        adv_on = a.enabled and step >= a.start_step
+        coeff = grl_coeff(step - a.start_step, a.max_iters, a.alpha) if adv_on else 0.0
+        out = model(torch.cat([xs, xt]), grl_coeff=coeff if a.enabled else None)
+        ns = xs.shape[0]
+        logits_s, logits_t = out["logits"][:ns], out["logits"][ns:]
+        loss_cls = F.cross_entropy(logits_s, ys)
+        losses = {"cls": loss_cls}
+        loss = loss_cls
+        if a.enabled:
+            p = out["logits"].softmax(1)
+            w = sample_weights(p, a.weighting)
+            d = out["domain"]
+            loss_adv = domain_adversarial_loss(d[:ns], d[ns:], w[:ns], w[ns:])
+            loss = loss + (a.weight if adv_on else 0.0) * loss_adv
+            losses.update(adv=loss_adv, domain_acc=domain_accuracy(d[:ns], d[ns:]), grl=torch.tensor(coeff))
+        if self.uses_pseudo and self.pseudo.history:  # after the warm-up's first refresh
+            pl, conf = self.pseudo.lookup(it, xs.device)
+            ramp = grl_coeff(step, a.max_iters, a.alpha) if t.ramp else 1.0
+            if t.kind != "none":
+                labels = torch.cat([ys, pl])
+                z = out["embedding"]
+                if t.kind == "bp":
+                    doms = torch.cat([torch.zeros_like(ys), torch.ones_like(pl)])
+                    c = torch.cat([torch.ones(ns, device=z.device), conf]) if t.confidence else None
+                    loss_tri = bp_triplet_loss(z, labels, doms, c, t.gamma, t.margin, t.alpha_intra,
+                                               t.alpha_inter, t.tau, t.detach_weights)
+                else:
+                    loss_tri = batch_hard_triplet_loss(z, labels, t.hard_margin)
+                loss = loss + t.weight * ramp * loss_tri
+                losses["triplet"] = loss_tri
+            if self.cfg.pseudo.target_ce_weight > 0 and bool((pl >= 0).any()):
+                loss_t = F.cross_entropy(logits_t[pl >= 0], pl[pl >= 0])
+                loss = loss + self.cfg.pseudo.target_ce_weight * loss_t
+                losses["target_ce"] = loss_t
+        return {"loss": loss, **losses}
+
+    @torch.no_grad()
+    def refresh_pseudo_labels(self, trainer) -> dict:
+        model = trainer.model
+        was = model.training
+        model.eval()
+        probs = predict_probs(model, self.domains.target_train_plain, trainer.device, self.cfg.data.eval_batch_size)
+        model.train(was)
+        return self.pseudo.update(probs, self.cfg.pseudo.threshold, self.cfg.pseudo.max_per_class,
+                                  self.domains.target_train_labels, trainer.global_step)
+
+    def on_step_end(self, trainer, global_step: int) -> None:
+        p = self.cfg.pseudo
+        if self.uses_pseudo and global_step >= p.warmup_steps and (global_step - p.warmup_steps) % p.every_steps == 0:
+            stats = self.refresh_pseudo_labels(trainer)
+            trainer.log({"epoch": trainer.epoch + 1, **stats, "step": global_step})
+
+    def evaluate(self, model: nn.Module, trainer) -> dict[str, float]:
+        probs = predict_probs(model, self.domains.target_test, trainer.device, self.cfg.data.eval_batch_size)
+        labels = np.asarray(self.domains.target_test.labels)
+        out = {"target_top1": top1_accuracy(probs, labels),
+               "target_mean_class": mean_class_accuracy(probs, labels, self.domains.num_classes)[0]}
+        if self.pseudo.history:
+            out.update({k: v for k, v in self.pseudo.history[-1].items() if k != "step"})
+        return out
+
+    def state_dict(self) -> dict:
+        return {"pseudo": self.pseudo.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "pseudo" in state:
+            self.pseudo.load_state_dict(state["pseudo"])
+
+
+def build_task(cfg: BPTripletConfig, run_dir: Path) -> BPTripletTask:
+    return BPTripletTask(cfg)
+
+
+def main(argv=None):
+    return train_main("python -m bp_triplet.train", __doc__, BPTripletConfig, build_task, argv)
+
+
+if __name__ == "__main__":
+    main()
