@@ -1,0 +1,107 @@
+"""Data for the scaled-ReLU stem runs: ImageNet-1k folders with the DeiT recipe's augmentation, and the
+embedded cluttered digits (32x32, 1 channel) for the CPU default.
+
+ImageNet layout (``python -m shared.data.verify imagenet1k ROOT``)::
+
+    ROOT/train/<wnid>/*.JPEG     1000 class folders, 1,281,167 images
+    ROOT/val/<wnid>/*.JPEG       1000 class folders, 50,000 images (val regrouped into class folders)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from shared.data.verify import register
+
+IMAGENET_TRAIN, IMAGENET_VAL, IMAGENET_CLASSES = 1_281_167, 50_000, 1000
+_IMG_EXT = (".jpeg", ".jpg", ".png")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "imagenet1k"  # imagenet1k | cluttered_digits
+    root: str = ""
+    # cluttered digits (embedded): sizes of the fixed split
+    n_train: int = 6000
+    n_test: int = 1000
+    # DeiT recipe (timm names; spec section 4): RandAugment, random erasing, mixup/cutmix, smoothing
+    auto_augment: str = "rand-m9-mstd0.5-inc1"
+    color_jitter: float = 0.3
+    reprob: float = 0.25
+    remode: str = "pixel"
+    interpolation: str = "bicubic"
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    smoothing: float = 0.1
+    eval_crop_pct: float = 0.875
+    eval_batch_size: int = 256
+    probe_images: int = 256  # images of the test split used to measure token diversity
+
+
+def _check_folder_split(root: Path, split: str, expect_classes: int, expect_images: int | None) -> list[str]:
+    d = root / split
+    if not d.is_dir():
+        return [f"{d}: missing folder (expected {split}/<wnid>/*.JPEG)"]
+    classes = sorted(p for p in d.iterdir() if p.is_dir())
+    problems = []
+    if len(classes) != expect_classes:
+        problems.append(f"{d}: expected {expect_classes} class folders, found {len(classes)}")
+    loose = [p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in _IMG_EXT]
+    if loose:
+        problems.append(f"{d}: {len(loose)} images directly in {split}/ (e.g. {loose[0]}); "
+                        "regroup them into class folders")
+    if expect_images is not None:
+        n = sum(1 for c in classes for f in c.iterdir() if f.suffix.lower() in _IMG_EXT)
+        if n != expect_images:
+            problems.append(f"{d}: expected {expect_images} images, found {n}")
+    return problems
+
+
+@register("imagenet1k", paper="scaled_relu_stem",
+          doc="<root>/{train,val}/<wnid>/*.JPEG (1000 classes; 1,281,167 / 50,000 images)")
+def verify_imagenet(root: Path, count_images: bool = True) -> list[str]:
+    """Problems with an ImageNet-1k folder tree; ``[]`` when it is complete."""
+    root = Path(root)
+    return (_check_folder_split(root, "train", IMAGENET_CLASSES, IMAGENET_TRAIN if count_images else None)
+            + _check_folder_split(root, "val", IMAGENET_CLASSES, IMAGENET_VAL if count_images else None))
+
+
+def imagenet_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
+    """(train, val) ``ImageFolder`` datasets with timm's DeiT transforms."""
+    from timm.data import create_transform
+    from torchvision.datasets import ImageFolder
+
+    root = Path(cfg.root)
+    problems = verify_imagenet(root, count_images=False)
+    if problems:
+        raise FileNotFoundError(f"data.root={cfg.root}: " + "; ".join(problems[:3]))
+    train_tf = create_transform(img_size, is_training=True, auto_augment=cfg.auto_augment or None,
+                                color_jitter=cfg.color_jitter, re_prob=cfg.reprob, re_mode=cfg.remode,
+                                interpolation=cfg.interpolation)
+    val_tf = create_transform(img_size, is_training=False, interpolation=cfg.interpolation,
+                              crop_pct=cfg.eval_crop_pct)
+    return ImageFolder(root / "train", train_tf), ImageFolder(root / "val", val_tf)
+
+
+def digits_datasets(cfg: DataConfig, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
+    """(train, test) cluttered digits: (N, 1, 32, 32) normalised images and labels; fixed split."""
+    from shared.data import cluttered_digits
+
+    d = cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test, seed=seed)
+    return (TensorDataset(torch.from_numpy(d.train_x), torch.from_numpy(d.train_y)),
+            TensorDataset(torch.from_numpy(d.test_x), torch.from_numpy(d.test_y)))
+
+
+def build_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
+    if cfg.dataset == "imagenet1k":
+        if not cfg.root:
+            raise ValueError("data.root: set it to the ImageNet-1k folder (data.root=/data/imagenet)")
+        return imagenet_datasets(cfg, img_size)
+    if cfg.dataset == "cluttered_digits":
+        if img_size != 32:
+            raise ValueError(f"model.img_size must be 32 for cluttered_digits, got {img_size}")
+        return digits_datasets(cfg)
+    raise ValueError(f"data.dataset must be imagenet1k | cluttered_digits, got '{cfg.dataset}'")
