@@ -1,0 +1,98 @@
+"""CDTrans loaders and `verify` on fixture trees in the real benchmark layouts."""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from cdtrans.data import BENCHMARKS, PairDataset, build_domains, verify_benchmark
+from cdtrans.pseudo_labels import PairSet
+from shared.data.listfile import ListFileError
+from shared.data.verify import main as verify_main
+
+
+def _img(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (20, 16), (120, 30, 200)).save(path)
+
+
+def office31_tree(root):
+    """The real Office-31 layout: <domain>/images/<class>/frame_XXXX.jpg + <domain>_list.txt."""
+    for dom in ("amazon", "dslr", "webcam"):
+        lines = []
+        for y, cls in ((0, "back_pack"), (1, "bike"), (30, "trash_can")):
+            rel = f"{dom}/images/{cls}/frame_0001.jpg"
+            _img(root / rel)
+            lines.append(f"{rel} {y}")
+        (root / f"{dom}_list.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_office31_domains_load_with_official_transforms(tmp_path):
+    root = office31_tree(tmp_path / "office31")
+    d = build_domains("office31", str(root), "amazon", "webcam")
+    x, y, i = d.source_train[2]
+    assert x.shape == (3, 224, 224) and y == 30 and i == 2
+    xe, _, _ = d.target_eval[0]
+    assert xe.shape == (3, 224, 224)
+    assert d.num_classes == 31 and d.metric == "acc" and d.target_labels.tolist() == [0, 1, 30]
+    pairs = PairSet(torch.tensor([0, 2]), torch.tensor([1, 0]), torch.tensor([0, 30]), torch.tensor([0, 30]))
+    (xs, xt), (ys, yt), (si, ti) = PairDataset(d.source_train, d.target_train, pairs)[1]
+    assert xs.shape == xt.shape == (3, 224, 224) and (ys, yt, si, ti) == (30, 30, 2, 0)
+
+
+def test_verify_reports_counts_order_and_missing_images(tmp_path, capsys):
+    root = office31_tree(tmp_path / "office31")
+    (root / "webcam/images/bike/frame_0001.jpg").unlink()
+    problems = verify_benchmark("office31", root)
+    assert any("amazon_list.txt: expected 2817 entries, found 3" in p for p in problems)
+    assert any("webcam_list.txt: 1 listed images missing" in p for p in problems)
+    assert verify_main(["office31", str(root)]) == 1
+    assert "problem(s)" in capsys.readouterr().out
+
+
+def test_verify_office_home_label_order_and_real_world_rename(tmp_path):
+    root = tmp_path / "OfficeHomeDataset"
+    for dom in ("Art", "Clipart", "Product"):
+        # alphabetical order (wrong: the released lists use CDAN's order, 0 = Drill)
+        rel = f"{dom}/Alarm_Clock/00001.jpg"
+        _img(root / rel)
+        (root / f"{dom}.txt").write_text(f"{rel} 0\n")
+    _img(root / "Real World/Drill/00001.jpg")
+    problems = verify_benchmark("officehome", root)
+    assert any("rename the folder to 'Real_World'" in p for p in problems)
+    assert any("label 0 is 'Alarm_Clock', expected 'Drill'" in p for p in problems)
+    assert any("Real_World.txt: list file missing" in p for p in problems)
+
+
+def test_visda_lists_live_in_split_folders(tmp_path):
+    root = tmp_path / "visda"
+    for split, lst in (("train", "train_image_list.txt"), ("validation", "valid_image_list.txt")):
+        _img(root / split / "aeroplane" / "a.png")
+        _img(root / split / "truck" / "b.png")
+        (root / split / lst).write_text("aeroplane/a.png 0\ntruck/b.png 11\n")
+    d = build_domains("visda", str(root), "train", "validation")
+    assert len(d.source_eval) == 2 and d.metric == "mean_class_acc" and d.num_classes == 12
+    problems = verify_benchmark("visda", root)
+    assert problems == ["" + str(root / "train/train_image_list.txt") + ": expected 152397 entries, found 2",
+                        str(root / "validation/valid_image_list.txt") + ": expected 55388 entries, found 2"]
+
+
+def test_malformed_list_line_is_named(tmp_path):
+    root = office31_tree(tmp_path / "office31")
+    with open(root / "dslr_list.txt", "a") as f:
+        f.write("dslr/images/bike/frame_0002.jpg\n")
+    with pytest.raises(ListFileError, match=r"dslr_list\.txt:4: expected '<relative/path> <label>'"):
+        build_domains("office31", str(root), "dslr", "amazon")
+    assert any("dslr_list.txt:4" in p for p in verify_benchmark("office31", root))
+
+
+def test_domainnet_and_unknown_names():
+    assert BENCHMARKS["domainnet"].num_classes == 345
+    assert sum(BENCHMARKS["domainnet"].sizes.values()) == 586575  # the full-domain protocol (issue #6)
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        build_domains("office_31", "/x", "a", "b")
+    with pytest.raises(ValueError, match="domain 'Real World' is not in officehome"):
+        build_domains("officehome", "/x", "Real World", "Art")
+    with pytest.raises(ValueError, match="data.root"):
+        build_domains("office31", "", "amazon", "webcam")
