@@ -86,7 +86,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) - header != need:
         raise DigitFileError(f"{path}: truncated idx file: header says {'x'.join(map(str, dims))} = "
                              f"{need} bytes of data, found {len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
 def read_usps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
