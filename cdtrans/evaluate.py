@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -27,8 +28,9 @@ def main(argv: list[str] | None = None) -> dict:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
     ap.add_argument("--weights", required=True, help="checkpoint file (ours or released)")
+    ap.add_argument("--out", default=None, help="also write the result as JSON to this file")
     ap.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     try:
         cfg = load_config(args.config, CDTransConfig, args.overrides)
         d = cfg.data
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"acc": top1_accuracy(logits, y), "mean_class_acc": mca,
               "per_class_acc": [round(float(v), 2) for v in per_class]}
     print(json.dumps(result, indent=1))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
     return result
 
 

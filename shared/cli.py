@@ -33,7 +33,7 @@ def train_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def train_main(prog: str, description: str, schema: type, build_task: Callable[[Any, Path], Any],
                argv: list[str] | None = None) -> dict:
     """Parse args, load the config, build the task and run the engine; exit 1 with one line on error."""
-    args = train_parser(prog, description).parse_args(argv)
+    args = train_parser(prog, description).parse_intermixed_args(argv)
     try:
         cfg = load_config(args.config, schema, args.overrides)
         if args.deterministic:

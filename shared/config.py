@@ -27,13 +27,29 @@ from omegaconf.errors import OmegaConfBaseException
 T = TypeVar("T")
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false are booleans, so ``amp: off`` stays the string 'off'."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 class ConfigError(ValueError):
     """A config file or override is malformed; the message names the file and key."""
 
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: config file not found") from e
     except yaml.YAMLError as e:
@@ -89,7 +105,7 @@ def load_config(
         if "=" not in item:
             raise ConfigError(f"command line: override '{item}' must look like key.sub=value")
         key, value = item.split("=", 1)
-        parsed = yaml.safe_load(value) if value != "" else ""
+        parsed = parse_yaml(value) if value != "" else ""
         nested: dict = {}
         cur = nested
         parts = key.split(".")

@@ -96,3 +96,36 @@ def test_domainnet_and_unknown_names():
         build_domains("officehome", "/x", "Real World", "Art")
     with pytest.raises(ValueError, match="data.root"):
         build_domains("office31", "", "amazon", "webcam")
+
+
+def test_office31_launch_script_runs_pretrain_baseline_and_uda(tmp_path):
+    """scripts/office31.sh end to end on a fixture tree: Stage A from a DeiT-distilled-format init file,
+    the baseline evaluation, Stage B from Stage A's last.pt (tiny model and 1 epoch through EXTRA)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cdtrans.model import CDTransModel
+
+    root = office31_tree(tmp_path / "office31")
+    m = CDTransModel(31, "vit_tiny_patch16_224", img_size=32, depth=2)
+    sd = {k[5:]: v for k, v in m.state_dict().items() if k.startswith("base.")}
+    sd["dist_token"] = torch.zeros(1, 1, 192)
+    sd["pos_embed"] = torch.randn(1, 2 + 196, 192)  # DeiT at 224: 14x14 grid + cls + dist
+    sd["head.weight"], sd["head_dist.weight"] = torch.zeros(1000, 192), torch.zeros(1000, 192)
+    torch.save({"model": sd}, tmp_path / "deit_tiny_distilled.pth")
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, DATA_ROOT=str(root), INIT=str(tmp_path / "deit_tiny_distilled.pth"),
+               OUT=str(tmp_path / "runs"), TASKS="amazon:webcam", PYTHON=sys.executable, OMP_NUM_THREADS="1",
+               EXTRA="model.arch=vit_tiny_patch16_224 model.img_size=32 model.depth=2 engine.epochs=1 "
+                     "engine.batch_size=2 engine.num_workers=0 engine.amp=off logger.progress=false")
+    r = subprocess.run(["bash", str(repo / "cdtrans/scripts/office31.sh")], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "runs/office31/deit-small"
+    assert (out / "pretrain_amazon/last.pt").is_file() and (out / "amazon2webcam/last.pt").is_file()
+    assert not (out / "pretrain_dslr").exists()  # TASKS restricted the run
+    base = json.loads((out / "baseline_amazon2webcam.json").read_text())
+    assert 0 <= base["acc"] <= 100 and len(base["per_class_acc"]) == 31

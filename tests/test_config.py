@@ -70,3 +70,10 @@ def test_multiple_parents_rejected(tmp_path):
     f = _write(tmp_path / "a.yaml", "_base_: [b.yaml, c.yaml]\n")
     with pytest.raises(ConfigError, match="single parent"):
         load_config(f, PaperCfg)
+
+
+def test_yaml_off_and_on_stay_strings(tmp_path):
+    f = _write(tmp_path / "a.yaml", "engine:\n  amp: off\n  ema: true\n")
+    cfg = load_config(f, PaperCfg, ["logger.wandb=false"])
+    assert cfg.engine.amp == "off" and cfg.engine.ema is True and cfg.logger.wandb is False
+    assert load_config(None, PaperCfg, ["engine.amp=off"]).engine.amp == "off"
