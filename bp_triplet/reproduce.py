@@ -42,7 +42,7 @@ METHODS: dict[str, list[str]] = {
     "bp_no_adv": ["adv.enabled=false"],
 }
 DEFAULT_METHODS = ["source_only", "dann", "plain_triplet", "bp_triplet"]
-QUICK = ["engine.epochs=2", "data.pairs_per_epoch=128", "data.n_source=300", "pseudo.warmup_steps=2",
+QUICK = ["engine.epochs=2", "data.pairs_per_epoch=64", "data.n_source=300", "pseudo.warmup_steps=2",
          "pseudo.every_steps=2", "adv.max_iters=8", "engine.batch_size=32"]
 BENCHMARKS = ("digits", "office31", "imageclef", "officehome", "visda")
 
