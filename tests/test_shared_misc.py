@@ -1,0 +1,95 @@
+"""Results registry, the reproduce dispatcher, backbones and weight loading."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared import PAPERS
+from shared.backbones import create_resnet, create_vit, load_weights, vit_tokens
+from shared.reproduce import main as reproduce_main
+from shared.results import aggregate, write_summary
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_write_summary_schema_and_aggregate(tmp_path):
+    s = write_summary("toy", "bench", "acc", {"base": [50.0, 52.0, 54.0], "ours": [60.0, 61.0, 62.0]},
+                      seeds=[0, 1, 2], wall_seconds=12.34, config={"a": 1}, out_dir=tmp_path / "toy",
+                      curves={"acc over steps": {"ours": [1, 2, 3]}}, extra={"note": "x"})
+    on_disk = json.loads((tmp_path / "toy" / "summary.json").read_text())
+    assert on_disk == s
+    for key in ("paper", "benchmark", "metric", "higher_is_better", "unit", "seeds", "rows", "wall_seconds",
+                "config", "git_sha"):
+        assert key in on_disk
+    base = on_disk["rows"][0]
+    assert base["method"] == "base" and base["mean"] == pytest.approx(52.0) and base["std"] == pytest.approx(2.0)
+    assert base["per_seed"] == [50.0, 52.0, 54.0] and on_disk["note"] == "x"
+    assert "| ours | 61.00 | 1.00 |" in (tmp_path / "toy" / "summary.md").read_text()
+    assert (tmp_path / "toy" / "summary.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="2 values for 3 seeds"):
+        write_summary("toy", "b", "m", {"x": [1, 2]}, [0, 1, 2], 1.0, {}, out_dir=tmp_path / "bad")
+    readme = aggregate(tmp_path)
+    text = readme.read_text()
+    assert "| toy | bench | acc (%) | ours | 61.00 ± 1.00 | 3 |" in text
+    assert (tmp_path / "overview.png").is_file()
+
+
+def test_reproduce_dispatcher_unknown_and_unimplemented(capsys, monkeypatch):
+    assert reproduce_main(["nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert all(p in err for p in PAPERS)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tcl_i2v.reproduce" else real(name, *a))
+    assert reproduce_main(["tcl_i2v"]) == 2
+    assert "tcl_i2v: not implemented yet" in capsys.readouterr().err
+
+
+def test_make_reproduce_unknown_paper_exits_2():
+    r = subprocess.run(["make", "-s", "reproduce", "PAPER=nope", f"PY={sys.executable}", "STAMP=pyproject.toml"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "choose one of" in r.stderr
+
+
+def test_vit_tokens_and_attention_maps():
+    m = create_vit("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    tokens, maps = vit_tokens(m, x, return_attn=True)
+    torch.testing.assert_close(tokens, m.forward_features(x))
+    assert len(maps) == 2 and maps[0].shape == (2, 3, 17, 17)
+    torch.testing.assert_close(maps[1].sum(-1), torch.ones(2, 3, 17))
+
+
+def test_load_weights_strips_module_maps_keys_and_is_strict(tmp_path, capsys):
+    src = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    sd = {f"module.net.{k}": v + 1 for k, v in src.state_dict().items()}
+    torch.save({"state_dict": sd}, tmp_path / "w.pth")
+    dst = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    rep = load_weights(dst, tmp_path / "w.pth", key_map=lambda k: k.removeprefix("net."))
+    assert not rep.missing and not rep.unexpected
+    torch.testing.assert_close(dst[2].bias, src[2].bias + 1)
+    del sd["module.net.2.bias"]
+    torch.save(sd, tmp_path / "w2.pth")
+    with pytest.raises(KeyError, match="missing .*2.bias"):
+        load_weights(dst, tmp_path / "w2.pth", key_map=lambda k: k.removeprefix("net."))
+    load_weights(dst, tmp_path / "w2.pth", key_map=lambda k: k.removeprefix("net."), strict=False)
+    assert "2.bias" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        load_weights(dst, tmp_path / "absent.pth")
+    with pytest.raises(ValueError, match="shape mismatch"):
+        load_weights(torch.nn.Sequential(torch.nn.Linear(3, 5)), tmp_path / "w.pth",
+                     key_map=lambda k: k.removeprefix("net.") if k.startswith("net.0") else None)
+
+
+def test_resnet_from_local_weights(tmp_path):
+    donor = create_resnet(18)
+    torch.save(donor.state_dict(), tmp_path / "r18.pth")
+    m = create_resnet(18, weights=tmp_path / "r18.pth", num_classes=7)
+    assert m.fc.out_features == 7
+    torch.testing.assert_close(m.conv1.weight, donor.conv1.weight)
