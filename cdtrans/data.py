@@ -142,9 +142,9 @@ def build_domains(name: str, root: str = "", source: str = "", target: str = "",
     b = benchmark(name)
     ls, lt = list_file(name, root, source), list_file(name, root, target)
     tr, ev = train_transform(img_size, int(img_size * 256 / 224)), eval_transform(img_size, int(img_size * 256 / 224))
-    return Domains(ListFileDataset(ls, tr, num_classes=b.num_classes), ListFileDataset(ls, ev, num_classes=b.num_classes),
-                   ListFileDataset(lt, tr, num_classes=b.num_classes), ListFileDataset(lt, ev, num_classes=b.num_classes),
-                   b.num_classes, b.metric)
+    c = b.num_classes
+    return Domains(ListFileDataset(ls, tr, num_classes=c), ListFileDataset(ls, ev, num_classes=c),
+                   ListFileDataset(lt, tr, num_classes=c), ListFileDataset(lt, ev, num_classes=c), c, b.metric)
 
 
 class PairDataset(Dataset):

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from cdtrans.pseudo_labels import build_pairs, center_aware_pseudo_labels, nearest_neighbours, two_way_center_aware_pairs
+from cdtrans.pseudo_labels import (
+    build_pairs,
+    center_aware_pseudo_labels,
+    nearest_neighbours,
+    two_way_center_aware_pairs,
+)
 
 
 def _clusters(n_per=20, seed=0):

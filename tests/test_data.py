@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.data import (IdentitySampler, ListFileDataset, ListFileError, RandomPairDataset, cluttered_digits,
-                         digit_domains, parse_list_file)
+from shared.data import (
+    IdentitySampler,
+    ListFileDataset,
+    ListFileError,
+    RandomPairDataset,
+    cluttered_digits,
+    digit_domains,
+    parse_list_file,
+)
 from shared.data.verify import check_counts
 
 

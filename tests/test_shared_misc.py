@@ -46,7 +46,8 @@ def test_reproduce_dispatcher_unknown_and_unimplemented(capsys, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tcl_i2v.reproduce" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tcl_i2v.reproduce" else real(name, *a))
     assert reproduce_main(["tcl_i2v"]) == 2
     assert "tcl_i2v: not implemented yet" in capsys.readouterr().err
 
