@@ -282,7 +282,8 @@ class PoseWindows(Dataset):
         if self.flips[i]:
             x = flip_pose(x, self.data.kps_left, self.data.kps_right)
             y = flip_pose(y, self.data.joints_left, self.data.joints_right)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)), int(self.seq_ids[i])
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return as_tensor(x), as_tensor(y), int(self.seq_ids[i])
 
 
 # ----------------------------------------------------------------------------- verify

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         config={m: to_dict(load_config(HERE / "configs" / c, MHFormerConfig)) for m, c in METHODS.items()},
         higher_is_better=False, unit="mm", out_dir=out,
         extra={"extra_metrics": extra, "params": params, "mhformer_over_mlp": round(ratio, 4)},
-        curves={"train loss (mm), seed %d" % seeds[0]: curves}, notes="\n".join(notes))
+        curves={f"train loss (mm), seed {seeds[0]}": curves}, notes="\n".join(notes))
     print(f"wrote {(out or Path('results/mhformer'))}/summary.* in {wall:.0f} s; mhformer/mlp = {ratio:.3f}")
     return 0
 
