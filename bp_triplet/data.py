@@ -267,7 +267,7 @@ def _verify_digits(root: Path, name: str) -> list[str]:
 
 def _verify_lists(root: Path, dataset: str) -> list[str]:
     problems, found, expected = [], {}, {}
-    for domain, (rel, count) in IMAGE_LISTS[dataset].items():
+    for rel, count in IMAGE_LISTS[dataset].values():
         expected[rel] = count
         try:
             items = parse_list_file(root / rel, root=root, num_classes=NUM_CLASSES[dataset])

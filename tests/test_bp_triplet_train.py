@@ -108,9 +108,8 @@ def test_reproduce_quick_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_resume_keeps_pseudo_labels(tmp_path):
+    from bp_triplet.reproduce import CONFIG as cfg
     from bp_triplet.train import main
-
-    cfg = Path(__file__).resolve().parents[1] / "bp_triplet/configs/bp-triplet_embeddednet_1xb64-40e_digits-embedded.yaml"
     common = ["--config", str(cfg), "--run-dir", str(tmp_path / "run"), "engine.batch_size=16",
               "data.pairs_per_epoch=64", "data.n_source=300", "pseudo.warmup_steps=2", "pseudo.every_steps=4",
               "pseudo.threshold=0.0", "adv.max_iters=8"]
