@@ -39,3 +39,22 @@ def test_evaluate_cli_on_a_released_format_checkpoint(tmp_path, cache, capsys):
     assert table.splitlines()[0].split() == ["Action", "P1", "mm", "P2", "mm", "N", "mm"]
     assert len(table.splitlines()) == 1 + 4 + 1  # header, 4 synthetic actions, average
     assert evaluate.main(args[:3] + [str(tmp_path / "missing.pth")] + args[4:]) == 1
+
+
+def test_demo_lifts_a_json_sequence(tmp_path):
+    from mhformer import demo
+
+    ckpt = tmp_path / "model.pth"
+    torch.save(MHFormer(frames=9, channel=16, d_hid=32).state_dict(), ckpt)
+    kps = (torch.rand(12, 17, 2) * 500).tolist()
+    (tmp_path / "clip.json").write_text(json.dumps({"keypoints": kps}))
+    out = tmp_path / "lifted.png"
+    args = ["--keypoints", str(tmp_path / "clip.json"), "--checkpoint", str(ckpt), "--frames", "9",
+            "--channel", "16", "--d-hid", "32", "--width", "500", "--height", "500", "--out", str(out)]
+    assert demo.main(args) == 0
+    import numpy as np
+
+    poses = np.load(tmp_path / "lifted.npz")["poses_3d"]
+    assert poses.shape == (12, 17, 3) and (poses[:, 0] == 0).all() and out.is_file()
+    (tmp_path / "bad.json").write_text(json.dumps([[[1, 2]] * 16]))
+    assert demo.main(["--keypoints", str(tmp_path / "bad.json")] + args[2:]) == 1
