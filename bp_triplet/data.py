@@ -203,6 +203,48 @@ def list_dataset(root: str | Path, dataset: str, domain: str, train: bool) -> Li
                            num_classes=NUM_CLASSES[dataset])
 
 
+# ----------------------------------------------------------------------------- P x K batches
+class ClassChunkPairs(Dataset):
+    """P x K batches for the triplet term (spec 4.3): item ``i`` is K source samples of one class
+    ``c_i`` and K target samples pseudo-labelled ``c_i`` (random target samples while that class has
+    no pseudo-label yet), so every source anchor has positives in its batch.
+
+    With this dataset ``engine.batch_size`` counts classes per batch (P); a batch holds P*K source and
+    P*K target samples. :func:`collate_chunks` flattens it to the layout ``RandomPairDataset`` gives.
+    Classes are drawn by concatenated random permutations fixed by ``(seed, epoch)``.
+    """
+
+    def __init__(self, source: Dataset, source_labels, target: Dataset, target_pseudo, k: int, seed: int,
+                 epoch: int, length: int):
+        rng = np.random.default_rng([seed, epoch, 17])
+        src_labels, pseudo = np.asarray(source_labels), np.asarray(target_pseudo)
+        classes = np.unique(src_labels)
+        order = np.concatenate([rng.permutation(classes) for _ in range(-(-length // len(classes)))])[:length]
+        by_src = {c: np.flatnonzero(src_labels == c) for c in classes}
+        by_tgt = {c: np.flatnonzero(pseudo == c) for c in classes}
+        all_tgt = np.arange(len(target))
+        self.source, self.target = source, target
+        self.items = []
+        for c in order:
+            s = rng.choice(by_src[c], k, replace=len(by_src[c]) < k)
+            pool = by_tgt[c] if len(by_tgt[c]) else all_tgt
+            self.items.append((s, rng.choice(pool, k, replace=len(pool) < k)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        s, t = self.items[i]
+        return [self.source[int(j)] for j in s], [self.target[int(j)] for j in t]
+
+
+def collate_chunks(batch):
+    """A list of :class:`ClassChunkPairs` items -> ``((xs, ys, is), (xt, yt, it))``."""
+    from torch.utils.data import default_collate
+
+    return default_collate([pair for s, t in batch for pair in zip(s, t)])
+
+
 # ----------------------------------------------------------------------------- one task's data
 @dataclass
 class DomainData:

@@ -28,7 +28,7 @@ from shared.engine import RunConfig, Task
 from shared.metrics.classification import mean_class_accuracy, top1_accuracy
 
 from .adversarial import domain_accuracy, domain_adversarial_loss, grl_coeff, sample_weights
-from .data import build_domains
+from .data import ClassChunkPairs, build_domains, collate_chunks
 from .losses import batch_hard_triplet_loss, bp_triplet_loss
 from .model import BPTripletNet, build_backbone
 from .pseudo_labels import PseudoLabelState, predict_probs
@@ -54,6 +54,11 @@ class DataConfig:
     seed: int = 0  # embedded: generator seed of the rendered source
     n_source: int = 3000
     pairs_per_epoch: int = 0  # source/target pairs per epoch (0: the larger domain's size)
+    # random: random source/target pairs (shared.data.RandomPairDataset). pk: P x K class chunks
+    # (ClassChunkPairs; engine.batch_size then counts classes P, each with num_instances source and
+    # num_instances pseudo-labelled target samples) [L: spec 4.3]
+    sampling: str = "random"
+    num_instances: int = 4
     eval_batch_size: int = 256
 
 
@@ -122,6 +127,9 @@ class BPTripletTask(Task):
         self.domains = build_domains(d.dataset, d.root, d.source, d.target, d.seed, d.n_source, d.reverse)
         self.pseudo = PseudoLabelState(len(self.domains.target_train))
         self.uses_pseudo = cfg.triplet.kind != "none" or cfg.pseudo.target_ce_weight > 0
+        if d.sampling not in ("random", "pk"):
+            raise ValueError(f"data.sampling must be random | pk, got '{d.sampling}'")
+        self.collate_fn = collate_chunks if d.sampling == "pk" else None
 
     # ------------------------------------------------------------------ engine hooks
     def build_model(self) -> nn.Module:
@@ -136,8 +144,13 @@ class BPTripletTask(Task):
                 {"params": model.head_parameters(), "lr_factor": self.cfg.model.head_lr_mult}]
 
     def train_dataset(self, epoch: int):
-        n = self.cfg.data.pairs_per_epoch or None
-        return RandomPairDataset(self.domains.source, self.domains.target_train, self.cfg.engine.seed, epoch, n)
+        d = self.cfg.data
+        n = d.pairs_per_epoch or max(len(self.domains.source), len(self.domains.target_train))
+        if d.sampling == "random":
+            return RandomPairDataset(self.domains.source, self.domains.target_train, self.cfg.engine.seed, epoch, n)
+        return ClassChunkPairs(self.domains.source, self.domains.source.labels, self.domains.target_train,
+                               self.pseudo.labels.numpy(), d.num_instances, self.cfg.engine.seed, epoch,
+                               max(1, n // d.num_instances))
 
     def _set_inv_lr(self, trainer, step: int) -> None:
         scale = (1.0 + self.cfg.lr.gamma * step) ** (-self.cfg.lr.power)

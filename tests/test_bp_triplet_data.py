@@ -176,3 +176,24 @@ def test_embedded_domains_and_reverse():
     assert len(d.source) == 300 and len(d.target_test) == 1797 and d.source[0][0].shape == (1, 8, 8)
     assert len(r.source) == 1797 and len(r.target_train) == 300
     assert d.target_train is d.target_test  # transductive: all target images unlabelled, all evaluated
+
+
+def test_class_chunk_pairs_group_classes_and_collate():
+    from bp_triplet.data import ArrayDataset, ClassChunkPairs, collate_chunks
+
+    xs, ys = np.arange(30, dtype=np.float32).reshape(30, 1), np.repeat(np.arange(3), 10)
+    xt, yt = np.arange(12, dtype=np.float32).reshape(12, 1), np.zeros(12, np.int64)
+    pseudo = np.array([0, 0, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1])  # class 2 has no pseudo-label yet
+    ds = ClassChunkPairs(ArrayDataset(xs, ys), ys, ArrayDataset(xt, yt), pseudo, k=4, seed=0, epoch=0, length=6)
+    assert len(ds) == 6
+    seen = []
+    for s_items, t_items in ds:
+        s_classes = {int(y) for _, y, _ in s_items}
+        assert len(s_items) == len(t_items) == 4 and len(s_classes) == 1
+        c = s_classes.pop()
+        seen.append(c)
+        t_pseudo = {int(pseudo[i]) for _, _, i in t_items}
+        assert t_pseudo == {c} if c in (0, 1) else True
+    assert sorted(seen) == [0, 0, 1, 1, 2, 2]  # permutations of the classes
+    (bxs, bys, bis), (bxt, _, bit) = collate_chunks([ds[0], ds[1]])
+    assert bxs.shape == (8, 1) and bys.shape == (8,) and bxt.shape == (8, 1) and bit.shape == (8,)

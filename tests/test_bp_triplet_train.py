@@ -120,3 +120,15 @@ def test_resume_keeps_pseudo_labels(tmp_path):
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     steps = state["task"]["pseudo"]["history"][:, 0].tolist()
     assert steps == [2.0, 6.0] and state["global_step"] == 8
+
+
+@pytest.mark.slow
+def test_pk_sampling_trains(tmp_path):
+    from bp_triplet.reproduce import CONFIG
+    from bp_triplet.train import main
+
+    main(["--config", str(CONFIG), "--run-dir", str(tmp_path / "pk"), "engine.epochs=1", "engine.batch_size=4",
+          "data.sampling=pk", "data.num_instances=4", "data.pairs_per_epoch=48", "data.n_source=300",
+          "pseudo.warmup_steps=1", "pseudo.every_steps=1", "pseudo.threshold=0.0"])
+    state = torch.load(tmp_path / "pk" / "last.pt", weights_only=True)
+    assert state["global_step"] == 3 and state["task"]["pseudo"]["history"].shape[0] == 3
