@@ -1,0 +1,140 @@
+"""Train ELSA-Swin (or the Swin / plain local self-attention baselines) on ImageNet-1k or the embedded
+cluttered digits, on the shared engine.
+
+    python -m elsa.train --config elsa/configs/elsa_swin-tiny_8xb128-310e_in1k.yaml data.root=/data/imagenet
+    torchrun --nproc_per_node=8 -m elsa.train --config ...                               # DDP
+    python -m elsa.train --config elsa/configs/elsa_swin-micro-p2_1xb64-4e_cluttered-digits.yaml
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from shared.cli import train_main
+from shared.engine import RunConfig, Task, Trainer
+from shared.metrics import top1_accuracy
+
+from .checkpoint import load_official_checkpoint
+from .data import DataConfig, build_datasets
+from .model import elsa_swin
+
+MIXERS = ("elsa", "lsa", "swin")
+
+
+@dataclass
+class ModelConfig:
+    # Token mixer of stages 0..n-2; the last stage always keeps Swin window attention (as released).
+    mixer: str = "elsa"  # elsa | lsa | swin
+    img_size: int = 224
+    in_chans: int = 3
+    patch_size: int = 4
+    window_size: int = 7
+    embed_dim: int = 96
+    depths: list[int] = field(default_factory=lambda: [2, 2, 6, 2])
+    num_heads: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    elsa_kernel: int = 7
+    group_width: int = 4  # 4 for Tiny, 8 for Small/Base (official model functions)
+    lam: float = 0.0  # released Swin weights: additive ghost only
+    gamma: float = 1.0
+    impl: str = "auto"  # aggregation form: auto | tiled | shift | unfold (same output)
+    tile: int = 7
+    init_checkpoint: str = ""  # a released ELSA-Swin file (official layout), loaded strictly
+    init_use_ema: bool = False  # take its state_dict_ema (ELSA-Swin-B)
+
+
+@dataclass
+class ElsaConfig(RunConfig):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def build_model(m: ModelConfig, num_classes: int) -> nn.Module:
+    """The model a config describes (ELSA-Swin, LSA-Swin or plain timm Swin)."""
+    if m.mixer not in MIXERS:
+        raise ValueError(f"model.mixer must be one of {MIXERS}, got '{m.mixer}'")
+    if len(m.depths) != len(m.num_heads):
+        raise ValueError(f"model.depths {m.depths} and model.num_heads {m.num_heads} differ in length")
+    common = dict(img_size=m.img_size, in_chans=m.in_chans, patch_size=m.patch_size, window_size=m.window_size,
+                  embed_dim=m.embed_dim, depths=tuple(m.depths), num_heads=tuple(m.num_heads),
+                  mlp_ratio=m.mlp_ratio, drop_path_rate=m.drop_path_rate, num_classes=num_classes)
+    stages = () if m.mixer == "swin" else None  # None: every stage but the last
+    model = elsa_swin(elsa_kernel=m.elsa_kernel, group_width=m.group_width, lam=m.lam, gamma=m.gamma,
+                      elsa_stages=stages, attn_type="elsa" if m.mixer == "swin" else m.mixer, impl=m.impl,
+                      tile=m.tile, **common)
+    if m.init_checkpoint:
+        load_official_checkpoint(model, m.init_checkpoint, use_ema=m.init_use_ema)
+    return model
+
+
+def param_groups_timm(model: nn.Module, weight_decay: float) -> list[dict]:
+    """timm's rule (official ``create_optimizer``): no weight decay on 1-D tensors (norms, biases) and
+    on relative-position tables; everything else (ghost matrices included) decays."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith(".bias") or "relative_position" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def evaluate_top1(model: nn.Module, dataset, batch_size: int, device: torch.device) -> float:
+    """Top-1 accuracy (%) of ``model`` on ``dataset`` ((image, label) pairs), eval mode."""
+    logits, labels = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        logits.append(model(x.to(device)).float().cpu())
+        labels.append(y)
+    return top1_accuracy(torch.cat(logits), torch.cat(labels))
+
+
+class ElsaTask(Task):
+    """Image classification with the official recipe's mixup/cutmix + label smoothing (when set)."""
+
+    def __init__(self, cfg: ElsaConfig):
+        self.cfg = cfg
+        d = cfg.data
+        self.train_set, self.eval_set = build_datasets(d, cfg.model.img_size)
+        self.mixup = None
+        if d.mixup > 0 or d.cutmix > 0:
+            from timm.data import Mixup
+
+            self.mixup = Mixup(mixup_alpha=d.mixup, cutmix_alpha=d.cutmix, label_smoothing=d.smoothing,
+                               num_classes=d.num_classes)
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.cfg.model, self.cfg.data.num_classes)
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return param_groups_timm(model, self.cfg.optim.weight_decay)
+
+    def train_dataset(self, epoch: int):
+        return self.train_set
+
+    def training_step(self, model, batch, trainer: Trainer) -> dict[str, torch.Tensor]:
+        x, y = batch
+        if self.mixup is not None:
+            x, soft = self.mixup(x, y)
+            loss = torch.sum(-soft * model(x).log_softmax(-1), dim=-1).mean()  # SoftTargetCrossEntropy
+        else:
+            loss = nn.functional.cross_entropy(model(x), y, label_smoothing=self.cfg.data.smoothing)
+        return {"loss": loss}
+
+    def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
+        return {"top1": evaluate_top1(model, self.eval_set, self.cfg.data.eval_batch_size, trainer.device)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return train_main("python -m elsa.train", __doc__, ElsaConfig, lambda cfg, run_dir: ElsaTask(cfg), argv)
+
+
+if __name__ == "__main__":
+    main()
