@@ -1,0 +1,88 @@
+"""ELSA wiring: configs load and build what their names say, the optimiser groups follow timm's
+rule, bad settings fail with one line, the ImageNet layout check, and a smoke reproduce."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from elsa import reproduce
+from elsa.data import DataConfig, build_datasets, folder_problems
+from elsa.evaluate import main as evaluate_main
+from elsa.model import ELSABlock
+from elsa.train import ElsaConfig, build_model, param_groups_timm
+from shared.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "elsa" / "configs"
+
+
+@pytest.mark.parametrize("size,params", [("tiny", 29.14), ("small", 52.87), ("base", 92.68)])
+def test_imagenet_configs_build_the_released_sizes(size, params):
+    cfg = load_config(CONFIGS / f"elsa_swin-{size}_8xb128-310e_in1k.yaml", ElsaConfig)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.engine.batch_size) == ("adamw", 1e-3, 0.05, 1024)
+    assert (cfg.engine.epochs, cfg.engine.clip_grad, cfg.sched.warmup_epochs) == (310, 5.0, 20)
+    assert cfg.engine.ema == (size == "base")
+    with torch.device("meta"):
+        m = build_model(cfg.model, cfg.data.num_classes)
+    assert round(sum(p.numel() for p in m.parameters()) / 1e6, 2) == params
+
+
+def test_embedded_configs_differ_only_in_the_mixer():
+    cfgs = {m: load_config(CONFIGS / reproduce.CONFIG.format(m), ElsaConfig) for m in reproduce.METHODS}
+    for m, cfg in cfgs.items():
+        assert cfg.model.mixer == m
+        model = build_model(cfg.model, 10)
+        assert isinstance(model.layers[0].blocks[0], ELSABlock) == (m != "swin")
+        assert not isinstance(model.layers[1].blocks[0], ELSABlock)  # the last stage keeps windows
+        cfg.model.mixer = "swin"
+    assert len({str(c) for c in cfgs.values()}) == 1
+
+
+def test_weight_decay_groups_follow_timm():
+    cfg = load_config(CONFIGS / reproduce.CONFIG.format("elsa"), ElsaConfig)
+    model = build_model(cfg.model, 10)
+    decay, no_decay = param_groups_timm(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    nd = {names[id(p)] for p in no_decay["params"]}
+    d = {names[id(p)] for p in decay["params"]}
+    assert "layers.0.blocks.0.attn.ghost_head" in d and "layers.0.blocks.0.attn.pre_proj.weight" in d
+    assert "layers.0.blocks.0.attn.pre_proj.bias" in nd and "layers.0.blocks.0.norm1.weight" in nd
+    assert "layers.1.blocks.0.attn.relative_position_bias_table" in nd
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+
+
+def test_bad_settings_fail_with_one_line(tmp_path):
+    cfg = load_config(CONFIGS / reproduce.CONFIG.format("elsa"), ElsaConfig, ["model.mixer=halo"])
+    with pytest.raises(ValueError, match="model.mixer must be one of"):
+        build_model(cfg.model, 10)
+    with pytest.raises(ConfigError, match="kernel"):
+        load_config(CONFIGS / reproduce.CONFIG.format("elsa"), ElsaConfig, ["model.kernel=5"])
+    with pytest.raises(ValueError, match="data.root"):
+        build_datasets(DataConfig(dataset="imagenet1k"), 224)
+    with pytest.raises(ValueError, match="img_size=32"):
+        build_datasets(DataConfig(dataset="cluttered_digits", num_classes=10), 224)
+    with pytest.raises(SystemExit):
+        evaluate_main(["--config", str(CONFIGS / reproduce.CONFIG.format("elsa")), "--official",
+                       str(tmp_path / "missing.pth")])
+
+
+def test_imagenet_layout_check(tmp_path):
+    for split in ("train", "val"):
+        for wnid in ("n01440764", "n01443537"):
+            (tmp_path / split / wnid).mkdir(parents=True)
+            (tmp_path / split / wnid / f"{split}_{wnid}.JPEG").write_bytes(b"")
+    assert folder_problems(tmp_path, classes=2) == []
+    (tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")  # flat val, not regrouped
+    problems = folder_problems(tmp_path, classes=1000)
+    assert any("regroup" in p for p in problems) and any("expected 1000 class folders" in p for p in problems)
+
+
+def test_reproduce_quick_writes_a_summary(tmp_path):
+    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0"]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["method"] for r in s["rows"]] == ["swin", "elsa", "lsa"]
+    assert all(0.0 <= r["mean"] <= 100.0 for r in s["rows"])
+    assert s["params"]["elsa"] > s["params"]["swin"]  # ghost matrices + attention generator
+    assert (tmp_path / "summary.png").is_file() and (tmp_path / "summary.md").is_file()
