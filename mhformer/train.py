@@ -50,6 +50,7 @@ class DataConfig:
     test_stride: int = 1
     flip_augment: bool = True
     flip_test: bool = True
+    eval_batch_size: int = 0  # 0: engine.batch_size
 
 
 @dataclass
@@ -132,8 +133,9 @@ class MHFormerTask(Task):
         return {"loss": mpjpe_loss(model(x), zero_root(y, root))}
 
     def evaluate(self, model: nn.Module, trainer) -> dict[str, float]:
-        metrics = evaluate_windows(model, self.test_windows(), self.cfg.data.benchmark,
-                                   self.cfg.engine.batch_size, self.cfg.data.flip_test, trainer.device)
+        d = self.cfg.data
+        metrics = evaluate_windows(model, self.test_windows(), d.benchmark,
+                                   d.eval_batch_size or self.cfg.engine.batch_size, d.flip_test, trainer.device)
         metrics.pop("per_action", None)
         return metrics
 
