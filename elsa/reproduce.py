@@ -22,7 +22,7 @@ from .train import ElsaConfig, ElsaTask
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("swin", "elsa", "lsa")
-CONFIG = "{}_swin-micro-p2_1xb64-4e_cluttered-digits.yaml"
+CONFIG = "{}_swin-micro-p2_1xb64-2e_cluttered-digits.yaml"
 QUICK = ["engine.epochs=1", "data.n_train=64", "data.n_test=32", "engine.batch_size=32"]
 
 

@@ -3,7 +3,7 @@ cluttered digits, on the shared engine.
 
     python -m elsa.train --config elsa/configs/elsa_swin-tiny_8xb128-310e_in1k.yaml data.root=/data/imagenet
     torchrun --nproc_per_node=8 -m elsa.train --config ...                               # DDP
-    python -m elsa.train --config elsa/configs/elsa_swin-micro-p2_1xb64-4e_cluttered-digits.yaml
+    python -m elsa.train --config elsa/configs/elsa_swin-micro-p2_1xb64-2e_cluttered-digits.yaml
 """
 from __future__ import annotations
 
