@@ -75,13 +75,20 @@ class CDTransModel(nn.Module):
         return self.head(self.base.blocks(self.embed(x)))
 
     # ------------------------------------------------------------------ three branches
-    def forward_three(self, xs: torch.Tensor, xt: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
-        """Source, target and source-target fusion branches; each -> ``(logits, bn_feat, global_feat)``."""
+    def forward_three(self, xs: torch.Tensor, xt: torch.Tensor,
+                      fusion: bool = True) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Source, target and source-target fusion branches; each -> ``(logits, bn_feat, global_feat)``.
+
+        ``fusion=False`` skips the fusion stream (the self-training ablation needs only two branches).
+        """
         if xs.shape != xt.shape:
             raise ValueError(f"source and target batches must have the same shape, got {tuple(xs.shape)} "
                              f"and {tuple(xt.shape)}")
         s, t = self.embed(xs), self.embed(xt)
         st = t  # official: x1_x2_fusion = x2 (the fusion stream starts from the target embeddings)
+        if not fusion:
+            s, t = self.base.blocks(s), self.base.blocks(t)
+            return {"source": self.head(s), "target": self.head(t)}
         for blk in self.base.blocks:
             s, t, st = three_branch_block(blk, s, t, st)
         # BN-neck order as the official forward: source, fusion, target (running stats updated thrice).
@@ -90,11 +97,11 @@ class CDTransModel(nn.Module):
         out_t = self.head(t)
         return {"source": out_s, "target": out_t, "fusion": out_st}
 
-    def forward(self, x: torch.Tensor, x2: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, x2: torch.Tensor | None = None, fusion: bool = True):
         """``model(x)``: target/single-branch logits. ``model(xs, xt)``: the three-branch dict."""
         if x2 is None:
             return self.forward_single(x)[0]
-        return self.forward_three(x, x2)
+        return self.forward_three(x, x2, fusion)
 
 
 def _qkv(attn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -178,7 +178,7 @@ class UDATask(_CDTransTask):
     def training_step(self, model, batch, trainer):
         (xs, xt), (ys, yt), _ = batch
         u = self.cfg.uda
-        return uda_loss(model(xs, xt), ys, yt, fusion=u.fusion, distill_weight=u.distill_weight)
+        return uda_loss(model(xs, xt, fusion=u.fusion), ys, yt, fusion=u.fusion, distill_weight=u.distill_weight)
 
     def state_dict(self) -> dict:
         if self.pairs is None:

@@ -95,6 +95,10 @@ def test_target_branch_is_plain_self_attention():
     m = tiny().eval()
     xs, xt = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(m.forward_three(xs, xt)["target"][0], m(xt))
+    two = m.forward_three(xs, xt, fusion=False)  # the self-training ablation's two branches
+    assert set(two) == {"source", "target"}
+    torch.testing.assert_close(two["target"][0], m(xt))
+    torch.testing.assert_close(two["source"][0], m(xs))
 
 
 def test_bn_neck_updates_in_official_order_source_fusion_target():
