@@ -25,8 +25,8 @@ from .data import build_domains
 from .train import CDTransConfig, build_task
 
 HERE = Path(__file__).resolve().parent
-PRETRAIN_CFG = HERE / "configs" / "pretrain_vit-tiny-d64_1xb64-30e_digits.yaml"
-UDA_CFG = HERE / "configs" / "cdtrans_vit-tiny-d64_1xb64-20e_digits.yaml"
+PRETRAIN_CFG = HERE / "configs" / "pretrain_vit-tiny-d64_1xb64-20e_digits.yaml"
+UDA_CFG = HERE / "configs" / "cdtrans_vit-tiny-d64_1xb64-12e_digits.yaml"
 ARMS = {"self_training": ["uda.fusion=false"], "cdtrans": []}
 PRECISION_KEYS = ("precision_one_way", "precision_two_way", "precision_two_way_center_aware")
 QUICK = ["engine.epochs=1", "engine.eval_every=1", "uda.update_every=1", "data.n_source=200"]
