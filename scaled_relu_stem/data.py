@@ -27,6 +27,8 @@ class DataConfig:
     # cluttered digits (embedded): sizes of the fixed split
     n_train: int = 6000
     n_test: int = 1000
+    clutter: int = 4  # digit fragments per canvas
+    noise: float = 0.15  # Gaussian pixel noise (std, images in [0, 1])
     # DeiT recipe (timm names; spec section 4): RandAugment, random erasing, mixup/cutmix, smoothing
     auto_augment: str = "rand-m9-mstd0.5-inc1"
     color_jitter: float = 0.3
@@ -90,7 +92,8 @@ def digits_datasets(cfg: DataConfig, seed: int = 0) -> tuple[TensorDataset, Tens
     """(train, test) cluttered digits: (N, 1, 32, 32) normalised images and labels; fixed split."""
     from shared.data import cluttered_digits
 
-    d = cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test, seed=seed)
+    d = cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test, seed=seed, clutter=cfg.clutter,
+                         noise=cfg.noise)
     return (TensorDataset(torch.from_numpy(d.train_x), torch.from_numpy(d.train_y)),
             TensorDataset(torch.from_numpy(d.test_x), torch.from_numpy(d.test_y)))
 
