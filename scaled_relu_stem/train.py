@@ -23,7 +23,7 @@ from shared.engine.dist import world_size
 
 from .data import DataConfig, build_datasets
 from .diversity import layerwise_token_similarity
-from .model import StemConfig, create_stem_vit, load_deit_weights
+from .model import StemConfig, create_stem_vit, load_deit_weights, stem_embed_layer
 
 
 @dataclass
@@ -79,6 +79,7 @@ class SRStemTask(Task):
 
     def __init__(self, cfg: SRStemConfig):
         self.cfg = cfg
+        stem_embed_layer(cfg.model.stem)  # a bad stem switch fails here, before the run dir is written
         self.train_set, self.val_set = build_datasets(cfg.data, cfg.model.img_size)
         self.mixup = None
         d = cfg.data

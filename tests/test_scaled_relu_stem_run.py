@@ -1,0 +1,90 @@
+"""scaled_relu_stem: configs, the ImageNet layout check, the train CLI's errors, a reproduce smoke run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, load_config
+
+from scaled_relu_stem import reproduce
+from scaled_relu_stem.data import verify_imagenet
+from scaled_relu_stem.train import SRStemConfig
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "scaled_relu_stem" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_validates_and_names_its_stem(path):
+    cfg = load_config(path, SRStemConfig)
+    stem = cfg.model.stem
+    if path.stem.startswith("patchify"):
+        assert stem.layout == "patchify"
+    elif path.stem.startswith("scaled_relu_stem"):
+        assert (stem.layout, stem.norm, stem.act) == ("volo", "bn", "relu")
+    elif path.stem.startswith("conv_stem_no_relu"):
+        assert (stem.norm, stem.act) == ("bn", "none")
+    elif path.stem.startswith("conv_stem_no_bn"):
+        assert (stem.norm, stem.act) == ("none", "relu")
+    if "in1k" in path.stem and not path.stem.startswith("_"):
+        assert cfg.engine.batch_size == 8 * 128 and cfg.optim.lr == pytest.approx(5e-4 * 1024 / 512)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("_base_: " + str(CONFIGS[0]) + "\nmodel:\n  stem:\n    bogus: 1\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_config(bad, SRStemConfig)
+    with pytest.raises(ConfigError, match="hidden_dim"):
+        load_config(CONFIGS[0], SRStemConfig, ["model.stem.hidden_dim=wide"])
+
+
+def test_train_cli_bad_switch_is_one_line(tmp_path, capsys):
+    from scaled_relu_stem.train import main
+
+    cfg = [p for p in CONFIGS if p.stem.startswith("scaled_relu_stem_vit-tiny")][0]
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), "model.stem.act=gelu",
+              "data.n_train=64", "data.n_test=32"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stem.act" in err[0]
+    assert not (tmp_path / "run").exists()  # rejected before anything was written
+
+
+def _imagenet_tree(root: Path, n_val_classes: int = 1000) -> None:
+    for split, n in (("train", 1000), ("val", n_val_classes)):
+        for i in range(n):
+            (root / split / f"n{i:08d}").mkdir(parents=True)
+    (root / "train" / "n00000000" / "a.JPEG").write_bytes(b"")
+
+
+def test_imagenet_layout_check(tmp_path):
+    good = tmp_path / "good"
+    _imagenet_tree(good)
+    assert verify_imagenet(good, count_images=False) == []
+    problems = verify_imagenet(good)  # image counts are checked by default
+    assert any("expected 1281167 images, found 1" in p for p in problems)
+    bad = tmp_path / "bad"
+    _imagenet_tree(bad, n_val_classes=3)
+    (bad / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
+    problems = verify_imagenet(bad, count_images=False)
+    assert any("expected 1000 class folders, found 3" in p for p in problems)
+    assert any("regroup them into class folders" in p for p in problems)
+    assert verify_imagenet(tmp_path / "missing", count_images=False)[0].endswith(
+        "missing folder (expected train/<wnid>/*.JPEG)")
+
+
+def test_reproduce_quick_smoke(tmp_path):
+    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0"]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["method"] for r in s["rows"]] == ["patchify", "conv_stem_no_relu", "scaled_relu_stem"]
+    for r in s["rows"]:
+        assert 0.0 <= r["mean"] <= 100.0 and len(r["per_seed"]) == 1
+    pm = s["per_method"]
+    assert pm["patchify"]["stem_params"] < pm["conv_stem_no_relu"]["stem_params"] \
+        == pm["scaled_relu_stem"]["stem_params"]
+    depth = load_config(reproduce.HERE / "configs" / reproduce.METHODS["patchify"], SRStemConfig).model.depth
+    assert all(len(v["token_similarity_per_layer"]) == depth + 1 for v in pm.values())
+    assert (tmp_path / "summary.png").stat().st_size > 0 and "scaled_relu_stem" in (tmp_path / "summary.md").read_text()
