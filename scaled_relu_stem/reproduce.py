@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "patch-token cosine sim. (x=1: stem, 2..: blocks)": {
             m: per_method[m]["token_similarity_per_layer"] for m in results},
     }
-    cfg0 = load_config(HERE / "configs" / METHODS["scaled_relu_stem"], SRStemConfig)
+    cfg0 = load_config(HERE / "configs" / METHODS["scaled_relu_stem"], SRStemConfig, QUICK if args.quick else [])
     lines = ["Embedded CPU check (spec section 9), not the paper's ImageNet numbers. ViT: D="
              f"{cfg0.model.embed_dim}, {cfg0.model.depth} blocks, 8x8 tokens; AdamW lr {cfg0.optim.lr}, "
              f"no warmup, {cfg0.engine.epochs} epochs of {cfg0.data.n_train} images, batch "
