@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, load_config
-
 from scaled_relu_stem import reproduce
 from scaled_relu_stem.data import verify_imagenet
 from scaled_relu_stem.train import SRStemConfig
+from shared.config import ConfigError, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "scaled_relu_stem" / "configs").glob("*.yaml"))
 
