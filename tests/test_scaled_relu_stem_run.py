@@ -87,3 +87,23 @@ def test_reproduce_quick_smoke(tmp_path):
     depth = load_config(reproduce.HERE / "configs" / reproduce.METHODS["patchify"], SRStemConfig).model.depth
     assert all(len(v["token_similarity_per_layer"]) == depth + 1 for v in pm.values())
     assert (tmp_path / "summary.png").stat().st_size > 0 and "scaled_relu_stem" in (tmp_path / "summary.md").read_text()
+
+
+def test_evaluate_checkpoint_round_trip(tmp_path, capsys):
+    import torch
+
+    from scaled_relu_stem import evaluate
+    from scaled_relu_stem.train import SRStemTask
+
+    cfg_path = reproduce.HERE / "configs" / reproduce.METHODS["scaled_relu_stem"]
+    small = ["data.n_train=64", "data.n_test=32", "data.probe_images=8"]
+    model = SRStemTask(load_config(cfg_path, SRStemConfig, small)).build_model()
+    torch.save({"model": model.state_dict()}, tmp_path / "last.pt")
+    m = evaluate.main(["--config", str(cfg_path), "--checkpoint", str(tmp_path / "last.pt"), "--device", "cpu",
+                       *small])
+    assert 0.0 <= m["top1"] <= 100.0 and len(m["token_similarity_per_layer"]) == len(model.blocks) + 1
+    # a checkpoint of another stem is rejected with one line naming the mismatching key
+    other = reproduce.HERE / "configs" / reproduce.METHODS["patchify"]
+    with pytest.raises(SystemExit):
+        evaluate.main(["--config", str(other), "--checkpoint", str(tmp_path / "last.pt"), *small])
+    assert "patch_embed.proj.weight" in capsys.readouterr().err
