@@ -107,3 +107,9 @@ def test_evaluate_checkpoint_round_trip(tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluate.main(["--config", str(other), "--checkpoint", str(tmp_path / "last.pt"), *small])
     assert "patch_embed.proj.weight" in capsys.readouterr().err
+
+
+def test_reproduce_with_data_checks_the_layout_first(tmp_path, capfd):
+    (tmp_path / "train").mkdir()
+    assert reproduce.main(["--data", str(tmp_path)]) == 1  # the benchmark script stops at the layout check
+    assert "val: missing folder" in capfd.readouterr().out
