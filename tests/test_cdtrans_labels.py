@@ -98,3 +98,17 @@ def test_too_few_pairs_falls_back_with_warning():
     assert r.fell_back and len(r.pairs) == len(feat_s) + len(feat_t)
     r2 = two_way_center_aware_pairs(feat_s, feat_t, wrong, ys, min_pairs=0)
     assert not r2.fell_back and len(r2.pairs) == 0
+
+
+def test_corrupt_pairs_changes_exactly_the_requested_share_to_wrong_labels():
+    from cdtrans.pseudo_labels import PairSet
+    from cdtrans.train import corrupt
+
+    n = 200
+    labels = torch.arange(n) % 10
+    pairs = PairSet(torch.arange(n), torch.arange(n), labels, labels.clone())
+    noisy = corrupt(pairs, 0.3, 10, seed=0)
+    changed = noisy.pseudo_label != labels
+    assert int(changed.sum()) == 60  # every picked label became a *different* class
+    assert noisy.pseudo_label.min() >= 0 and noisy.pseudo_label.max() < 10
+    assert torch.equal(noisy.source_label, labels)  # source labels untouched
