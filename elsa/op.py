@@ -192,7 +192,6 @@ def local_logits_tiled(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilat
     """
     b, g, c, h, w = q.shape
     kk, r = kernel_size ** 2, kernel_size // 2 * dilation
-    side = tile + 2 * r
     hp, wp = -(-h // tile) * tile, -(-w // tile) * tile
     qt = _to_tiles(q.reshape(b * g, c, h, w), tile, hp, wp)               # (N, T^2, c)
     halo = _halos(k.reshape(b * g, c, h, w), tile, r, hp, wp)             # (N, side^2, c)

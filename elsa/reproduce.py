@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
              + "Parameters: " + ", ".join(f"{m} {params[m] / 1e3:.1f}k" for m in METHODS) + ". "
              + "Seconds per training step (same run, same machine): "
              + ", ".join(f"{m} {speed[m]:.3f}" for m in METHODS) + f". Wall time {wall:.0f} s.")
-    curves = {"test top-1 per epoch (seed %d)" % seeds[0]: {m: [h["top1"] for h in res[m][0]["history"]]
+    curves = {f"test top-1 per epoch (seed {seeds[0]})": {m: [h["top1"] for h in res[m][0]["history"]]
                                                              for m in METHODS}}
     write_summary("elsa", "cluttered digits 32x32, micro Swin (stage-0 mixer)", "test top-1", rows, seeds, wall,
                   {m: f"elsa/configs/{CONFIG.format(m)}" for m in METHODS} | {"quick": args.quick},

@@ -8,7 +8,6 @@ cluttered digits, on the shared engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
