@@ -25,7 +25,7 @@ from .evaluate import evaluate_model
 from .train import BPTripletConfig, BPTripletTask
 
 HERE = Path(__file__).resolve().parent
-CONFIG = HERE / "configs" / "bp-triplet_embeddednet_1xb64-40e_digits-embedded.yaml"
+CONFIG = HERE / "configs" / "bp-triplet_embeddednet_1xb32-25e_digits-embedded.yaml"
 
 # Each method is the embedded config plus these overrides (the names first).
 METHODS: dict[str, list[str]] = {

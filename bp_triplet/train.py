@@ -1,6 +1,6 @@
 """Train BP-Triplet Net (or one of its ablations) on one adaptation task.
 
-    python -m bp_triplet.train --config bp_triplet/configs/bp-triplet_embeddednet_1xb64-40e_digits-embedded.yaml
+    python -m bp_triplet.train --config bp_triplet/configs/bp-triplet_embeddednet_1xb32-25e_digits-embedded.yaml
     python -m bp_triplet.train --config bp_triplet/configs/bp-triplet_resnet50_1xb36-20k_office31.yaml \
         data.root=/data/office31 data.source=A data.target=W
 
