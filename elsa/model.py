@@ -146,10 +146,10 @@ class ELSABlock(nn.Module):
         super().__init__()
         self.norm1 = norm_layer(dim)
         if attn_type == "elsa":
+            # The official ELSABlock passes no proj_drop to ELSA (only the MLP gets ``drop``).
             self.attn: nn.Module = ELSA(dim, num_heads, kernel_size=kernel_size, dilation=dilation,
                                         qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop,
-                                        proj_drop=proj_drop, group_width=group_width, lam=lam, gamma=gamma,
-                                        impl=impl, tile=tile)
+                                        group_width=group_width, lam=lam, gamma=gamma, impl=impl, tile=tile)
         elif attn_type == "lsa":
             self.attn = LocalSelfAttention(dim, num_heads, kernel_size, dilation, qkv_bias, attn_drop,
                                            proj_drop, tile)
