@@ -127,6 +127,7 @@ class BPTripletNet(nn.Module):
         bottleneck_dim: width of ``f`` (0: no bottleneck, ``f`` is G's output, CDAN's digit nets).
         disc_hidden: discriminator width (1024 images, 500 digits).
         adv_variant: ``dann`` (D sees ``f``) or ``cdan`` (D sees ``f (x) softmax(F(f))``).
+        with_discriminator: build D (off for the arms without adversarial loss).
         max_multilinear, random_dim: CDAN switches to a random multilinear map of ``random_dim`` when
             ``dim(f) * C > max_multilinear`` (thuml/CDAN: 4096 and 1024).
 
@@ -138,7 +139,7 @@ class BPTripletNet(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int = 256,
                  disc_hidden: int = 1024, adv_variant: str = "dann", max_multilinear: int = 4096,
-                 random_dim: int = 1024, disc_dropout: float = 0.5):
+                 random_dim: int = 1024, disc_dropout: float = 0.5, with_discriminator: bool = True):
         super().__init__()
         self.backbone = backbone
         self.adv_variant = adv_variant
@@ -156,17 +157,19 @@ class BPTripletNet(nn.Module):
                 d_in = self.feat_dim * num_classes
         elif adv_variant != "dann":
             raise ValueError(f"adv.variant must be dann | cdan, got '{adv_variant}'")
-        self.discriminator = DomainDiscriminator(d_in, disc_hidden, disc_dropout)
+        # without adversarial loss (source_only, bp_no_adv) D is not built, so DDP sees no unused parameters
+        self.discriminator = DomainDiscriminator(d_in, disc_hidden, disc_dropout) if with_discriminator else None
 
     def forward(self, x: torch.Tensor, grl_coeff: float | None = None) -> dict[str, torch.Tensor]:
         f = self.bottleneck(self.backbone(x))
         logits = self.classifier(f)
         out = {"features": f, "logits": logits, "embedding": F.normalize(f, dim=1)}
-        if grl_coeff is not None:
+        if grl_coeff is not None and self.discriminator is not None:
             h = adversarial_features(f, logits.softmax(1), self.adv_variant, self.multilinear)
             out["domain"] = self.discriminator(gradient_reverse(h, grl_coeff)).squeeze(1)
         return out
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Bottleneck, classifier and discriminator: the parts CDAN trains at 10x the backbone lr."""
-        return [p for m in (self.bottleneck, self.classifier, self.discriminator) for p in m.parameters()]
+        mods = [self.bottleneck, self.classifier] + ([self.discriminator] if self.discriminator is not None else [])
+        return [p for m in mods for p in m.parameters()]

@@ -135,7 +135,8 @@ class BPTripletTask(Task):
     def build_model(self) -> nn.Module:
         m = self.cfg.model
         return BPTripletNet(build_backbone(m.backbone, m.weights), self.domains.num_classes, m.bottleneck_dim,
-                            m.disc_hidden, self.cfg.adv.variant, disc_dropout=m.disc_dropout)
+                            m.disc_hidden, self.cfg.adv.variant, disc_dropout=m.disc_dropout,
+                            with_discriminator=self.cfg.adv.enabled)
 
     def param_groups(self, model: BPTripletNet) -> list[dict]:
         head = {id(p) for p in model.head_parameters()}

@@ -132,3 +132,9 @@ def test_pk_sampling_trains(tmp_path):
           "pseudo.warmup_steps=1", "pseudo.every_steps=1", "pseudo.threshold=0.0"])
     state = torch.load(tmp_path / "pk" / "last.pt", weights_only=True)
     assert state["global_step"] == 3 and state["task"]["pseudo"]["history"].shape[0] == 3
+
+
+def test_no_discriminator_without_adversarial_loss():
+    net = BPTripletNet(EmbeddedDigitNet(), 10, bottleneck_dim=8, with_discriminator=False)
+    assert not any(k.startswith("discriminator.") for k in net.state_dict())
+    assert "domain" not in net(torch.randn(2, 1, 8, 8), grl_coeff=1.0)
