@@ -28,9 +28,9 @@ from .train import MHFormerConfig, MHFormerTask
 
 HERE = Path(__file__).resolve().parent
 METHODS = {  # row name -> config
-    "per_frame_mlp": "per-frame-mlp_1f_1xb32-2e_synth.yaml",
-    "single_hypothesis": "single-hypothesis-lite_9f_1xb32-2e_synth.yaml",
-    "mhformer": "mhformer-lite_9f_1xb32-2e_synth.yaml",
+    "per_frame_mlp": "per-frame-mlp_1f_1xb32-3e_synth.yaml",
+    "single_hypothesis": "single-hypothesis-lite_9f_1xb32-3e_synth.yaml",
+    "mhformer": "mhformer-lite_9f_1xb32-3e_synth.yaml",
 }
 QUICK = {  # --quick: seconds, for the smoke test
     "per_frame_mlp": ["engine.epochs=1", "data.train_stride=40", "data.test_stride=40"],
