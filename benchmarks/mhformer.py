@@ -1,7 +1,7 @@
 """MHFormer inference speed on CPU: scored frames per second and peak memory for N = 27, 81, 243.
 
     flock /tmp/visionrepro-heavy.lock .venv/bin/python benchmarks/mhformer.py [--frames 27,81,243]
-        [--batch 32] [--iters 4] [--threads 2] [--no-flip]
+        [--batch 8] [--iters 3] [--threads 2] [--no-flip]
 
 Full-size models (C = 512, d_hid = 1024), random weights, eval mode, ``torch.inference_mode``. One
 window yields one scored (centre) frame, so frames/s = windows/s; with flip TTA (the evaluation
@@ -56,8 +56,8 @@ def child(frames: int, batch: int, iters: int, threads: int, flip: bool) -> dict
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", default="27,81,243")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--iters", type=int, default=4)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-flip", action="store_true", help="one forward pass per window (no flip TTA)")
     p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
