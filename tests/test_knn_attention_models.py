@@ -1,0 +1,94 @@
+"""timm wiring: registered names really use k-NN attention, DeiT weights load unchanged, k = N is stock."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from timm.layers import Attention
+from timm.models.swin_transformer import WindowAttention
+
+import knn_attention  # noqa: F401  (registers the names)
+from knn_attention.model import KNNAttention, KNNWindowAttention, dense_to_knn, knn_modules, set_topk
+from knn_attention.train import ModelConfig, build_model
+from shared.backbones import load_weights
+
+SMALL_VIT = dict(img_size=32, patch_size=8, embed_dim=48, depth=3, num_heads=3, num_classes=7)  # 16+1 tokens
+
+
+@pytest.mark.parametrize("name,base", [("knn_deit_tiny_patch16_224", "deit_tiny_patch16_224"),
+                                       ("knn_deit_small_patch16_224", "deit_small_patch16_224"),
+                                       ("knn_deit_base_patch16_224", "deit_base_patch16_224")])
+def test_registered_deit_uses_knn_in_every_block_with_official_k(name, base):
+    kw = dict(depth=2, num_classes=5)  # shallow copies keep the test fast; block type is what matters
+    m = timm.create_model(name, **kw)
+    assert len(m.blocks) == 2
+    assert all(type(b.attn) is KNNAttention and b.attn.topk == 100 for b in m.blocks)
+    dense = timm.create_model(base, pretrained=False, **kw)
+    assert all(type(b.attn) is Attention for b in dense.blocks)
+    # Identical state-dict keys and shapes: DeiT checkpoints load with no renaming.
+    sd = dense.state_dict()
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in sd.items()}
+    m.load_state_dict(sd, strict=True)
+
+
+def test_registered_swin_swaps_every_window_attention():
+    m = timm.create_model("knn_swin_tiny_patch4_window7_224", depths=(1, 1, 1, 1), num_classes=3)
+    assert not [x for x in m.modules() if type(x) is WindowAttention]
+    mods = knn_modules(m)
+    assert len(mods) == 4 and all(type(x) is KNNWindowAttention and x.topk == 0.5 for x in mods)
+    assert m(torch.randn(1, 3, 224, 224)).shape == (1, 3)
+
+
+def test_pretrained_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="no k-NN weights"):
+        timm.create_model("knn_deit_tiny_patch16_224", pretrained=True)
+
+
+def test_k_equal_n_gives_stock_logits_after_loading_the_same_state_dict(tmp_path):
+    torch.manual_seed(0)
+    stock = timm.create_model("deit_tiny_patch16_224", pretrained=False, **SMALL_VIT).double().eval()
+    path = tmp_path / "deit_official_format.pth"
+    torch.save({"model": stock.state_dict(), "epoch": 299}, path)  # DeiT main.py checkpoint layout
+    knn = timm.create_model("knn_deit_tiny_patch16_224", topk=17, **SMALL_VIT).double().eval()
+    load_weights(knn, path)  # strict
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(knn(x), stock(x), atol=1e-10, rtol=0)
+    set_topk(knn, 4)
+    assert (knn(x) - stock(x)).abs().max() > 1e-4  # the k-NN path is really live
+
+
+def test_k_larger_than_tokens_fails_with_one_line_naming_k_and_n():
+    m = timm.create_model("knn_deit_tiny_patch16_224", **SMALL_VIT)  # 17 tokens, k = 100
+    with pytest.raises(ValueError, match=r"k=100 > N=17"):
+        m(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"k=100 > N=17"):
+        build_model(ModelConfig(arch="deit_tiny_patch16_224", attention="knn", topk=100, **SMALL_VIT))
+
+
+def test_per_layer_topk_and_dense_to_knn():
+    m = timm.create_model("deit_tiny_patch16_224", pretrained=False, **SMALL_VIT)
+    dense_to_knn(m, [17, 8, 0.25])
+    assert [b.attn.topk for b in m.blocks] == [17, 8, 0.25]
+    with pytest.raises(ValueError, match="3 attention modules"):
+        set_topk(m, [1, 2])
+    with pytest.raises(ValueError, match="no k-NN"):
+        set_topk(timm.create_model("deit_tiny_patch16_224", pretrained=False, **SMALL_VIT), 3)
+
+
+def test_build_model_dense_and_knn_share_parameters_and_differ_only_in_attention():
+    cfg = dict(arch="vit_tiny_patch16_224", num_classes=10, drop_path=0.0, img_size=32, patch_size=4, in_chans=1,
+               embed_dim=48, depth=2, num_heads=3)
+    d = build_model(ModelConfig(attention="dense", **cfg))
+    k = build_model(ModelConfig(attention="knn", topk=32, **cfg))
+    assert all(type(b.attn) is Attention for b in d.blocks)
+    assert all(type(b.attn) is KNNAttention and b.attn.topk == 32 for b in k.blocks)
+    assert sum(p.numel() for p in d.parameters()) == sum(p.numel() for p in k.parameters())
+    with pytest.raises(ValueError, match="dense | knn"):
+        build_model(ModelConfig(attention="sparse", **cfg))
+
+
+def test_knn_model_trains_backward_through_kept_logits_only():
+    torch.manual_seed(0)
+    m = timm.create_model("knn_deit_tiny_patch16_224", topk=3, **SMALL_VIT)
+    m(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters() if p.requires_grad)

@@ -1,0 +1,109 @@
+"""Data checks (ImageNet tree, repeated augmentation), attention statistics, config loading, smoke run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from PIL import Image
+from torch.utils.data import TensorDataset
+
+from knn_attention import reproduce
+from knn_attention.data import RepeatedAugDataset, epoch_chunk, imagenet_datasets, verify_imagenet
+from knn_attention.evaluate import attention_stats, top1
+from knn_attention.train import KNNConfig
+from shared.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "knn_attention" / "configs"
+
+
+def _imagenet_tree(root: Path, classes=("n01440764", "n01443537"), val_per_class=2) -> None:
+    for split, n in (("train", 3), ("val", val_per_class)):
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (40, 30), (i * 40, 10, 200)).save(d / f"{c}_{i}.JPEG")
+
+
+def test_verify_imagenet_ok_and_reports_problems(tmp_path):
+    _imagenet_tree(tmp_path / "ok")
+    assert verify_imagenet(tmp_path / "ok", n_classes=2, val_per_class=2) == []
+    bad = tmp_path / "bad"
+    _imagenet_tree(bad)
+    (bad / "val" / "n01440764" / "n01440764_0.JPEG").unlink()
+    (bad / "val" / "n01443537").rename(bad / "val" / "n99999999")
+    problems = verify_imagenet(bad, n_classes=2, val_per_class=2)
+    assert any("expected 2 images, found 1" in p for p in problems)
+    assert any("train and val class folders differ" in p for p in problems)
+    assert any("missing" in p for p in verify_imagenet(tmp_path / "nothing", n_classes=2))
+    assert any("expected 1000 class folders, found 2" in p for p in verify_imagenet(tmp_path / "ok"))
+
+
+def test_imagenet_loader_gives_deit_sized_tensors(tmp_path):
+    _imagenet_tree(tmp_path)
+    train, val = imagenet_datasets(tmp_path, img_size=32)
+    x, y = train[0]
+    assert x.shape == (3, 32, 32) and y == 0
+    xv, yv = val[3]
+    assert xv.shape == (3, 32, 32) and yv == 1
+    with pytest.raises(FileNotFoundError, match="ImageNet split not found"):
+        imagenet_datasets(tmp_path / "train")
+
+
+def test_repeated_augmentation_lists_each_chosen_image_three_times():
+    base = TensorDataset(torch.arange(10))
+    ra = RepeatedAugDataset(base, 3, seed=0, epoch=0)
+    assert len(ra) == 10
+    idx = ra.index
+    assert all(idx[i] == idx[i + 1] == idx[i + 2] for i in range(0, 9, 3))
+    assert len(set(idx)) == 4  # ceil(10 / 3)
+    assert RepeatedAugDataset(base, 3, seed=0, epoch=1).index != idx  # new draw each epoch
+    with pytest.raises(ValueError, match="repeats"):
+        RepeatedAugDataset(base, 0, 0, 0)
+
+
+def test_epoch_chunks_walk_the_data_without_overlap():
+    ds = TensorDataset(torch.arange(10))
+    seen = [i for e in range(5) for i in epoch_chunk(ds, e, 4, seed=3).indices]
+    assert sorted(seen[:10]) == list(range(10))  # first 10 draws: one full pass
+    assert epoch_chunk(ds, 2, 0, 0) is ds
+
+
+def test_top1_and_cls_share_on_a_hand_built_case():
+    assert top1(torch.tensor([[0.1, 0.9], [2.0, 1.0], [0.0, 1.0]]), torch.tensor([1, 0, 0])) == pytest.approx(200 / 3)
+    torch.manual_seed(0)
+    m = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=8, patch_size=4, in_chans=1,
+                          embed_dim=12, depth=2, num_heads=2, num_classes=3).eval()
+    for blk in m.blocks:  # zero q/k weights: uniform attention, so the CLS share = digit patch fraction
+        blk.attn.qkv.weight.data[:24] = 0
+        blk.attn.qkv.bias.data[:24] = 0
+    digit = torch.tensor([[1.0, 0.0, 0.0, 0.5], [0.0, 0.0, 0.0, 1.0]])  # 4 patches per image
+    s = attention_stats(m, torch.randn(2, 1, 8, 8), digit)
+    assert s["cls_digit_share"] == pytest.approx([0.375, 0.375])  # (2/4 + 1/4) / 2
+    assert s["entropy"][0] == pytest.approx(torch.log(torch.tensor(5.0)).item(), rel=1e-5)
+
+
+def test_configs_load_and_unknown_keys_are_named():
+    for f in sorted(CONFIGS.glob("*.yaml")):
+        if not f.name.startswith("_"):
+            cfg = load_config(f, KNNConfig)
+            assert cfg.model.attention in ("dense", "knn")
+    cfg = load_config(CONFIGS / "knn_deit-small_4xb256-300e_in1k.yaml", KNNConfig)
+    assert (cfg.model.topk, cfg.engine.batch_size, cfg.optim.lr, cfg.engine.epochs) == (100, 1024, 1e-3, 300)
+    with pytest.raises(ConfigError, match="topkk"):
+        load_config(CONFIGS / "knn_deit-small_4xb256-300e_in1k.yaml", KNNConfig, ["model.topkk=3"])
+
+
+@pytest.mark.slow
+def test_reproduce_quick_smoke(tmp_path):
+    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0"]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["method"] for r in s["rows"]] == ["dense", "knn", "knn_k16"]
+    assert all(0 <= r["mean"] <= 100 for r in s["rows"])
+    assert set(s["per_method"]["knn"]) >= {"cls_digit_share", "s_per_step", "key_distance"}
+    assert (tmp_path / "summary.png").is_file() and (tmp_path / "summary.md").is_file()
+    # k-NN attention is sparser than dense: lower mean attention entropy, in every seed.
+    assert s["per_method"]["knn_k16"]["attn_entropy"][0] < s["per_method"]["dense"]["attn_entropy"][0]
