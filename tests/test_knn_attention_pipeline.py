@@ -107,3 +107,17 @@ def test_reproduce_quick_smoke(tmp_path):
     assert (tmp_path / "summary.png").is_file() and (tmp_path / "summary.md").is_file()
     # k-NN attention is sparser than dense: lower mean attention entropy, in every seed.
     assert s["per_method"]["knn_k16"]["attn_entropy"][0] < s["per_method"]["dense"]["attn_entropy"][0]
+
+
+def test_imagenet_deit_recipe_runs_a_few_engine_steps(tmp_path):
+    from knn_attention import train
+
+    _imagenet_tree(tmp_path / "in1k")
+    cfg = CONFIGS / "knn_deit-tiny_4xb256-300e_in1k.yaml"
+    metrics = train.main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), f"data.root={tmp_path / 'in1k'}",
+                          "engine.epochs=1", "engine.batch_size=4", "engine.num_workers=0", "engine.amp=off",
+                          "model.img_size=32", "data.img_size=32", "model.topk=3", "model.num_classes=2",
+                          "model.depth=2", "logger.progress=false"])
+    assert 0.0 <= metrics["top1"] <= 100.0 and metrics["train/loss"] > 0
+    saved = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert "blocks.0.attn.qkv.weight" in saved["model"]  # DeiT key layout
