@@ -1,13 +1,14 @@
 """k-NN vs dense ViT-S/16 training-step time, measured side by side in one process.
 
-    flock /tmp/visionrepro-heavy.lock .venv/bin/python benchmarks/knn_attention.py [--batch 16] [--reps 5]
+    flock /tmp/visionrepro-heavy.lock .venv/bin/python benchmarks/knn_attention.py [--reps 5]
 
 One training step = forward, cross-entropy, backward, AdamW update, batch of 224x224 images.
 ``dense``: timm's DeiT-S (``Attention``, SDPA). ``knn``: the same weights with :class:`KNNAttention`
 (``impl="fast"``: threshold form with a hand-written backward, k = 100 of 197 as in the official
-code). ``knn_threshold``: the same math through plain autograd (``masked_fill`` + softmax). ``knn_official``: the official form
-(topk + zero mask + scatter + where). Variants run interleaved (round robin) so that load from other
-processes hits all of them alike; the median step time of each is reported with its ratio to dense.
+code). ``knn_threshold``: the same math through plain autograd (``masked_fill`` + softmax).
+``knn_official``: the official form (topk + zero mask + scatter + where). Variants run interleaved
+(round robin) so that load from other processes hits all of them alike; the median step time of
+each is reported with its ratio to dense.
 Goal (issue 5): knn <= 1.15x dense on CPU.
 """
 from __future__ import annotations

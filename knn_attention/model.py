@@ -304,7 +304,7 @@ def set_topk(model: nn.Module, topk: TopK | Sequence[TopK], impl: str | None = N
 
 def knnify_swin(model: nn.Module, topk: TopK = 0.5, impl: str = "fast") -> nn.Module:
     """Replace every timm Swin ``WindowAttention`` by :class:`KNNWindowAttention` (weights kept)."""
-    for name, old in list(model.named_modules()):
+    for old in list(model.modules()):
         for child_name, child in list(old.named_children()):
             if type(child) is WindowAttention:
                 heads = child.num_heads
@@ -318,7 +318,8 @@ def knnify_swin(model: nn.Module, topk: TopK = 0.5, impl: str = "fast") -> nn.Mo
     return model
 
 
-def dense_to_knn(model: nn.Module, topk: TopK | Sequence[TopK] = 0.5, impl: str = "fast") -> nn.Module:
+def dense_to_knn(model: nn.Module, topk: TopK | Sequence[TopK] = 0.5,
+                 impl: str = "fast") -> nn.Module:
     """Turn a built timm ViT (``timm.layers.Attention``) or Swin into k-NN attention in place."""
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
@@ -333,6 +334,6 @@ def dense_to_knn(model: nn.Module, topk: TopK | Sequence[TopK] = 0.5, impl: str 
 
 __all__ = [
     "KNNAttention", "KNNWindowAttention", "resolve_topk", "topk_threshold_mask", "knn_attention",
-    "knn_attention_fast", "knn_attention_threshold", "knn_attention_scatter", "knn_attention_gather", "knn_probs_threshold",
-    "knn_probs_scatter", "knn_modules", "set_topk", "knnify_swin", "dense_to_knn",
+    "knn_attention_fast", "knn_attention_threshold", "knn_attention_scatter", "knn_attention_gather",
+    "knn_probs_threshold", "knn_probs_scatter", "knn_modules", "set_topk", "knnify_swin", "dense_to_knn",
 ]

@@ -1,12 +1,12 @@
 """Train a dense or k-NN ViT/DeiT on ImageNet (DeiT recipe) or on the embedded cluttered digits.
 
-    python -m knn_attention.train --config knn_attention/configs/knn_deit-tiny_4xb256-300e_in1k.yaml data.root=/data/imagenet
+    python -m knn_attention.train \
+        --config knn_attention/configs/knn_deit-tiny_4xb256-300e_in1k.yaml data.root=/data/imagenet
     torchrun --nproc_per_node=4 -m knn_attention.train --config ...      # the paper's 4-GPU setting
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import timm
 import torch
@@ -33,12 +33,12 @@ class ModelConfig:
     num_classes: int = 1000
     drop_path: float = 0.1
     # Architecture overrides for small models (None: the arch's own value).
-    img_size: Optional[int] = None
-    patch_size: Optional[int] = None
-    in_chans: Optional[int] = None
-    embed_dim: Optional[int] = None
-    depth: Optional[int] = None
-    num_heads: Optional[int] = None
+    img_size: int | None = None
+    patch_size: int | None = None
+    in_chans: int | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
     init_weights: str = ""  # local dense/k-NN checkpoint (DeiT keys load unchanged)
 
 
