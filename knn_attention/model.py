@@ -11,18 +11,21 @@ No new parameters: the weights of a dense ViT load unchanged. Every head and eve
 included) picks its own k keys among all N keys, so "neighbours" are in feature space. Gradients
 flow through the kept logits only; the selection itself is not differentiated.
 
-Three forms of the same operation live here, side by side:
+Four forms of the same operation live here, side by side (tested against each other in float64):
 
 * :func:`knn_attention_scatter` -- the official code's form (``damo-cv/KVT`` ``kNNAttention``):
   ``torch.topk`` indices scattered into a zero mask, ``where(mask, S, -inf)``.
-* :func:`knn_attention_threshold` -- what the modules run: keep ``S >= (k-th largest of the row)``
-  via ``masked_fill``. One (B,h,N,N) tensor fewer than the official form and no scatter; on CPU a
-  ViT-S/16 step costs about as much as the dense SDPA step (``benchmarks/knn_attention.py``).
-  It differs from the scatter form only when scores tie exactly at the k-th place: the threshold
-  keeps *all* tied keys (deterministic and independent of key order), ``torch.topk`` keeps an
-  implementation-defined subset.
+* :func:`knn_attention_threshold` -- keep ``S >= (k-th largest of the row)`` via ``masked_fill``:
+  one (B,h,N,N) tensor fewer than the official form and no scatter. It differs from the scatter
+  form only when scores tie exactly at the k-th place: the threshold keeps *all* tied keys
+  (deterministic, independent of key order), ``torch.topk`` keeps an implementation-defined subset.
+* :func:`knn_attention_fast` -- the threshold form with a hand-written backward (saves only ``P``);
+  what the modules run by default. Falls back to the threshold form for bias / dropout / autocast.
 * :func:`knn_attention_gather` -- the "slow" variant: gather the k selected keys/values per query
   and softmax over k entries only. Same values, far slower.
+
+Cost: the full score matrix is still computed, plus a per-row top-k (``torch.topk``), so a k-NN
+training step is slower than timm's fused SDPA one (``benchmarks/knn_attention.py``).
 
 ``topk`` is an absolute count (``int``) or a ratio of the number of keys (``float`` in (0, 1]),
 resolved per call by :func:`resolve_topk`; a per-layer list is set with :func:`set_topk`. An
