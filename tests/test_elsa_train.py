@@ -68,6 +68,19 @@ def test_bad_settings_fail_with_one_line(tmp_path):
                        str(tmp_path / "missing.pth")])
 
 
+def test_shifted_digits_split_and_offsets():
+    train, test = build_datasets(DataConfig(dataset="shifted_digits", num_classes=10, noise=0.0), 32)
+    assert (len(train), len(test)) == (1500, 297)
+    x, y = train.tensors
+    assert x.shape == (1500, 1, 32, 32) and set(y.tolist()) == set(range(10))
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3  # train-normalised
+    fg = (x[:, 0] > x.min() + 1e-3).float()  # without noise: the 24x24 digit box, offset 0..8 px
+    rows = fg.amax(2).argmax(1)
+    assert int(rows.min()) >= 0 and int(rows.max()) <= 8 + 24 and len(set(rows.tolist())) > 3
+    with pytest.raises(ValueError, match="max_shift"):
+        build_datasets(DataConfig(dataset="shifted_digits", num_classes=10, max_shift=6), 32)
+
+
 def test_imagenet_layout_check(tmp_path):
     for split in ("train", "val"):
         for wnid in ("n01440764", "n01443537"):
