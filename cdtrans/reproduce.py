@@ -10,7 +10,10 @@ With ``--data ROOT`` it runs the real benchmark's launch script instead (``--ben
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -21,58 +24,80 @@ from shared.config import load_config
 from shared.engine import Trainer
 from shared.results import RESULTS, write_summary
 
-from .data import build_domains
 from .train import CDTransConfig, build_task
 
 HERE = Path(__file__).resolve().parent
-PRETRAIN_CFG = HERE / "configs" / "pretrain_vit-tiny-d64_1xb64-20e_digits.yaml"
+PRETRAIN_CFG = HERE / "configs" / "pretrain_vit-tiny-d64_1xb64-30e_digits.yaml"
 UDA_CFG = HERE / "configs" / "cdtrans_vit-tiny-d64_1xb64-12e_digits.yaml"
 ARMS = {"self_training": ["uda.fusion=false"], "cdtrans": []}
 PRECISION_KEYS = ("precision_one_way", "precision_two_way", "precision_two_way_center_aware")
 QUICK = ["engine.epochs=1", "engine.eval_every=1", "uda.update_every=1", "data.n_source=200"]
 
 
-def run_seed(seed: int, run_root: Path, quick: bool) -> dict:
-    common = ["logger.progress=false", f"engine.seed={seed}"] + (QUICK if quick else [])
-    cfg_a = load_config(PRETRAIN_CFG, CDTransConfig, common)
-    d = cfg_a.data
-    domains = build_domains(d.name, d.root, d.source, d.target, d.seed, d.n_source, d.shift)
-    task_a = build_task(cfg_a, domains=domains)
+def run_job(seed: int, arm: str, run_root: Path, quick: bool) -> dict:
+    """One engine run in its own process with one thread: Stage A (``arm='source_only'``) or a Stage-B arm.
+
+    Tiny models gain nothing from intra-op threads, so two single-thread processes use the two cores.
+    """
+    torch.set_num_threads(1)
     t0 = time.time()
-    hist_a = _fit(task_a, cfg_a, run_root / "pretrain")
-    out = {"source_only": hist_a}
-    print(f"  seed {seed} source_only: target acc {hist_a[-1]['acc']:.2f} ({time.time() - t0:.0f} s)", flush=True)
-    for arm, extra in ARMS.items():
-        t0 = time.time()
-        cfg_b = load_config(UDA_CFG, CDTransConfig,
-                            common + extra + [f"model.init_checkpoint={run_root / 'pretrain' / 'last.pt'}"])
-        task_b = build_task(cfg_b, domains=domains)
-        out[arm] = _fit(task_b, cfg_b, run_root / arm)
-        out[f"{arm}_pairs"] = task_b.pair_log
-        print(f"  seed {seed} {arm}: target acc {out[arm][-1]['acc']:.2f}, first-refresh pair precision "
-              f"{task_b.pair_log[0]['precision_used']:.1f} % ({time.time() - t0:.0f} s)", flush=True)
+    common = ["logger.progress=false", f"engine.seed={seed}"] + (QUICK if quick else [])
+    if arm == "source_only":
+        cfg = load_config(PRETRAIN_CFG, CDTransConfig, common)
+    else:
+        cfg = load_config(UDA_CFG, CDTransConfig,
+                          common + ARMS[arm] + [f"model.init_checkpoint={run_root / 'source_only' / 'last.pt'}"])
+    task = build_task(cfg)
+    Trainer(task, cfg, run_root / arm).fit()
+    history = torch.load(run_root / arm / "last.pt", map_location="cpu", weights_only=True)["history"]
+    out = {"seed": seed, "arm": arm, "history": history, "pairs": getattr(task, "pair_log", []),
+           "seconds": time.time() - t0}
+    msg = f"  seed {seed} {arm}: target acc {history[-1]['acc']:.2f}"
+    if out["pairs"]:
+        msg += f", first-refresh pair precision {out['pairs'][0]['precision_used']:.1f} %"
+    print(msg + f" ({out['seconds']:.0f} s)", flush=True)
     return out
 
 
-def _fit(task, cfg, run_dir: Path) -> list[dict]:
-    Trainer(task, cfg, run_dir).fit()
-    return torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)["history"]
+def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int) -> dict[int, dict]:
+    """Stage A per seed, then its Stage-B arms as soon as it is done, ``jobs`` processes at a time."""
+    results: dict[int, dict] = {s: {} for s in seeds}
+    if jobs <= 1:
+        for s in seeds:
+            for arm in ("source_only", *ARMS):
+                results[s][arm] = run_job(s, arm, run_root / f"seed{s}", quick)
+        return results
+    ctx = multiprocessing.get_context("spawn")  # no fork after torch has started threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pending = {pool.submit(run_job, s, "source_only", run_root / f"seed{s}", quick) for s in seeds}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                r = f.result()
+                results[r["seed"]][r["arm"]] = r
+                if r["arm"] == "source_only":
+                    pending |= {pool.submit(run_job, r["seed"], arm, run_root / f"seed{r['seed']}", quick)
+                                for arm in ARMS}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("cdtrans", __doc__.split("\n")[0])
     p.add_argument("--benchmark", default="office31", choices=["office31", "officehome", "visda", "domainnet"],
                    help="with --data: which benchmark script to launch")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel single-thread runs (default: 2, one per core)")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     seeds = parse_seeds(args.seeds)
     out_dir = Path(args.out) if args.out else RESULTS / "cdtrans"
     run_root = out_dir / "runs" if args.quick else Path("runs") / "reproduce" / "cdtrans"
     start = time.time()
     print(f"cdtrans embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
-    per_seed = [run_seed(s, run_root / f"seed{s}", args.quick) for s in seeds]
+    res = run_all(seeds, run_root, args.quick, max(1, args.jobs))
+    per_seed = [{arm: res[s][arm]["history"] for arm in res[s]} | {"cdtrans_pairs": res[s]["cdtrans"]["pairs"]}
+                for s in seeds]
     methods = ["source_only", *ARMS]
     last = {m: [r[m][-1]["acc"] for r in per_seed] for m in methods}
     best = {m: [max(h["acc"] for h in r[m] if "acc" in h) for r in per_seed] for m in methods}

@@ -7,7 +7,7 @@ import torch
 
 from cdtrans import reproduce, train
 
-DIGITS = "cdtrans/configs/pretrain_vit-tiny-d64_1xb64-20e_digits.yaml"
+DIGITS = "cdtrans/configs/pretrain_vit-tiny-d64_1xb64-30e_digits.yaml"
 UDA = "cdtrans/configs/cdtrans_vit-tiny-d64_1xb64-12e_digits.yaml"
 SMALL = ["engine.epochs=1", "data.n_source=200", "logger.progress=false", "uda.update_every=1"]
 
