@@ -1,7 +1,8 @@
 """Evaluate a trained stem ViT: top-1 on the config's test/val split and the patch-token cosine similarity
 after the stem and after every block.
 
-    python -m scaled_relu_stem.evaluate --config scaled_relu_stem/configs/scaled_relu_stem_deit-s_8xb128-300e_in1k.yaml \\
+    python -m scaled_relu_stem.evaluate \\
+        --config scaled_relu_stem/configs/scaled_relu_stem_deit-s_8xb128-300e_in1k.yaml \\
         --checkpoint runs/scaled_relu_stem/in1k/scaled_relu_stem_deit-s/best.pt data.root=/data/imagenet
 
 ``--checkpoint`` is an engine checkpoint (``best.pt`` / ``last.pt``) or a plain state dict of the same
