@@ -1,6 +1,7 @@
 """ReID evaluation at MSMT17 scale: chunked torch `reid_evaluate` vs the per-query numpy reference.
 
     flock /tmp/visionrepro-heavy.lock .venv/bin/python benchmarks/reid_eval.py [--ref-queries 1000]
+        [--counter auto|native|torch]   (how `reid_evaluate` counts ranks: compiled C loop or torch)
 
 Random 768-d features with identity structure (feature = L2norm(centre[pid] + noise)), 11,659 queries x
 82,161 gallery, ~3,000 ids, 15 cameras, so the Market protocol has realistic work to do (same-camera
@@ -60,7 +61,7 @@ def status_kib(field: str) -> int:
 def worker(args) -> None:
     import torch
 
-    from shared.metrics import reid_evaluate, reid_evaluate_reference
+    from shared.metrics import reid, reid_evaluate, reid_evaluate_reference
 
     qf, gf, q_pids, g_pids, q_cams, g_cams = make_data(args)
     n = args.queries if args.impl == "fast" or args.ref_queries <= 0 else min(args.ref_queries, args.queries)
@@ -73,13 +74,16 @@ def worker(args) -> None:
     tracemalloc.start()
     t0 = time.perf_counter()
     if args.impl == "fast":
-        res = reid_evaluate(qf, gf, q_pids, g_pids, q_cams, g_cams, chunk_size=args.chunk_size)
+        res = reid_evaluate(qf, gf, q_pids, g_pids, q_cams, g_cams, chunk_size=args.chunk_size,
+                            counter=args.counter)
     else:
         res = reid_evaluate_reference(qf[:n], gf, q_pids[:n], g_pids, q_cams[:n], g_cams)
     seconds = time.perf_counter() - t0
+    counter = args.counter if args.counter != "auto" else (
+        "native" if reid._native_count_before() is not None else "torch")
     _, traced_peak = tracemalloc.get_traced_memory()
     out = {
-        "impl": args.impl, "queries_run": n, "seconds": seconds, "hwm_reset": reset,
+        "impl": args.impl if args.impl == "reference" else f"fast ({counter})", "queries_run": n, "seconds": seconds, "hwm_reset": reset,
         "rss_before_mib": rss_before / 1024, "peak_rss_mib": status_kib("VmHWM") / 1024,
         "tracemalloc_peak_mib": traced_peak / 2**20, "torch_threads": torch.get_num_threads(),
         "mAP": res["mAP"], "mINP": res["mINP"], "rank1": res["rank1"], "rank5": res["rank5"],
@@ -110,6 +114,8 @@ def main() -> None:
     p.add_argument("--ref-queries", type=int, default=1000, help="queries for the reference (0 = all)")
     p.add_argument("--chunk-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--counter", choices=["auto", "native", "torch"], default="auto",
+                   help="reid_evaluate's rank counter (auto: the compiled C loop where a compiler exists)")
     p.add_argument("--impl", choices=["fast", "reference"], help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -123,7 +129,7 @@ def main() -> None:
         for impl in ("fast", "reference"):
             out = Path(tmp) / f"{impl}.json"
             cmd = [sys.executable, __file__, "--impl", impl, "--out", str(out)]
-            for key in ("queries", "gallery", "dim", "ids", "cams", "noise", "ref_queries", "seed", "chunk_size"):
+            for key in ("queries", "gallery", "dim", "ids", "cams", "noise", "ref_queries", "seed", "chunk_size", "counter"):
                 if getattr(args, key) is not None:
                     cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
             subprocess.run(cmd, check=True)
@@ -133,7 +139,7 @@ def main() -> None:
     ref_full = ref["seconds"] * args.queries / ref["queries_run"]
     for r, secs in ((fast, fast["seconds"]), (ref, ref_full)):
         note = "" if r["queries_run"] == args.queries else f" (extrapolated from {r['queries_run']} queries)"
-        print(f"{r['impl']:9s}: {secs:8.1f} s{note}; peak RSS {r['peak_rss_mib']:7.0f} MiB "
+        print(f"{r['impl']:14s}: {secs:8.1f} s{note}; peak RSS {r['peak_rss_mib']:7.0f} MiB "
               f"(RSS before {r['rss_before_mib']:.0f} MiB, HWM reset: {r['hwm_reset']}); "
               f"tracemalloc peak {r['tracemalloc_peak_mib']:.0f} MiB; torch threads {r['torch_threads']}")
     print(f"speed-up: {ref_full / fast['seconds']:.1f}x")
