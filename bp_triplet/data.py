@@ -194,12 +194,13 @@ def image_transforms(train: bool, size: int = 224, resize: int = 256):
     return T.Compose([T.Resize((resize, resize)), T.CenterCrop(size), T.ToTensor(), norm])
 
 
-def list_dataset(root: str | Path, dataset: str, domain: str, train: bool) -> ListFileDataset:
+def list_dataset(root: str | Path, dataset: str, domain: str, train: bool, size: int = 224,
+                 resize: int = 256) -> ListFileDataset:
     if dataset not in IMAGE_LISTS or domain not in IMAGE_LISTS[dataset]:
         known = ", ".join(IMAGE_LISTS.get(dataset, {})) or ", ".join(IMAGE_LISTS)
         raise ValueError(f"unknown {dataset} domain '{domain}' (choose from {known})")
     rel, _ = IMAGE_LISTS[dataset][domain]
-    return ListFileDataset(Path(root) / rel, image_transforms(train), root=root,
+    return ListFileDataset(Path(root) / rel, image_transforms(train, size, resize), root=root,
                            num_classes=NUM_CLASSES[dataset])
 
 
@@ -261,7 +262,8 @@ class DomainData:
 
 
 def build_domains(dataset: str, root: str = "", source: str = "", target: str = "", seed: int = 0,
-                  n_source: int = 3000, reverse: bool = False) -> DomainData:
+                  n_source: int = 3000, reverse: bool = False, image_size: int = 224,
+                  resize: int = 256) -> DomainData:
     """The data of one adaptation task. ``embedded``: rendered -> handwritten digits (``reverse``
     swaps them); ``digits``: two of mnist/usps/svhn; image lists: two domains of one benchmark.
 
@@ -286,9 +288,9 @@ def build_domains(dataset: str, root: str = "", source: str = "", target: str = 
         t = ArrayDataset(xt, yt, tf)
         return DomainData(ArrayDataset(xs, ys, tf), t, t, ArrayDataset(xe, ye, tf), t.labels, 10)
     if dataset in IMAGE_LISTS:
-        s = list_dataset(root, dataset, source, train=True)
-        t_train = list_dataset(root, dataset, target, train=True)
-        t_plain = list_dataset(root, dataset, target, train=False)
+        s = list_dataset(root, dataset, source, True, image_size, resize)
+        t_train = list_dataset(root, dataset, target, True, image_size, resize)
+        t_plain = list_dataset(root, dataset, target, False, image_size, resize)
         return DomainData(s, t_train, t_plain, t_plain, np.asarray(t_plain.labels), NUM_CLASSES[dataset])
     raise ValueError(f"data.dataset must be embedded | digits | {' | '.join(IMAGE_LISTS)}, got '{dataset}'")
 

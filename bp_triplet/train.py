@@ -60,6 +60,8 @@ class DataConfig:
     sampling: str = "random"
     num_instances: int = 4
     eval_batch_size: int = 256
+    image_size: int = 224  # image lists: resize to resize x resize, crop image_size (random / centre)
+    resize: int = 256
 
 
 @dataclass
@@ -124,7 +126,8 @@ class BPTripletTask(Task):
             raise ValueError(f"triplet.kind must be none | bp | batch_hard, got '{cfg.triplet.kind}'")
         if cfg.lr.schedule not in ("inv", "engine"):
             raise ValueError(f"lr.schedule must be inv | engine, got '{cfg.lr.schedule}'")
-        self.domains = build_domains(d.dataset, d.root, d.source, d.target, d.seed, d.n_source, d.reverse)
+        self.domains = build_domains(d.dataset, d.root, d.source, d.target, d.seed, d.n_source, d.reverse,
+                                     d.image_size, d.resize)
         self.pseudo = PseudoLabelState(len(self.domains.target_train))
         self.uses_pseudo = cfg.triplet.kind != "none" or cfg.pseudo.target_ce_weight > 0
         if d.sampling not in ("random", "pk"):

@@ -197,3 +197,44 @@ def test_class_chunk_pairs_group_classes_and_collate():
     assert sorted(seen) == [0, 0, 1, 1, 2, 2]  # permutations of the classes
     (bxs, bys, bis), (bxt, _, bit) = collate_chunks([ds[0], ds[1]])
     assert bxs.shape == (8, 1) and bys.shape == (8,) and bxt.shape == (8, 1) and bit.shape == (8,)
+
+
+def test_scripts_are_valid_bash():
+    import subprocess
+
+    scripts = sorted((Path(__file__).resolve().parents[1] / "bp_triplet" / "scripts").glob("*.sh"))
+    assert {p.stem for p in scripts} == {"digits", "office31", "imageclef", "officehome", "visda"}
+    for p in scripts:
+        assert subprocess.run(["bash", "-n", str(p)], capture_output=True).returncode == 0, p
+
+
+@pytest.mark.slow
+def test_digits_config_trains_on_fixture_tree(tmp_path):
+    from bp_triplet.train import main
+
+    make_digit_tree(tmp_path / "data", n=8)
+    cfg = Path(__file__).resolve().parents[1] / "bp_triplet/configs/bp-triplet_lenet_1xb64-50e_digits-mnist-usps.yaml"
+    main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), f"data.root={tmp_path / 'data'}",
+          "engine.epochs=1", "engine.batch_size=4", "engine.num_workers=0", "data.pairs_per_epoch=8",
+          "adv.start_step=1", "pseudo.warmup_steps=1", "pseudo.every_steps=1", "logger.progress=false"])
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["global_step"] == 2 and "discriminator.ad_layer1.weight" in state["model"]
+    assert state["model"]["discriminator.ad_layer1.weight"].shape == (500, 500)  # LeNet 500-d, hidden 500
+
+
+@pytest.mark.slow
+def test_office31_config_trains_on_fixture_tree(tmp_path, monkeypatch):
+    from bp_triplet.train import main
+
+    small = {"A": ("image_list/amazon.txt", 6), "D": ("image_list/dslr.txt", 3), "W": ("image_list/webcam.txt", 6)}
+    monkeypatch.setitem(bpdata.IMAGE_LISTS, "office31", small)
+    make_list_tree(tmp_path / "data", {rel: n for rel, n in small.values()})
+    cfg = Path(__file__).resolve().parents[1] / "bp_triplet/configs/bp-triplet_resnet50_1xb36-20k_office31.yaml"
+    main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), f"data.root={tmp_path / 'data'}",
+          "engine.epochs=1", "engine.batch_size=1", "engine.num_workers=0", "data.num_instances=2",
+          "data.pairs_per_epoch=4", "data.eval_batch_size=6", "pseudo.warmup_steps=1", "pseudo.every_steps=5",
+          "pseudo.threshold=0.0", "logger.progress=false", "engine.device=cpu", "data.image_size=64",
+          "data.resize=72"])
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["global_step"] == 2 and "backbone.layer4.2.conv3.weight" in state["model"]
+    assert state["model"]["classifier.weight"].shape == (31, 256)
