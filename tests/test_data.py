@@ -116,3 +116,20 @@ def test_check_counts():
     assert check_counts({"a": 3}, {"a": 3}) == []
     assert check_counts({"a": 2}, {"a": 3, "b": 1}) == ["a: expected 3 entries, found 2",
                                                          "b: expected 1 entries, found 0"]
+
+
+def test_verify_command_lists_every_paper_registration():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "shared.data.verify"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    assert "office31" in r.stdout and "(cdtrans)" in r.stdout
+
+
+def test_register_refuses_a_name_taken_by_another_paper():
+    from shared.data.verify import register
+
+    register("_test_set", paper="a")(lambda root: [])
+    with pytest.raises(ValueError, match="already registered by a"):
+        register("_test_set", paper="b")(lambda root: [])

@@ -33,7 +33,13 @@ REGISTRY: dict[str, VerifySpec] = {}
 
 
 def register(name: str, paper: str, doc: str = ""):
+    """Register ``fn(root) -> problems`` under ``name``; a name taken by another paper is an error."""
+
     def deco(fn: Callable[[Path], list[str]]):
+        old = REGISTRY.get(name)
+        if old is not None and old.paper != paper:
+            raise ValueError(f"verify: dataset name '{name}' is already registered by {old.paper}; "
+                             f"{paper} must use another name (e.g. '{paper}.{name}')")
         REGISTRY[name] = VerifySpec(name, paper, doc, fn)
         return fn
 
@@ -57,7 +63,12 @@ def check_counts(found: dict[str, int], expected: dict[str, int]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Run as ``python -m shared.data.verify`` this file is ``__main__``; the papers register into the
+    # imported ``shared.data.verify`` module, so read that module's registry.
+    from shared.data import verify as registry_module
+
     load_all()
+    REGISTRY = registry_module.REGISTRY  # noqa: N806
     ap = argparse.ArgumentParser(prog="python -m shared.data.verify", description=__doc__.split("\n")[0])
     ap.add_argument("dataset", nargs="?", help="one of: " + ", ".join(sorted(REGISTRY)))
     ap.add_argument("root", nargs="?", type=Path)
