@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,7 +33,8 @@ def test_evaluate_cli_on_a_released_format_checkpoint(tmp_path, cache, capsys):
     root = skeleton_motion(seed=0, frames=40, subseqs=1)
     ckpt = tmp_path / "model_1234.pth"
     torch.save(MHFormer(frames=9, channel=16, d_hid=32).state_dict(), ckpt)
-    args = ["--config", "mhformer/configs/mhformer-lite_9f_1xb32-3e_synth.yaml", "--checkpoint", str(ckpt),
+    config = Path(reproduce.__file__).parent / "configs" / "mhformer-lite_9f_1xb32-3e_synth.yaml"
+    args = ["--config", str(config), "--checkpoint", str(ckpt),
             f"data.root={root}", "model.frames=9", "model.channel=16", "model.d_hid=32", "data.test_stride=5"]
     assert evaluate.main(args) == 0
     table = capsys.readouterr().out
