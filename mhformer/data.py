@@ -303,7 +303,7 @@ def verify_h36m(root: Path) -> list[str]:
             problems.append(f"{kps}: actions missing: {', '.join(missing)}")
         n = {sub: sum(len(s.pose_2d) for s in data.sequences if s.subject == sub) for sub in H36M_TRAIN + H36M_TEST}
         print(f"{kps}: {len(data.sequences)} sequences, frames per subject {n}")
-    return problems
+    return list(dict.fromkeys(problems))  # the 3D file's problems would otherwise appear once per 2D file
 
 
 @register("mpi_inf_3dhp", paper="mhformer",
