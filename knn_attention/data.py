@@ -104,8 +104,9 @@ class DigitsWithMasks:
     """Cluttered digits as tensors: train/test ``TensorDataset`` of (image, label) and the test digit
     masks per patch, ``(N_test, G*G)`` float fractions of digit pixels in each ``patch x patch`` cell."""
 
-    def __init__(self, n_train: int = 6000, n_test: int = 1000, seed: int = 0, patch: int = 4):
-        d = cluttered_digits(n_train=n_train, n_test=n_test, seed=seed)
+    def __init__(self, n_train: int = 6000, n_test: int = 1000, seed: int = 0, patch: int = 4,
+                 clutter: int = 4, noise: float = 0.15):
+        d = cluttered_digits(n_train=n_train, n_test=n_test, seed=seed, clutter=clutter, noise=noise)
         self.train = TensorDataset(torch.from_numpy(d.train_x), torch.from_numpy(d.train_y))
         self.test_x, self.test_y = torch.from_numpy(d.test_x), torch.from_numpy(d.test_y)
         m = d.test_mask.astype(np.float32)

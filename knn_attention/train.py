@@ -63,6 +63,8 @@ class DataConfig:
     n_train: int = 6000
     n_test: int = 1000
     data_seed: int = 0
+    clutter: int = 4  # fragments of other digits per image (foundation default)
+    noise: float = 0.15  # Gaussian pixel noise (foundation default)
     epoch_samples: int = 0  # > 0: an engine epoch is this many samples (evaluate every N steps)
     attn_stats: bool = True
 
@@ -103,7 +105,8 @@ class KNNTask(Task):
         self.cfg = cfg
         d = cfg.data
         if d.dataset == "cluttered_digits":
-            self.digits = DigitsWithMasks(d.n_train, d.n_test, d.data_seed)
+            self.digits = DigitsWithMasks(d.n_train, d.n_test, d.data_seed, cfg.model.patch_size or 16,
+                                          d.clutter, d.noise)
             self.train_base = self.digits.train
             self.val = None
         elif d.dataset == "imagenet":
