@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,9 @@ def load_state_dict_file(path: str | Path, key: str | None = None) -> dict[str, 
 
         return load_file(str(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # timm's CheckpointSaver stores its argparse ``args`` beside the weights: allow that one class.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
     for k in ([key] if key else []) + ["model", "state_dict", "model_state", "net"]:

@@ -126,3 +126,23 @@ def test_cdtrans_style_warmup_quirk_schedule(tmp_path):
     expected = [lr * (0.01 + 0.099 * e) for e in range(1, 10)] + [lr * 0.002]
     assert lrs == pytest.approx(expected, rel=1e-6)
     assert max(lrs) < lr
+
+
+def test_cosine_cooldown_epochs_run_at_lr_min(tmp_path):
+    """timm train.py semantics: the cosine cycle spans epochs - cooldown, then lr_min for the cooldown."""
+    cfg = load_config(None, ToyConfig, ["engine.epochs=6", "sched.cooldown_epochs=2", "optim.lr=0.1",
+                                        "sched.min_lr_factor=0.01", "logger.progress=false"])
+    Trainer(ToyTask(cfg), cfg, tmp_path).fit()
+    lrs = [r["lr"] for r in torch.load(tmp_path / "last.pt", weights_only=True)["history"]]
+    assert lrs[0] == pytest.approx(0.1) and lrs[1] > lrs[2] > lrs[3] > 0.001
+    assert lrs[4:] == pytest.approx([0.001, 0.001])
+
+
+def test_timm_saver_checkpoint_with_args_loads(tmp_path):
+    import argparse
+
+    from shared.backbones import load_state_dict_file
+
+    torch.save({"state_dict": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=0.1), "epoch": 3},
+               tmp_path / "timm_ckpt.pth.tar")
+    assert load_state_dict_file(tmp_path / "timm_ckpt.pth.tar")["w"].tolist() == [1.0, 1.0]

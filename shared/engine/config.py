@@ -34,6 +34,7 @@ class SchedConfig:
     decay_milestones: list[int] = field(default_factory=list)
     decay_rate: float = 0.1
     cycle_limit: int = 1
+    cooldown_epochs: int = 0  # timm train.py: the last N epochs run at lr_min after the cosine cycle
     # timm steps epoch schedulers with the number of the epoch about to run. CDTrans calls
     # scheduler.step(epoch) with 1-based epochs, i.e. t_offset = 1 (its warmup quirk depends on it).
     t_offset: int = 0

@@ -51,7 +51,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, base_lr:
     common = dict(warmup_t=cfg.warmup_epochs * scale, warmup_lr_init=base_lr * cfg.warmup_lr_factor,
                   t_in_epochs=not cfg.per_iter)
     if name == "cosine":
-        return CosineLRScheduler(optimizer, t_initial=epochs * scale, lr_min=base_lr * cfg.min_lr_factor,
+        if not 0 <= cfg.cooldown_epochs < epochs:
+            raise ValueError(f"sched.cooldown_epochs={cfg.cooldown_epochs} must be in [0, engine.epochs={epochs})")
+        return CosineLRScheduler(optimizer, t_initial=(epochs - cfg.cooldown_epochs) * scale,
+                                 lr_min=base_lr * cfg.min_lr_factor,
                                  cycle_limit=cfg.cycle_limit, **common)
     if name == "step":
         return StepLRScheduler(optimizer, decay_t=cfg.decay_epochs * scale, decay_rate=cfg.decay_rate,
