@@ -146,3 +146,18 @@ def test_timm_saver_checkpoint_with_args_loads(tmp_path):
     torch.save({"state_dict": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=0.1), "epoch": 3},
                tmp_path / "timm_ckpt.pth.tar")
     assert load_state_dict_file(tmp_path / "timm_ckpt.pth.tar")["w"].tolist() == [1.0, 1.0]
+
+
+def test_task_can_supply_its_own_sampler(tmp_path):
+    from timm.data.distributed_sampler import RepeatAugSampler
+
+    class RepeatTask(ToyTask):
+        def train_sampler(self, dataset, epoch, world_size, rank):
+            return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=3)
+
+    cfg = load_config(None, ToyConfig, ["engine.epochs=1", "logger.progress=false", "engine.batch_size=12"])
+    task = RepeatTask(cfg)
+    trainer = Trainer(task, cfg, tmp_path)
+    loader = trainer.build_loader(task.train_dataset(0), 0)
+    assert isinstance(loader.sampler, RepeatAugSampler)
+    trainer.fit()

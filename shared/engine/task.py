@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -35,6 +35,11 @@ class Task:
     def evaluate(self, model: nn.Module, trainer: Trainer) -> dict[str, float]:
         """Named metrics (rank 0 only, model unwrapped, eval mode set by the engine)."""
         return {}
+
+    def train_sampler(self, dataset: Dataset, epoch: int, world_size: int, rank: int) -> Sampler | None:
+        """Optional custom training sampler (e.g. DeiT's repeated augmentation); ``None``: the engine's
+        shuffling ``DistributedSampler``. It must shard by ``rank`` itself; ``set_epoch`` is called if present."""
+        return None
 
     def param_groups(self, model: nn.Module) -> list[dict] | None:
         """Optional custom parameter groups; ``None`` lets the engine build them from ``optim``."""

@@ -153,10 +153,13 @@ class Trainer:
     def build_loader(self, dataset, epoch: int, skip_batches: int = 0, shuffle: bool = True) -> DataLoader:
         e = self.cfg.engine
         per_rank = e.batch_size // self.world_size
-        # DistributedSampler also for one process, so 1 rank x B and n ranks x B/n see the same batches.
-        sampler: Sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank,
-                                              shuffle=shuffle, seed=e.seed, drop_last=False)
-        sampler.set_epoch(epoch)
+        sampler = self.task.train_sampler(dataset, epoch, self.world_size, self.rank) if shuffle else None
+        if sampler is None:
+            # DistributedSampler also for one process: 1 rank x B and n ranks x B/n see the same batches.
+            sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank,
+                                         shuffle=shuffle, seed=e.seed, drop_last=False)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
         if skip_batches:
             sampler = _SkipSampler(sampler, skip_batches * per_rank)
         return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=e.drop_last,
