@@ -8,7 +8,7 @@
   the embedded run (all three mixers) stay at chance on it for the 200-400 steps the CPU budget allows,
   so it is kept as an option, not the default.
 
-ImageNet layout (same as ``python -m shared.data.verify imagenet1k ROOT`` checks)::
+ImageNet layout (same as ``python -m shared.data.verify imagenet ROOT`` checks)::
 
     ROOT/train/<wnid>/*.JPEG     1000 class folders
     ROOT/val/<wnid>/*.JPEG       1000 class folders (val regrouped into class folders)
@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-_IMG_EXT = (".jpeg", ".jpg", ".png")
+from shared.data.imagenet import ImageNetAugment, imagenet_problems
+from shared.data.imagenet import imagenet_datasets as shared_imagenet_datasets
 
 
 @dataclass
@@ -49,38 +50,19 @@ class DataConfig:
 
 
 def folder_problems(root: Path, classes: int | None = 1000) -> list[str]:
-    """Problems with an ImageNet-style ``{train,val}/<class>/*`` tree; ``[]`` when usable."""
-    problems = []
-    for split in ("train", "val"):
-        d = Path(root) / split
-        if not d.is_dir():
-            problems.append(f"{d}: missing folder (expected {split}/<wnid>/*.JPEG)")
-            continue
-        found = [p for p in d.iterdir() if p.is_dir()]
-        if classes is not None and len(found) != classes:
-            problems.append(f"{d}: expected {classes} class folders, found {len(found)}")
-        loose = [p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in _IMG_EXT]
-        if loose:
-            problems.append(f"{d}: {len(loose)} images directly in {split}/ (e.g. {loose[0]}); "
-                            "regroup them into class folders")
-    return problems
+    """Problems with an ImageNet-style ``{train,val}/<class>/*`` tree (``shared.data.imagenet``)."""
+    return imagenet_problems(root, classes, count_images=False)
 
 
 def imagenet_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
     """(train, val) ``ImageFolder`` datasets with timm's transforms as in the official recipe."""
-    from timm.data import create_transform
-    from torchvision.datasets import ImageFolder
-
-    problems = folder_problems(Path(cfg.root), cfg.num_classes)
-    if problems:
-        raise FileNotFoundError(f"data.root={cfg.root}: " + "; ".join(problems[:3]))
-    train_tf = create_transform(img_size, is_training=True, auto_augment=cfg.auto_augment or None,
-                                color_jitter=cfg.color_jitter, re_prob=cfg.reprob, re_mode=cfg.remode,
-                                interpolation=cfg.train_interpolation)
-    val_tf = create_transform(img_size, is_training=False, interpolation=cfg.eval_interpolation,
-                              crop_pct=cfg.eval_crop_pct)
-    root = Path(cfg.root)
-    return ImageFolder(root / "train", train_tf), ImageFolder(root / "val", val_tf)
+    aug = ImageNetAugment(auto_augment=cfg.auto_augment, color_jitter=cfg.color_jitter, reprob=cfg.reprob,
+                          remode=cfg.remode, train_interpolation=cfg.train_interpolation,
+                          eval_interpolation=cfg.eval_interpolation, eval_crop_pct=cfg.eval_crop_pct)
+    try:
+        return shared_imagenet_datasets(cfg.root, img_size, aug, classes=cfg.num_classes)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"data.root={cfg.root}: {e}") from None
 
 
 def digits_datasets(cfg: DataConfig) -> tuple[TensorDataset, TensorDataset]:

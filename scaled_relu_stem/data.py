@@ -1,7 +1,7 @@
 """Data for the scaled-ReLU stem runs: ImageNet-1k folders with the DeiT recipe's augmentation, and the
 embedded cluttered digits (32x32, 1 channel) for the CPU default.
 
-ImageNet layout (``python -m shared.data.verify imagenet1k ROOT``)::
+ImageNet layout (``python -m shared.data.verify imagenet ROOT``)::
 
     ROOT/train/<wnid>/*.JPEG     1000 class folders, 1,281,167 images
     ROOT/val/<wnid>/*.JPEG       1000 class folders, 50,000 images (val regrouped into class folders)
@@ -14,10 +14,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from shared.data.verify import register
-
-IMAGENET_TRAIN, IMAGENET_VAL, IMAGENET_CLASSES = 1_281_167, 50_000, 1000
-_IMG_EXT = (".jpeg", ".jpg", ".png")
+from shared.data.imagenet import IMAGENET_CLASSES, ImageNetAugment, imagenet_problems
+from shared.data.imagenet import imagenet_datasets as shared_imagenet_datasets
 
 
 @dataclass
@@ -43,49 +41,20 @@ class DataConfig:
     probe_images: int = 256  # images of the test split used to measure token diversity
 
 
-def _check_folder_split(root: Path, split: str, expect_classes: int, expect_images: int | None) -> list[str]:
-    d = root / split
-    if not d.is_dir():
-        return [f"{d}: missing folder (expected {split}/<wnid>/*.JPEG)"]
-    classes = sorted(p for p in d.iterdir() if p.is_dir())
-    problems = []
-    if len(classes) != expect_classes:
-        problems.append(f"{d}: expected {expect_classes} class folders, found {len(classes)}")
-    loose = [p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in _IMG_EXT]
-    if loose:
-        problems.append(f"{d}: {len(loose)} images directly in {split}/ (e.g. {loose[0]}); "
-                        "regroup them into class folders")
-    if expect_images is not None:
-        n = sum(1 for c in classes for f in c.iterdir() if f.suffix.lower() in _IMG_EXT)
-        if n != expect_images:
-            problems.append(f"{d}: expected {expect_images} images, found {n}")
-    return problems
-
-
-@register("imagenet1k", paper="scaled_relu_stem",
-          doc="<root>/{train,val}/<wnid>/*.JPEG (1000 classes; 1,281,167 / 50,000 images)")
 def verify_imagenet(root: Path, count_images: bool = True) -> list[str]:
-    """Problems with an ImageNet-1k folder tree; ``[]`` when it is complete."""
-    root = Path(root)
-    return (_check_folder_split(root, "train", IMAGENET_CLASSES, IMAGENET_TRAIN if count_images else None)
-            + _check_folder_split(root, "val", IMAGENET_CLASSES, IMAGENET_VAL if count_images else None))
+    """Problems with an ImageNet-1k folder tree (``shared.data.imagenet``); ``[]`` when it is complete."""
+    return imagenet_problems(root, IMAGENET_CLASSES, count_images)
 
 
 def imagenet_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
-    """(train, val) ``ImageFolder`` datasets with timm's DeiT transforms."""
-    from timm.data import create_transform
-    from torchvision.datasets import ImageFolder
-
-    root = Path(cfg.root)
-    problems = verify_imagenet(root, count_images=False)
-    if problems:
-        raise FileNotFoundError(f"data.root={cfg.root}: " + "; ".join(problems[:3]))
-    train_tf = create_transform(img_size, is_training=True, auto_augment=cfg.auto_augment or None,
-                                color_jitter=cfg.color_jitter, re_prob=cfg.reprob, re_mode=cfg.remode,
-                                interpolation=cfg.interpolation)
-    val_tf = create_transform(img_size, is_training=False, interpolation=cfg.interpolation,
-                              crop_pct=cfg.eval_crop_pct)
-    return ImageFolder(root / "train", train_tf), ImageFolder(root / "val", val_tf)
+    """(train, val) ``ImageFolder`` datasets with timm's DeiT transforms (``shared.data.imagenet``)."""
+    aug = ImageNetAugment(auto_augment=cfg.auto_augment, color_jitter=cfg.color_jitter, reprob=cfg.reprob,
+                          remode=cfg.remode, train_interpolation=cfg.interpolation,
+                          eval_interpolation=cfg.interpolation, eval_crop_pct=cfg.eval_crop_pct)
+    try:
+        return shared_imagenet_datasets(cfg.root, img_size, aug)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"data.root={cfg.root}: {e}") from None
 
 
 def digits_datasets(cfg: DataConfig, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:

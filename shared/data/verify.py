@@ -47,7 +47,8 @@ def register(name: str, paper: str, doc: str = ""):
 
 
 def load_all() -> None:
-    """Import every paper's ``data`` module so their datasets register."""
+    """Import the shared datasets and every paper's ``data`` module so their datasets register."""
+    importlib.import_module("shared.data.imagenet")
     for p in PAPERS:
         try:
             importlib.import_module(f"{p}.data")
