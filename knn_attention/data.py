@@ -17,7 +17,6 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from shared.data.digits import cluttered_digits
-from shared.data.verify import register
 
 IMG_EXT = (".jpeg", ".jpg", ".png")
 N_CLASSES = 1000
@@ -28,7 +27,6 @@ def _class_dirs(split: Path) -> list[Path]:
     return sorted(p for p in split.iterdir() if p.is_dir()) if split.is_dir() else []
 
 
-@register("imagenet", paper="knn_attention", doc="<root>/{train,val}/<wnid>/*.JPEG (1000 classes, 50 val each)")
 def verify_imagenet(root: Path, n_classes: int = N_CLASSES, val_per_class: int = VAL_PER_CLASS) -> list[str]:
     """Problems with an ImageNet folder tree; [] when it is complete. Train folders are only checked
     to be non-empty (counting 1.28M files is slow); val counts are exact."""
