@@ -69,9 +69,7 @@ def digits_datasets(cfg: DataConfig) -> tuple[TensorDataset, TensorDataset]:
     """(train, test) cluttered digits: (N, 1, 32, 32) normalised images and labels; fixed split."""
     from shared.data import cluttered_digits
 
-    d = cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test)
-    return (TensorDataset(torch.from_numpy(d.train_x), torch.from_numpy(d.train_y)),
-            TensorDataset(torch.from_numpy(d.test_x), torch.from_numpy(d.test_y)))
+    return cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test).tensor_datasets()
 
 
 def shifted_digits(max_shift: int = 4, noise: float = 0.1, seed: int = 0, n_train: int = 1500

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from shared.data.imagenet import IMAGENET_CLASSES, ImageNetAugment, imagenet_problems
@@ -61,10 +60,8 @@ def digits_datasets(cfg: DataConfig, seed: int = 0) -> tuple[TensorDataset, Tens
     """(train, test) cluttered digits: (N, 1, 32, 32) normalised images and labels; fixed split."""
     from shared.data import cluttered_digits
 
-    d = cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test, seed=seed, clutter=cfg.clutter,
-                         noise=cfg.noise)
-    return (TensorDataset(torch.from_numpy(d.train_x), torch.from_numpy(d.train_y)),
-            TensorDataset(torch.from_numpy(d.test_x), torch.from_numpy(d.test_y)))
+    return cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test, seed=seed, clutter=cfg.clutter,
+                            noise=cfg.noise).tensor_datasets()
 
 
 def build_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:

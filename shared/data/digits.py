@@ -166,6 +166,14 @@ class ClutteredDigits:
     test_mask: np.ndarray
     num_classes: int = 10
 
+    def tensor_datasets(self):
+        """``(train, test)`` ``TensorDataset``s of ``(image (1, 32, 32), label)``."""
+        import torch
+        from torch.utils.data import TensorDataset
+
+        return (TensorDataset(torch.from_numpy(self.train_x), torch.from_numpy(self.train_y)),
+                TensorDataset(torch.from_numpy(self.test_x), torch.from_numpy(self.test_y)))
+
 
 def cluttered_digits(n_train: int = 6000, n_test: int = 1000, seed: int = 0, clutter: int = 4,
                      noise: float = 0.15) -> ClutteredDigits:
