@@ -21,6 +21,7 @@ from shared.data.imagenet import imagenet_datasets as shared_imagenet_datasets
 class DataConfig:
     dataset: str = "imagenet1k"  # imagenet1k | cluttered_digits
     root: str = ""
+    repeated_aug: bool = False  # DeiT's RASampler (timm RepeatAugSampler, 3 repeats); on in the ImageNet configs
     # cluttered digits (embedded): sizes of the fixed split
     n_train: int = 6000
     n_test: int = 1000

@@ -109,6 +109,14 @@ class SRStemTask(Task):
     def train_dataset(self, epoch: int):
         return self.train_set
 
+    def train_sampler(self, dataset, epoch: int, world_size: int, rank: int):
+        """DeiT's repeated augmentation (3 augmented copies of each image per epoch, sharded over ranks)."""
+        if not self.cfg.data.repeated_aug:
+            return None
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=3)
+
     def training_step(self, model: nn.Module, batch, trainer) -> dict[str, torch.Tensor]:
         x, y = batch
         if self.mixup is not None:

@@ -113,3 +113,17 @@ def test_reproduce_with_data_checks_the_layout_first(tmp_path, capfd):
     (tmp_path / "train").mkdir()
     assert reproduce.main(["--data", str(tmp_path)]) == 1  # the benchmark script stops at the layout check
     assert "val: missing folder" in capfd.readouterr().out
+
+
+def test_imagenet_config_uses_repeated_aug_and_cooldown():
+    from timm.data.distributed_sampler import RepeatAugSampler
+
+    from scaled_relu_stem.train import SRStemConfig, SRStemTask
+    from shared.config import load_config
+
+    cfg = load_config("scaled_relu_stem/configs/scaled_relu_stem_deit-s_8xb128-300e_in1k.yaml", SRStemConfig)
+    assert cfg.data.repeated_aug and cfg.sched.cooldown_epochs == 10 and cfg.engine.epochs == 310
+    task = SRStemTask.__new__(SRStemTask)  # the sampler hook needs only the config
+    task.cfg = cfg
+    s = task.train_sampler(list(range(24)), epoch=0, world_size=2, rank=1)
+    assert isinstance(s, RepeatAugSampler)
