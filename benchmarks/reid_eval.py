@@ -83,7 +83,8 @@ def worker(args) -> None:
         "native" if reid._native_count_before() is not None else "torch")
     _, traced_peak = tracemalloc.get_traced_memory()
     out = {
-        "impl": args.impl if args.impl == "reference" else f"fast ({counter})", "queries_run": n, "seconds": seconds, "hwm_reset": reset,
+        "impl": args.impl if args.impl == "reference" else f"fast ({counter})", "queries_run": n,
+        "seconds": seconds, "hwm_reset": reset,
         "rss_before_mib": rss_before / 1024, "peak_rss_mib": status_kib("VmHWM") / 1024,
         "tracemalloc_peak_mib": traced_peak / 2**20, "torch_threads": torch.get_num_threads(),
         "mAP": res["mAP"], "mINP": res["mINP"], "rank1": res["rank1"], "rank5": res["rank5"],
@@ -129,7 +130,8 @@ def main() -> None:
         for impl in ("fast", "reference"):
             out = Path(tmp) / f"{impl}.json"
             cmd = [sys.executable, __file__, "--impl", impl, "--out", str(out)]
-            for key in ("queries", "gallery", "dim", "ids", "cams", "noise", "ref_queries", "seed", "chunk_size", "counter"):
+            for key in ("queries", "gallery", "dim", "ids", "cams", "noise", "ref_queries", "seed", "chunk_size",
+                        "counter"):
                 if getattr(args, key) is not None:
                     cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
             subprocess.run(cmd, check=True)

@@ -161,3 +161,19 @@ def test_task_can_supply_its_own_sampler(tmp_path):
     loader = trainer.build_loader(task.train_dataset(0), 0)
     assert isinstance(loader.sampler, RepeatAugSampler)
     trainer.fit()
+
+
+def test_eval_ema_switch_chooses_the_evaluated_model(tmp_path):
+    seen = []
+
+    class Probe(ToyTask):
+        def evaluate(self, model, trainer):
+            seen.append(model)
+            return {}
+
+    for flag in ("true", "false"):
+        cfg = load_config(None, ToyConfig, ["engine.epochs=1", "engine.ema=true", f"engine.eval_ema={flag}",
+                                            "logger.progress=false"])
+        t = Trainer(Probe(cfg), cfg, tmp_path / flag)
+        t.fit()
+        assert seen[-1] is (t.ema.module if flag == "true" else t.model)

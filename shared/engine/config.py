@@ -51,6 +51,7 @@ class EngineConfig:
     clip_grad: float | None = None  # max global grad norm
     ema: bool = False
     ema_decay: float = 0.9998
+    eval_ema: bool = True  # with ema: evaluate the EMA copy (False: the raw model, as DeiT reports)
     eval_every: int = 1  # epochs; the last epoch is always evaluated
     ckpt_every: int = 0  # keep epoch_N.pt every N epochs (0: only last/best)
     ckpt_every_steps: int = 0  # refresh last.pt every N steps, for mid-epoch resume

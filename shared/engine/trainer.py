@@ -205,7 +205,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if self.is_main:
-            model = self.ema.module if self.ema is not None else self.model
+            model = self.ema.module if self.ema is not None and self.cfg.engine.eval_ema else self.model
             was_training = model.training
             model.eval()
             metrics = self.task.evaluate(model, self)

@@ -112,7 +112,8 @@ def _native_count_before():
             with open(src, "w") as f:
                 f.write(_COUNT_SRC)
             for flags in (["-O3", "-march=native"], ["-O3"]):
-                if subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", lib, src], capture_output=True).returncode == 0:
+                build = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", lib, src], capture_output=True)
+                if build.returncode == 0:
                     fn = ctypes.CDLL(lib).count_before
                     fn.restype = None
                     fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
