@@ -17,61 +17,37 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from shared.data.digits import cluttered_digits
+from shared.data.imagenet import IMG_EXT, ImageNetAugment, imagenet_problems
+from shared.data.imagenet import imagenet_datasets as shared_imagenet_datasets
 
-IMG_EXT = (".jpeg", ".jpg", ".png")
 N_CLASSES = 1000
 VAL_PER_CLASS = 50
 
 
-def _class_dirs(split: Path) -> list[Path]:
-    return sorted(p for p in split.iterdir() if p.is_dir()) if split.is_dir() else []
-
-
 def verify_imagenet(root: Path, n_classes: int = N_CLASSES, val_per_class: int = VAL_PER_CLASS) -> list[str]:
-    """Problems with an ImageNet folder tree; [] when it is complete. Train folders are only checked
-    to be non-empty (counting 1.28M files is slow); val counts are exact."""
-    root = Path(root)
-    problems: list[str] = []
-    classes: dict[str, list[str]] = {}
-    for split in ("train", "val"):
-        dirs = _class_dirs(root / split)
-        if not dirs:
-            problems.append(f"{root / split}: missing or has no class folders")
-            continue
-        classes[split] = [d.name for d in dirs]
-        if len(dirs) != n_classes:
-            problems.append(f"{root / split}: expected {n_classes} class folders, found {len(dirs)}")
-        for d in dirs:
-            if split == "train":
-                if not any(f.suffix.lower() in IMG_EXT for f in d.iterdir()):
-                    problems.append(f"{d}: no images")
-            else:
-                n = sum(1 for f in d.iterdir() if f.suffix.lower() in IMG_EXT)
-                if n != val_per_class:
-                    problems.append(f"{d}: expected {val_per_class} images, found {n}")
-    if len(classes) == 2 and classes["train"] != classes["val"]:
-        only = sorted(set(classes["train"]) ^ set(classes["val"]))[:5]
-        problems.append(f"{root}: train and val class folders differ (e.g. {', '.join(only)})")
+    """Problems with an ImageNet folder tree (``shared.data.imagenet``), plus DeiT's exact val count per class
+    (``val_per_class``); train folders are only counted in total by the shared check, not here (slow)."""
+    problems = imagenet_problems(root, n_classes, count_images=False)
+    val = Path(root) / "val"
+    if val.is_dir():
+        for d in sorted(p for p in val.iterdir() if p.is_dir()):
+            n = sum(1 for f in d.iterdir() if f.suffix.lower() in IMG_EXT)
+            if n != val_per_class:
+                problems.append(f"{d}: expected {val_per_class} images, found {n}")
     return problems
 
 
 def imagenet_datasets(root: str | Path, img_size: int = 224, crop_pct: float = 0.875,
                       auto_augment: str = "rand-m9-mstd0.5-inc1", color_jitter: float = 0.4,
                       reprob: float = 0.25, remode: str = "pixel", interpolation: str = "bicubic"):
-    """(train, val) ``ImageFolder`` datasets with DeiT's transforms (timm ``create_transform``)."""
-    from timm.data import create_transform
-    from torchvision.datasets import ImageFolder
-
-    root = Path(root)
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise FileNotFoundError(f"{root / split}: ImageNet split not found "
-                                    f"(expected <root>/{{train,val}}/<wnid>/*.JPEG)")
-    train_tf = create_transform(img_size, is_training=True, color_jitter=color_jitter,
-                                auto_augment=auto_augment, interpolation=interpolation, re_prob=reprob,
-                                re_mode=remode, re_count=1)
-    val_tf = create_transform(img_size, is_training=False, interpolation=interpolation, crop_pct=crop_pct)
-    return ImageFolder(str(root / "train"), transform=train_tf), ImageFolder(str(root / "val"), transform=val_tf)
+    """(train, val) ``ImageFolder`` datasets with DeiT's transforms (``shared.data.imagenet``)."""
+    aug = ImageNetAugment(auto_augment=auto_augment, color_jitter=color_jitter, reprob=reprob, remode=remode,
+                          train_interpolation=interpolation, eval_interpolation=interpolation,
+                          eval_crop_pct=crop_pct)
+    try:
+        return shared_imagenet_datasets(root, img_size, aug, classes=None)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"ImageNet split not found: {e}") from None
 
 
 class RepeatedAugDataset(Dataset):
