@@ -108,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
              "Pair precision at the first refresh (share of pairs whose true target label equals the source "
              "label, %): " + ", ".join(f"{k.removeprefix('precision_')} {v:.1f}" for k, v in precision.items())
              + f".\n\ncdtrans - source_only = {gain:+.2f} points (seed mean).")
-    curves = {"target acc over Stage-B epochs (seed 0)": {
-        m: [h["acc"] for h in per_seed[0][m] if "acc" in h] for m in ARMS}}
+    title = "target acc over Stage-B epochs (seed 0)"
+    curves = {title: {m: [h["acc"] for h in per_seed[0][m] if "acc" in h] for m in ARMS}}
+    curves_x = {title: [h["epoch"] for h in per_seed[0]["cdtrans"] if "acc" in h]}
     write_summary(
         "cdtrans", "digits: rendered fonts -> sklearn handwritten (8x8)", "target top-1 accuracy", last, seeds,
         time.time() - start, {"pretrain": str(PRETRAIN_CFG.relative_to(HERE.parent)),
                               "uda": str(UDA_CFG.relative_to(HERE.parent)), "quick": args.quick},
-        out_dir=out_dir, notes=notes, curves=curves,
+        out_dir=out_dir, notes=notes, curves=curves, curves_x=curves_x, curves_xlabel="epoch",
         extra={"oracle_best_epoch": {m: {"mean": float(np.mean(v)), "per_seed": v} for m, v in best.items()},
                "pair_precision_first_refresh": precision,
                "pair_refreshes": {s: r["cdtrans_pairs"] for s, r in zip(seeds, per_seed)}})

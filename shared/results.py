@@ -51,11 +51,14 @@ def write_summary(
     extra: Mapping | None = None,
     curves: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
     notes: str = "",
+    curves_x: Mapping[str, Sequence[float]] | None = None,
+    curves_xlabel: str = "evaluation",
 ) -> dict:
     """Write summary.json / summary.md / summary.png; return the JSON dict.
 
     ``rows`` maps method name -> per-seed values (in ``seeds`` order). ``curves`` optionally maps a
-    curve title -> {method: values over steps}; they are drawn beside the bars.
+    curve title -> {method: values over steps}; they are drawn beside the bars, against ``curves_x[title]``
+    (e.g. the epochs or steps evaluated) when given, else against the evaluation index.
     """
     out = Path(out_dir) if out_dir else RESULTS / paper
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +79,7 @@ def write_summary(
         summary.update(extra)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(_markdown(summary, notes))
-    _plot(summary, out / "summary.png", curves)
+    _plot(summary, out / "summary.png", curves, curves_x, curves_xlabel)
     return summary
 
 
@@ -94,7 +97,7 @@ def _markdown(s: dict, notes: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(s: dict, path: Path, curves=None) -> None:
+def _plot(s: dict, path: Path, curves=None, curves_x=None, xlabel: str = "evaluation") -> None:
     plt = _mpl()
     ncol = 1 + (len(curves) if curves else 0)
     fig, axes = plt.subplots(1, ncol, figsize=(4.5 * ncol, 3.6), squeeze=False)
@@ -111,8 +114,10 @@ def _plot(s: dict, path: Path, curves=None) -> None:
     for j, (title, series) in enumerate((curves or {}).items(), start=1):
         a = axes[0, j]
         for method, ys in series.items():
-            a.plot(np.arange(1, len(ys) + 1), ys, label=method)
+            xs = (curves_x or {}).get(title)
+            a.plot(np.arange(1, len(ys) + 1) if xs is None else xs[:len(ys)], ys, marker=".", label=method)
         a.set_title(title, fontsize=9)
+        a.set_xlabel(xlabel if curves_x and title in curves_x else "evaluation", fontsize=8)
         a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
