@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import interleaved_step_times  # noqa: E402
 from timm.models import swin_tiny_patch4_window7_224  # noqa: E402
 
 from elsa.model import elsa_swin_tiny  # noqa: E402
@@ -39,23 +39,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         models[f"elsa_swin_tiny ({impl})"] = elsa_swin_tiny(img_size=args.img, impl=impl)
     x = torch.randn(args.batch, 3, args.img, args.img)
     y = torch.randint(0, 1000, (args.batch,))
-    opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-3) for n, m in models.items()}
-    times: dict[str, list[float]] = {n: [] for n in models}
-
-    def step(name: str) -> float:
-        model, opt = models[name], opts[name]
-        t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - t0
-
-    for name in models:  # warm-up (allocator, one-off index tables)
-        step(name)
-    for _ in range(args.steps):
-        for name in models:
-            times[name].append(step(name))
+    times = interleaved_step_times(models, x, y, args.steps, lr=1e-3)
     base = statistics.median(times["swin_tiny (timm)"])
     print(f"training step, batch {args.batch}, {args.img}px, {torch.get_num_threads()} threads, "
           f"median of {args.steps} (s/step):")

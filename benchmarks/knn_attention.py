@@ -18,7 +18,6 @@ import copy
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import timm  # noqa: E402
+from _timing import interleaved_step_times  # noqa: E402
 
 from knn_attention.model import dense_to_knn  # noqa: E402
 
@@ -39,20 +39,6 @@ def build(variant: str, base: torch.nn.Module) -> torch.nn.Module:
     elif variant == "knn_official":
         dense_to_knn(model, 100, impl="scatter")
     return model
-
-
-def step_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step() -> float:
-        t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - t0
-
-    return step
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -69,13 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     x = torch.randn(args.batch, 3, args.img, args.img)
     y = torch.randint(0, 1000, (args.batch,))
     variants = [v for v in args.variants.split(",") if v]
-    steps = {v: step_fn(build(v, base).train(), x, y) for v in variants}
-    for v in variants:  # warm-up
-        steps[v]()
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(args.reps):
-        for v in variants:
-            times[v].append(steps[v]())
+    times = interleaved_step_times({v: build(v, base).train() for v in variants}, x, y, args.reps)
     med = {v: statistics.median(ts) for v, ts in times.items()}
     ref = med.get("dense")
     print(f"{args.model}, batch {args.batch}, {args.img}px, {torch.get_num_threads()} threads, "
