@@ -303,7 +303,9 @@ class Trainer:
             out = self.task.training_step(self.wrapped, batch, self)
         if "loss" not in out:
             raise KeyError("Task.training_step must return a dict with a 'loss' entry")
-        values = {k: float(v.detach()) for k, v in out.items()}
+        # One host sync for every named loss (not one per loss): this runs each step.
+        names = list(out)
+        values = dict(zip(names, torch.stack([out[k].detach().float().reshape(()) for k in names]).tolist()))
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             last = self.run_dir / "last.pt"
