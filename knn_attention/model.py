@@ -19,13 +19,15 @@ Four forms of the same operation live here, side by side (tested against each ot
   one (B,h,N,N) tensor fewer than the official form and no scatter. It differs from the scatter
   form only when scores tie exactly at the k-th place: the threshold keeps *all* tied keys
   (deterministic, independent of key order), ``torch.topk`` keeps an implementation-defined subset.
-* :func:`knn_attention_fast` -- the threshold form with a hand-written backward (saves only ``P``);
-  what the modules run by default. Falls back to the threshold form for bias / dropout / autocast.
+* :func:`knn_attention_fast` -- the threshold form with the selection in one compiled pass per row
+  (:mod:`knn_attention.kernels`, torch ``topk`` fallback), softmax in place and a hand-written
+  backward; what the modules run by default. Falls back to the threshold form for bias / dropout /
+  autocast.
 * :func:`knn_attention_gather` -- the "slow" variant: gather the k selected keys/values per query
   and softmax over k entries only. Same values, far slower.
 
-Cost: the full score matrix is still computed, plus a per-row top-k (``torch.topk``), so a k-NN
-training step is slower than timm's fused SDPA one (``benchmarks/knn_attention.py``).
+Cost: the full score matrix is still computed, plus the per-row selection, so a k-NN training step
+is slower than timm's fused SDPA one; ``benchmarks/knn_attention.py`` prints both side by side.
 
 ``topk`` is an absolute count (``int``) or a ratio of the number of keys (``float`` in (0, 1]),
 resolved per call by :func:`resolve_topk`; a per-layer list is set with :func:`set_topk`. An
@@ -47,6 +49,8 @@ import torch
 from timm.layers import Attention
 from timm.models.swin_transformer import WindowAttention
 from torch import nn
+
+from .kernels import mask_below_kth_
 
 TopK = Union[int, float]
 
@@ -144,28 +148,35 @@ def knn_attention_gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk
 
 
 class _FastKNNAttention(torch.autograd.Function):
-    """Threshold form with a hand-written backward: saves ``P`` (B,h,N,N) and q, k, v only.
+    """Threshold form with a hand-written backward and no extra (B, h, N, N) buffer.
 
-    Autograd of the plain form also keeps the bool mask and runs a ``masked_fill`` backward; here
-    ``dS = P * (dP - sum(dP * P))`` is already zero where keys were dropped (P = 0 there).
+    Forward: the score matrix is masked (compiled kernel, :mod:`knn_attention.kernels`) and softmaxed
+    in place, so ``P`` reuses the scores' memory. Backward (FlashAttention's identity)::
+
+        dP = dO V^T,   D_i = sum_j dP_ij P_ij = dO_i . O_i,   dS = P * (dP - D)   (in place in dP)
+
+    ``dS`` is already zero where keys were dropped (P = 0 there), so no mask is kept. One (B,h,N,N)
+    allocation per pass instead of two: on CPU the fresh pages of such a buffer cost as much as a matmul.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, topk: int, scale: float):
         s = (q * scale) @ k.transpose(-2, -1)
-        if topk < s.shape[-1]:
+        if topk < s.shape[-1] and not mask_below_kth_(s, topk):
             kth = s.topk(topk, dim=-1, largest=True, sorted=False).values.amin(dim=-1, keepdim=True)
             s.masked_fill_(s < kth, float("-inf"))
-        p = s.softmax(dim=-1)
-        ctx.save_for_backward(q, k, v, p)
+        p = torch.ops.aten._softmax.out(s, -1, False, out=s)  # in place: same values as s.softmax(-1)
+        out = p @ v
+        ctx.save_for_backward(q, k, v, p, out)
         ctx.scale = scale
-        return p @ v
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, p = ctx.saved_tensors
+        q, k, v, p, out = ctx.saved_tensors
         grad_v = p.transpose(-2, -1) @ grad_out
-        grad_s = torch._softmax_backward_data(grad_out @ v.transpose(-2, -1), p, -1, p.dtype)
+        d = (grad_out * out).sum(dim=-1, keepdim=True)
+        grad_s = (grad_out @ v.transpose(-2, -1)).sub_(d).mul_(p)
         grad_q = (grad_s @ k) * ctx.scale
         grad_k = grad_s.transpose(-2, -1) @ (q * ctx.scale)
         return grad_q, grad_k, grad_v, None, None

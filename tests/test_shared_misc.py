@@ -94,3 +94,22 @@ def test_resnet_from_local_weights(tmp_path):
     m = create_resnet(18, weights=tmp_path / "r18.pth", num_classes=7)
     assert m.fc.out_features == 7
     torch.testing.assert_close(m.conv1.weight, donor.conv1.weight)
+
+
+def test_native_parallel_rows_covers_every_row_once_and_env_switch(monkeypatch):
+    import ctypes
+
+    from shared.native import load_c, native_enabled, parallel_rows
+
+    for rows, threads in ((10, 3), (2, 5), (1, 1)):
+        seen: list[int] = []
+        parallel_rows(lambda r0, r1, out=seen: out.extend(range(r0, r1)), rows, threads)
+        assert sorted(seen) == list(range(rows))
+    src = "#include <stdint.h>\nvoid twice(int64_t *x, int64_t n) { for (int64_t i = 0; i < n; ++i) x[i] *= 2; }\n"
+    lib = load_c("test_twice", src, {"twice": [ctypes.c_void_p, ctypes.c_int64]})
+    if lib is not None:  # a C compiler is present
+        x = torch.arange(5)
+        lib.twice(x.data_ptr(), 5)
+        assert x.tolist() == [0, 2, 4, 6, 8]
+    monkeypatch.setenv("VISIONREPRO_NATIVE", "0")
+    assert not native_enabled() and load_c("test_twice", src, {"twice": []}) is None

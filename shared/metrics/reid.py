@@ -30,16 +30,12 @@ All returned numbers are percentages (0-100), including the ``cmc`` array.
 from __future__ import annotations
 
 import ctypes
-import os
-import shutil
-import subprocess
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..native import load_c, parallel_rows
 from ._common import to_numpy
 
 
@@ -98,29 +94,14 @@ void count_before(const float *dist, int64_t G, const float *match_d, const int6
   }
 }
 """
-_native = {}
+_COUNT_ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+               ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
 
 
 def _native_count_before():
     """The compiled counting loop (ctypes), or None without a C compiler / with VISIONREPRO_REID_NATIVE=0."""
-    if "fn" not in _native:
-        _native["fn"] = None
-        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-        if cc and os.environ.get("VISIONREPRO_REID_NATIVE", "1") != "0":
-            tmp = tempfile.mkdtemp(prefix="visionrepro_reid_")  # private, per process: no stale builds
-            src, lib = os.path.join(tmp, "count.c"), os.path.join(tmp, "count.so")
-            with open(src, "w") as f:
-                f.write(_COUNT_SRC)
-            for flags in (["-O3", "-march=native"], ["-O3"]):
-                build = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", lib, src], capture_output=True)
-                if build.returncode == 0:
-                    fn = ctypes.CDLL(lib).count_before
-                    fn.restype = None
-                    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                                   ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-                    _native["fn"] = fn
-                    break
-    return _native["fn"]
+    lib = load_c("reid_count", _COUNT_SRC, {"count_before": _COUNT_ARGS}, env="VISIONREPRO_REID_NATIVE")
+    return None if lib is None else lib.count_before
 
 
 def _count_before_native(fn, dist: torch.Tensor, match_d: torch.Tensor, match_idx: torch.Tensor,
@@ -132,15 +113,7 @@ def _count_before_native(fn, dist: torch.Tensor, match_d: torch.Tensor, match_id
     match_idx, num_rel = match_idx.contiguous(), num_rel.contiguous()
     counts = torch.zeros(b, p, dtype=torch.int64)
     ptrs = [t.data_ptr() for t in (dist, match_d, match_idx, num_rel, counts)]
-    n = max(1, min(torch.get_num_threads(), b))
-    bounds = [(i * b // n, (i + 1) * b // n) for i in range(n)]
-    call = lambda r: fn(ptrs[0], g, ptrs[1], ptrs[2], ptrs[3], p, r[0], r[1], ptrs[4])  # noqa: E731
-    if n == 1:
-        call(bounds[0])
-    else:
-        if _native.get("pool_size") != n:
-            _native["pool"], _native["pool_size"] = ThreadPoolExecutor(n), n
-        list(_native["pool"].map(call, bounds))
+    parallel_rows(lambda r0, r1: fn(ptrs[0], g, ptrs[1], ptrs[2], ptrs[3], p, r0, r1, ptrs[4]), b)
     return counts
 
 
