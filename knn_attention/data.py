@@ -9,7 +9,6 @@ ImageNet layout (torchvision ``ImageFolder``, as DeiT's ``--data-path``)::
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -48,29 +47,6 @@ def imagenet_datasets(root: str | Path, img_size: int = 224, crop_pct: float = 0
         return shared_imagenet_datasets(root, img_size, aug, classes=None)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"ImageNet split not found: {e}") from None
-
-
-class RepeatedAugDataset(Dataset):
-    """DeiT's repeated augmentation as a dataset view: per epoch, ``ceil(len / repeats)`` images drawn
-    by a seeded permutation, each listed ``repeats`` times, cut to ``len(base)`` entries.
-
-    DeiT's ``RASampler`` sends the copies of an image to different GPUs; here the engine's
-    (shuffling) sampler spreads them at random, which keeps the per-epoch content the same.
-    """
-
-    def __init__(self, base: Dataset, repeats: int, seed: int, epoch: int):
-        if repeats < 1:
-            raise ValueError(f"repeated augmentation: repeats must be >= 1, got {repeats}")
-        n = len(base)
-        g = torch.Generator().manual_seed(seed * 10_007 + epoch)
-        chosen = torch.randperm(n, generator=g)[: math.ceil(n / repeats)]
-        self.base, self.index = base, chosen.repeat_interleave(repeats)[:n].tolist()
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int):
-        return self.base[self.index[i]]
 
 
 # ----------------------------------------------------------------------------- embedded default

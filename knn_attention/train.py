@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from shared.cli import train_main
 from shared.engine import RunConfig, Task
 
-from .data import DigitsWithMasks, RepeatedAugDataset, epoch_chunk, imagenet_datasets
+from .data import DigitsWithMasks, epoch_chunk, imagenet_datasets
 from .evaluate import attention_stats, top1
 from .model import KNNAttention, set_topk
 
@@ -141,8 +141,16 @@ class KNNTask(Task):
         d, seed = self.cfg.data, self.cfg.engine.seed
         if d.dataset == "cluttered_digits":
             return epoch_chunk(self.train_base, epoch, d.epoch_samples, seed)
-        return RepeatedAugDataset(self.train_base, d.repeated_aug, seed, epoch) if d.repeated_aug > 1 \
-            else self.train_base
+        return self.train_base
+
+    def train_sampler(self, dataset, epoch: int, world_size: int, rank: int):
+        """DeiT's ``--repeated-aug`` (``RASampler``, timm ``RepeatAugSampler``): each chosen image
+        ``repeated_aug`` times per epoch, the copies sent to different ranks; epoch-seeded as in DeiT."""
+        if self.cfg.data.dataset == "cluttered_digits" or self.cfg.data.repeated_aug <= 1:
+            return None
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=self.cfg.data.repeated_aug)
 
     def training_step(self, model, batch, trainer):
         x, y = batch

@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from knn_attention import reproduce
-from knn_attention.data import RepeatedAugDataset, epoch_chunk, imagenet_datasets, verify_imagenet
+from knn_attention.data import epoch_chunk, imagenet_datasets, verify_imagenet
 from knn_attention.evaluate import attention_stats, top1
 from knn_attention.train import KNNConfig
 from shared.config import ConfigError, load_config
@@ -53,16 +53,21 @@ def test_imagenet_loader_gives_deit_sized_tensors(tmp_path):
         imagenet_datasets(tmp_path / "train")
 
 
-def test_repeated_augmentation_lists_each_chosen_image_three_times():
-    base = TensorDataset(torch.arange(10))
-    ra = RepeatedAugDataset(base, 3, seed=0, epoch=0)
-    assert len(ra) == 10
-    idx = ra.index
-    assert all(idx[i] == idx[i + 1] == idx[i + 2] for i in range(0, 9, 3))
-    assert len(set(idx)) == 4  # ceil(10 / 3)
-    assert RepeatedAugDataset(base, 3, seed=0, epoch=1).index != idx  # new draw each epoch
-    with pytest.raises(ValueError, match="repeats"):
-        RepeatedAugDataset(base, 0, 0, 0)
+def test_repeated_augmentation_sends_each_chosen_image_to_every_rank(tmp_path):
+    from knn_attention.train import KNNConfig, KNNTask
+
+    _imagenet_tree(tmp_path / "in1k")
+    cfg = KNNConfig()
+    cfg.data.root = str(tmp_path / "in1k")
+    task = KNNTask(cfg)
+    ds = task.train_dataset(0)
+    per_rank = [list(task.train_sampler(ds, 0, 3, r)) for r in range(3)]
+    # DeiT's RASampler: with 3 repeats over 3 ranks, every rank sees the same images (different augmentations).
+    assert per_rank[0] == per_rank[1] == per_rank[2] and len(set(per_rank[0])) == len(per_rank[0])
+    single = list(task.train_sampler(ds, 0, 1, 0))  # one rank: the 3 copies come one after another
+    assert len(single) == len(ds) and all(single[i] == single[i + 1] == single[i + 2] for i in range(0, 6, 3))
+    cfg.data.repeated_aug = 1
+    assert KNNTask(cfg).train_sampler(ds, 0, 1, 0) is None
 
 
 def test_epoch_chunks_walk_the_data_without_overlap():
