@@ -10,6 +10,10 @@ code). ``knn_threshold``: the same math through plain autograd (``masked_fill`` 
 (round robin) so that load from other processes hits all of them alike; the median step time of
 each is reported with its ratio to dense.
 Goal (issue 5): knn <= 1.15x dense on CPU.
+
+``--layer``: one attention layer alone (q, k, v of DeiT-S shape, forward + backward), interleaved:
+SDPA, the default ``fast`` form, the same with the compiled selection switched off (``torch.topk``),
+and ``fast`` at k = N (no selection: the unfused attention's own cost). Milliseconds, median.
 """
 from __future__ import annotations
 
@@ -41,6 +45,42 @@ def build(variant: str, base: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def layer_times(batch: int, heads: int, tokens: int, head_dim: int, k: int, reps: int) -> dict[str, list[float]]:
+    """Forward + backward of one attention layer, every variant interleaved round-robin (seconds)."""
+    import os
+    import time
+
+    from knn_attention.model import knn_attention_fast
+
+    g = torch.Generator().manual_seed(0)
+    q, kk, v = (torch.randn(batch, heads, tokens, head_dim, generator=g).requires_grad_() for _ in range(3))
+    grad = torch.randn(batch, heads, tokens, head_dim, generator=g)
+    scale = head_dim ** -0.5
+
+    def torch_topk():
+        os.environ["VISIONREPRO_KNN_NATIVE"] = "0"
+        try:
+            knn_attention_fast(q, kk, v, k, scale).backward(grad)
+        finally:
+            del os.environ["VISIONREPRO_KNN_NATIVE"]
+
+    variants = {
+        "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(q, kk, v, scale=scale).backward(grad),
+        "fast": lambda: knn_attention_fast(q, kk, v, k, scale).backward(grad),
+        "fast_torch_topk": torch_topk,
+        "fast_k=N": lambda: knn_attention_fast(q, kk, v, tokens, scale).backward(grad),
+    }
+    times: dict[str, list[float]] = {n: [] for n in variants}
+    for f in variants.values():
+        f()
+    for _ in range(reps):
+        for n, f in variants.items():
+            t0 = time.perf_counter()
+            f()
+            times[n].append(time.perf_counter() - t0)
+    return times
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="deit_small_patch16_224")
@@ -49,7 +89,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--variants", default="dense,knn,knn_threshold,knn_official")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--layer", action="store_true", help="time one attention layer instead of a training step")
     args = ap.parse_args(argv)
+    if args.layer:
+        times = layer_times(args.batch, 6, (args.img // 16) ** 2 + 1, 64, 100, max(args.reps, 20))
+        med = {v: statistics.median(ts) for v, ts in times.items()}
+        print(f"one attention layer, B={args.batch}, h=6, N={(args.img // 16) ** 2 + 1}, d=64, k=100, forward + "
+              f"backward, {torch.get_num_threads()} threads, median of {max(args.reps, 20)} interleaved runs")
+        for v, m in med.items():
+            print(f"{v:16s} {m * 1e3:7.2f} ms  {m / med['sdpa']:6.3f}x sdpa")
+        out = {"layer": True, "median_s": med, "steps_s": times}
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        return out
     torch.manual_seed(0)
     base = timm.create_model(args.model, pretrained=False, img_size=args.img)
     x = torch.randn(args.batch, 3, args.img, args.img)
