@@ -1,0 +1,102 @@
+"""TransReID-SSL: official checkpoint layouts (raw DINO, converted flat, supervised), CFS, DINO task hooks."""
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from shared.config import load_config
+from shared.engine import Trainer
+from transreid_ssl.cfs import catastrophic_forgetting_score, cfs_order, person_precision
+from transreid_ssl.checkpoints import load_backbone, load_reid_checkpoint, resize_pos_embed_hw
+from transreid_ssl.model import DINOHead, ReIDModel, ReIDViT
+from transreid_ssl.train import TransReIDSSLConfig, build_task
+
+
+def tiny(stem="patchify", size=(32, 16)):
+    return ReIDViT(size, 8, 32, 2, 2, 2.0, 0.0, stem=stem, stem_hidden=8, stem_kernel=3)
+
+
+def raw_dino_file(path, backbone, ddp_prefix=False):
+    """A ``main_dino`` checkpoint: teacher ``backbone.*`` + ``head.*``, student under ``module.``, args."""
+    head = DINOHead(32, 16, 8, 4)
+    pre = "module." if ddp_prefix else ""
+    teacher = {f"{pre}backbone.{k}": v for k, v in backbone.state_dict().items()}
+    teacher |= {f"{pre}head.{k}": v for k, v in head.state_dict().items()}
+    student = {f"module.{k.removeprefix(pre)}": torch.zeros_like(v) for k, v in teacher.items()}
+    torch.save({"student": student, "teacher": teacher, "optimizer": {}, "epoch": 100,
+                "args": argparse.Namespace(arch="vit_small"), "dino_loss": {"center": torch.zeros(1, 16)}}, path)
+
+
+@pytest.mark.parametrize("stem,ddp", [("patchify", False), ("ics", True)])
+def test_raw_dino_teacher_loads(tmp_path, stem, ddp):
+    torch.manual_seed(0)
+    src = tiny(stem)
+    raw_dino_file(tmp_path / "ckpt.pth", src, ddp_prefix=ddp)
+    dst = tiny(stem)
+    load_backbone(dst, tmp_path / "ckpt.pth")
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+
+
+def test_flat_converted_file_and_pos_embed_resize(tmp_path):
+    torch.manual_seed(0)
+    src = tiny()
+    torch.save(src.state_dict(), tmp_path / "flat.pth")
+    tall = tiny(size=(48, 16))  # 6x2 grid from the 4x2 pre-training grid (PRETRAIN_HW_RATIO 2)
+    load_backbone(tall, tmp_path / "flat.pth")
+    assert torch.allclose(tall.pos_embed, resize_pos_embed_hw(src.pos_embed, (4, 2), (6, 2)))
+    assert torch.equal(tall.blocks[1].mlp.fc2.weight, src.blocks[1].mlp.fc2.weight)
+
+
+def test_plain_vit_into_ics_needs_the_explicit_switch(tmp_path):
+    torch.save(tiny().state_dict(), tmp_path / "flat.pth")
+    with pytest.raises((KeyError, ValueError)):
+        load_backbone(tiny("ics"), tmp_path / "flat.pth")
+    report = load_backbone(tiny("ics"), tmp_path / "flat.pth", allow_random_stem=True)
+    assert all(k.startswith("patch_embed.") for k in report.missing)
+
+
+def test_supervised_checkpoint_layout(tmp_path):
+    torch.manual_seed(0)
+    src = ReIDModel(tiny(), 5)
+    sd = {f"module.{k}": v for k, v in src.state_dict().items()}
+    sd["module.base.fc.weight"] = torch.zeros(1000, 32)  # the unused head of the official file
+    torch.save(sd, tmp_path / "transformer_120.pth")
+    dst = ReIDModel(tiny(), 5)
+    load_reid_checkpoint(dst, tmp_path / "transformer_120.pth")
+    x = torch.randn(2, 3, 32, 16)
+    assert torch.allclose(src.eval()(x), dst.eval()(x))
+
+
+def test_cfs_score_order_and_precision():
+    f0 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    f1 = torch.tensor([[1.0, 0.1], [0.0, 1.0], [2.0, 0.0], [-1.0, 0.0]])
+    s = catastrophic_forgetting_score(f0, f1)
+    assert torch.allclose(s, torch.tensor([1 / np.sqrt(1.01), 0.0, 1.0, -1.0], dtype=torch.float32), atol=1e-6)
+    order = cfs_order(s)
+    assert order.tolist() == [2, 0, 1, 3]  # least forgetting first
+    assert person_precision(order, np.array([True, False, True, False]), 0.5) == 100.0
+    assert catastrophic_forgetting_score(f0, f1, "neg_l2")[2] == -1.0
+
+
+def test_dino_task_freezes_last_layer_clips_and_moves_teacher(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config("transreid_ssl/configs/dino_vit-tiny-d64_1xb32-10e_synperson.yaml", TransReIDSSLConfig,
+                      ["logger.progress=false", "engine.epochs=1", "data.pool_size=64", "data.n_train_ids=4",
+                       "data.n_test_ids=4", "model.depth=1", "engine.batch_size=16", "dino.clip_grad=1e-4"])
+    task = build_task(cfg)
+    tr = Trainer(task, cfg, tmp_path / "dino")
+    v0 = tr.model.student.head.last_layer.weight_v.clone()
+    s0 = {k: v.clone() for k, v in tr.model.student.state_dict().items()}
+    tr.fit()
+    m = tr.model
+    assert tr.global_step == 4
+    assert torch.equal(m.student.head.last_layer.weight_v, v0)  # frozen during epoch 0 (grad cancelled)
+    moved = m.student.backbone.blocks[0].mlp.fc1.weight - s0["backbone.blocks.0.mlp.fc1.weight"]
+    lr_peak = cfg.dino.base_lr * 16 / 256
+    assert 0 < moved.abs().max() <= 4 * lr_peak * 1.5  # Adam steps of at most ~lr each
+    t = m.teacher.backbone.blocks[0].mlp.fc1.weight
+    assert not torch.equal(t, s0["backbone.blocks.0.mlp.fc1.weight"])
+    assert not torch.equal(t, m.student.backbone.blocks[0].mlp.fc1.weight)
+    assert tr.optimizer.param_groups[1]["weight_decay"] == 0.0 and tr.optimizer.param_groups[0]["weight_decay"] > 0.04

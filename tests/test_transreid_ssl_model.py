@@ -1,0 +1,144 @@
+"""TransReID-SSL: stems, ViT, DINO head/wrapper/loss, ReID head and triplet, schedules."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from transreid_ssl.losses import DINOLoss, euclidean_dist, hard_example_mining, reid_loss, soft_margin_triplet
+from transreid_ssl.model import IBN, ConvStem, DINOHead, DINOModel, MultiCropWrapper, ReIDModel, ReIDViT
+from transreid_ssl.train import cosine_schedule
+
+
+def tiny_vit(stem="patchify", **kw):
+    return ReIDViT((32, 16), 8, 32, 2, 2, 2.0, 0.0, stem=stem, stem_hidden=8, stem_kernel=3, **kw)
+
+
+def test_ibn_splits_instance_and_batch_norm():
+    torch.manual_seed(0)
+    m = IBN(8).eval()
+    x = torch.randn(3, 8, 5, 4) * 3 + 2
+    y = m(x)
+    # IN half: per-sample, per-channel zero mean / unit std, even in eval mode (no running stats)
+    assert torch.allclose(y[:, :4].mean((2, 3)), torch.zeros(3, 4), atol=1e-5)
+    assert torch.allclose(m(x[:1])[:, :4], y[:1, :4], atol=1e-6)
+    # BN half in eval: running stats (init 0/1) -> identity up to eps
+    assert torch.allclose(y[:, 4:], x[:, 4:] / math.sqrt(1 + 1e-5), atol=1e-5)
+
+
+def test_official_ics_stem_key_layout_and_grid():
+    stem = ConvStem(3, 384, 16, 64, 7)
+    shapes = {k: tuple(v.shape) for k, v in stem.state_dict().items()}
+    assert shapes["conv.0.weight"] == (64, 3, 7, 7)
+    assert shapes["conv.1.IN.weight"] == (32,) and shapes["conv.1.BN.running_mean"] == (32,)
+    assert shapes["conv.3.weight"] == (64, 64, 3, 3) and shapes["conv.6.weight"] == (64, 64, 3, 3)
+    assert shapes["conv.4.IN.bias"] == (32,) and shapes["conv.7.running_var"] == (64,)
+    assert shapes["proj.weight"] == (384, 64, 8, 8) and shapes["proj.bias"] == (384,)
+    assert stem(torch.randn(2, 3, 256, 128)).shape == (2, 128, 384)  # 16x8 tokens, as patchify
+
+
+def test_vit_small_flat_keys_match_official_layout():
+    vit = ReIDViT()
+    sd = vit.state_dict()
+    assert tuple(sd["pos_embed"].shape) == (1, 129, 384) and tuple(sd["cls_token"].shape) == (1, 1, 384)
+    assert tuple(sd["patch_embed.proj.weight"].shape) == (384, 3, 16, 16)
+    assert tuple(sd["blocks.11.attn.qkv.weight"].shape) == (1152, 384) and "blocks.0.attn.qkv.bias" in sd
+    assert tuple(sd["blocks.0.mlp.fc1.weight"].shape) == (1536, 384)
+    assert len(sd) == 4 + 12 * 12 + 2  # cls, pos, proj w/b; 12 tensors a block; final norm
+    assert vit.blocks[0].norm1.eps == 1e-6
+
+
+def test_pos_embed_resampling_is_dinos():
+    torch.manual_seed(0)
+    vit = tiny_vit()
+    assert vit.interpolate_pos_encoding(4, 2) is vit.pos_embed  # native grid: unchanged
+    got = vit.interpolate_pos_encoding(2, 1)
+    grid = vit.pos_embed[:, 1:].reshape(1, 4, 2, -1).permute(0, 3, 1, 2)
+    ref = F.interpolate(grid, scale_factor=(2.1 / 4, 1.1 / 2), mode="bicubic").flatten(2).transpose(1, 2)
+    assert torch.equal(got[:, 1:], ref) and torch.equal(got[:, :1], vit.pos_embed[:, :1])
+    assert vit(torch.randn(2, 3, 16, 8)).shape == (2, 32)
+
+
+def test_dino_head_layout_and_multicrop_equivalence():
+    torch.manual_seed(0)
+    head = DINOHead(32, 50, 16, 8)
+    keys = set(head.state_dict())
+    assert {"mlp.0.weight", "mlp.2.weight", "mlp.4.weight", "last_layer.weight_g", "last_layer.weight_v"} <= keys
+    assert not head.last_layer.weight_g.requires_grad
+    vit = tiny_vit().eval()
+    wrap = MultiCropWrapper(vit, head)
+    crops = [torch.randn(2, 3, 32, 16), torch.randn(2, 3, 32, 16), torch.randn(2, 3, 16, 8)]
+    ref = head(torch.cat([vit(c) for c in crops]))
+    assert torch.allclose(wrap(crops), ref, atol=1e-5)
+
+
+def test_dino_model_teacher_starts_as_student_and_follows_by_ema():
+    torch.manual_seed(0)
+    mk = lambda: MultiCropWrapper(tiny_vit(), DINOHead(32, 20, 16, 8))  # noqa: E731
+    m = DINOModel(mk(), mk())
+    for ps, pt in zip(m.student.parameters(), m.teacher.parameters()):
+        assert torch.equal(ps, pt) and not pt.requires_grad
+    with torch.no_grad():
+        for p in m.student.parameters():
+            p.add_(1.0)
+    t0 = [p.clone() for p in m.teacher.parameters()]
+    m.update_teacher(0.9)
+    for a, b, s in zip(m.teacher.parameters(), t0, m.student.parameters()):
+        assert torch.allclose(a, 0.9 * b + 0.1 * s)
+
+
+def test_dino_loss_hand_computed_and_center():
+    torch.manual_seed(0)
+    b, k, n_crops = 3, 5, 3
+    s, t = torch.randn(n_crops * b, k), torch.randn(2 * b, k)
+    loss_fn = DINOLoss(k, n_crops, 0.04, 0.04, 0, 10, 0.1, 0.9)
+    loss_fn.center.fill_(0.2)
+    got = loss_fn(s, t, epoch=0)
+    p = [F.softmax((t[i * b:(i + 1) * b] - 0.2) / 0.04, -1) for i in range(2)]
+    q = [F.log_softmax(s[v * b:(v + 1) * b] / 0.1, -1) for v in range(n_crops)]
+    pairs = [(i, v) for i in range(2) for v in range(n_crops) if v != i]
+    assert len(pairs) == 2 * n_crops - 2
+    ref = sum(-(p[i] * q[v]).sum(-1).mean() for i, v in pairs) / len(pairs)
+    assert torch.allclose(got, ref, atol=1e-6)
+    assert torch.allclose(loss_fn.center, 0.9 * 0.2 + 0.1 * t.mean(0, keepdim=True), atol=1e-6)
+
+
+def test_teacher_temperature_schedule():
+    f = DINOLoss(4, 2, 0.04, 0.07, 3, 10)
+    assert np.allclose(f.teacher_temp_schedule[:4], [0.04, 0.055, 0.07, 0.07]) and len(f.teacher_temp_schedule) == 10
+
+
+def test_batch_hard_soft_margin_triplet_by_hand():
+    feat = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 5.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 1, 1])
+    d_ap, d_an = hard_example_mining(euclidean_dist(feat, feat), y)
+    assert torch.allclose(d_ap, torch.tensor([3.0, 3.0, 4.0, 4.0]), atol=1e-4)
+    assert torch.allclose(d_an, torch.tensor([1.0, math.sqrt(10), 1.0, 5.0]), atol=1e-4)
+    loss = soft_margin_triplet(feat, y)
+    assert torch.allclose(loss, F.softplus(d_ap - d_an).mean())
+    loss.backward()
+    assert torch.isfinite(feat.grad).all()
+
+
+def test_reid_model_neck_and_losses():
+    torch.manual_seed(0)
+    m = ReIDModel(tiny_vit(), num_classes=4)
+    assert not m.bottleneck.bias.requires_grad and m.classifier.bias is None
+    x, y = torch.randn(8, 3, 32, 16), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    logits, feat = m(x)
+    out = reid_loss(logits, feat, y)
+    assert logits.shape == (8, 4) and feat.shape == (8, 32)
+    assert torch.allclose(out["loss"], out["id"] + out["triplet"])
+    m.eval()
+    assert torch.allclose(m(x), m.base(x))  # test feature = pre-BN global feature
+    m.neck_feat = "after"
+    assert torch.allclose(m(x), m.bottleneck(m.base(x)))
+
+
+def test_dino_cosine_schedule_is_a_warmup_prefix():
+    s = cosine_schedule(1.0, 0.0, epochs=4, niter_per_ep=5, warmup_epochs=1)
+    assert len(s) == 20 and s[0] == 0.0 and s[4] == 1.0 and s[5] == 1.0  # cosine restarts after the prefix
+    assert s[-1] > 0 and s[-1] < 0.05
+    m = cosine_schedule(0.996, 1.0, 2, 3)
+    assert m[0] == pytest.approx(0.996) and m[-1] < 1.0 and np.all(np.diff(m) > 0)

@@ -1,0 +1,313 @@
+"""Train TransReID-SSL: ``stage=dino`` (self-supervised pre-training) or ``stage=reid`` (supervised fine-tuning).
+
+    python -m transreid_ssl.train --config transreid_ssl/configs/dino_vit-small_8xb64-100e_luperson-cfs60.yaml \\
+        data.root=/data/LUP data.filter_list=/data/CFS_list.pkl
+    python -m transreid_ssl.train --config transreid_ssl/configs/transreid_vit-small_1xb64-120e_market1501.yaml \\
+        data.root=/data model.pretrained=runs/dino/last.pt
+    GPUS=8 bash transreid_ssl/scripts/dino_luperson.sh                       # torchrun DDP
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from shared.cli import train_main
+from shared.data.samplers import IdentitySampler
+from shared.engine import RunConfig, Task, Trainer
+from shared.metrics.reid import reid_evaluate
+
+from .checkpoints import load_backbone
+from .data import (
+    DINOMultiCrop,
+    ReIDDataset,
+    ReIDSplit,
+    luperson_images,
+    market1501,
+    msmt17,
+    read_ranking,
+    reid_test_transform,
+    reid_train_transform,
+)
+from .losses import DINOLoss, reid_loss
+from .model import DINOHead, DINOModel, MultiCropWrapper, ReIDModel, ReIDViT
+
+
+@dataclass
+class ModelConfig:
+    img_size: list[int] = field(default_factory=lambda: [256, 128])
+    patch_size: int = 16
+    embed_dim: int = 384  # ViT-S; 768 / 12 heads for ViT-B
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    stem: str = "patchify"  # patchify | ics (IBN conv stem) | ics_bn (ablation: BN instead of IBN)
+    stem_hidden: int = 64
+    stem_kernel: int = 7
+    pretrained: str = ""  # reid: DINO checkpoint (raw, converted flat, or our dino last.pt)
+    pretrain_hw_ratio: int = 2
+    allow_random_stem: bool = False  # reid: a plain-ViT file into an ICS model (stem left at init)
+    neck_feat: str = "before"  # test feature: pre-BN (the configs' NECK_FEAT) | after
+
+
+@dataclass
+class DataConfig:
+    name: str = "market1501"  # reid: market1501 | msmt17 | synperson;  dino: luperson | synperson
+    root: str = ""
+    pad: int = 10
+    re_prob: float = 0.5
+    num_instances: int = 4
+    eval_batch_size: int = 256
+    filter_list: str = ""  # dino: CFS ranking (official CFS_list.pkl or our text file), best first
+    keep_num: int = 0  # dino: keep the first keep_num of filter_list (0: all); with subset=random, a random subset
+    subset: str = "ranked"  # ranked (filter_list order) | random (control: keep_num images at random)
+    subset_seed: int = 0
+    # synperson generator (embedded default)
+    seed: int = 0
+    n_train_ids: int = 80
+    n_test_ids: int = 80
+    pool_size: int = 3000
+
+
+@dataclass
+class DINOConfig:
+    out_dim: int = 65536
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    norm_last_layer: bool = True
+    n_local: int = 8
+    local_size: list[int] = field(default_factory=lambda: [128, 64])
+    global_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
+    local_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    blur_radius_max: float = 2.0
+    base_lr: float = 0.0005  # peak lr = base_lr * batch / 256
+    min_lr: float = 1e-6
+    warmup_epochs: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    clip_grad: float = 3.0  # per parameter tensor
+    freeze_last_layer: int = 1
+    momentum_teacher: float = 0.996
+    warmup_teacher_temp: float = 0.04
+    teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 0
+
+
+@dataclass
+class TransReIDSSLConfig(RunConfig):
+    stage: str = "reid"  # dino | reid
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    dino: DINOConfig = field(default_factory=DINOConfig)
+
+
+@lru_cache(maxsize=2)
+def _synperson(seed: int, n_train: int, n_test: int, pool: int, h: int, w: int):
+    from .synperson import make_synperson
+
+    return make_synperson(seed, n_train, n_test, pool_size=pool, size=(h, w))
+
+
+def synperson_for(d: DataConfig, img_size) -> object:
+    return _synperson(d.seed, d.n_train_ids, d.n_test_ids, d.pool_size, int(img_size[0]), int(img_size[1]))
+
+
+def pool_name(i: int) -> str:
+    """The name a SynPerson pool image has in rankings (and in ``LUP/images`` when written to disk)."""
+    return f"{i:02d}_00_0000_{i:08d}.jpg"
+
+
+def build_backbone(m: ModelConfig, drop_path_rate: float | None = None) -> ReIDViT:
+    return ReIDViT(tuple(m.img_size), m.patch_size, m.embed_dim, m.depth, m.num_heads, m.mlp_ratio,
+                   m.drop_path_rate if drop_path_rate is None else drop_path_rate, m.stem, m.stem_hidden,
+                   m.stem_kernel)
+
+
+@torch.no_grad()
+def extract_features(net: nn.Module, split: ReIDSplit, size, batch_size: int, device) -> torch.Tensor:
+    """Eval-mode features (N, D) in order, with the test transform (no augmentation)."""
+    was = net.training
+    net.eval()
+    loader = DataLoader(ReIDDataset(split, reid_test_transform(tuple(size))), batch_size=batch_size, shuffle=False)
+    feats = [net(x.to(device)).float().cpu() for x, *_ in loader]
+    net.train(was)
+    return torch.cat(feats)
+
+
+def reid_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, size, batch_size: int, device) -> dict:
+    """Market protocol on L2-normalised test features (squared Euclidean), percentages."""
+    qf = F.normalize(extract_features(net, query, size, batch_size, device), dim=1)
+    gf = F.normalize(extract_features(net, gallery, size, batch_size, device), dim=1)
+    r = reid_evaluate(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
+    return {"mAP": r["mAP"], "rank1": r["rank1"], "rank5": r["rank5"]}
+
+
+class ReIDTask(Task):
+    """Supervised fine-tuning (``transreid_pytorch/train.py``): PK batches, CE + soft triplet, Market eval."""
+
+    def __init__(self, cfg: TransReIDSSLConfig):
+        self.cfg = cfg
+        d, size = cfg.data, cfg.model.img_size
+        if d.name == "synperson":
+            s = synperson_for(d, size)
+            self.train_split, self.query, self.gallery = s.train, s.query, s.gallery
+        elif d.name == "market1501":
+            self.train_split, self.query, self.gallery = market1501(d.root)
+        elif d.name == "msmt17":
+            self.train_split, self.query, self.gallery = msmt17(d.root)
+        else:
+            raise ValueError(f"data.name: reid stage takes market1501 | msmt17 | synperson, got {d.name!r}")
+        self.dataset = ReIDDataset(self.train_split, reid_train_transform(tuple(size), d.pad, d.re_prob))
+
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        backbone = build_backbone(m)
+        if m.pretrained:
+            load_backbone(backbone, m.pretrained, m.pretrain_hw_ratio, m.allow_random_stem)
+        return ReIDModel(backbone, self.train_split.num_pids, m.neck_feat)
+
+    def train_dataset(self, epoch: int):
+        return self.dataset
+
+    def train_sampler(self, dataset, epoch, world_size, rank):
+        e = self.cfg.engine
+        return IdentitySampler(self.train_split.pids, e.batch_size // world_size, self.cfg.data.num_instances,
+                               seed=e.seed, num_replicas=world_size, rank=rank)
+
+    def training_step(self, model, batch, trainer):
+        x, pid, _, _ = batch
+        logits, feat = model(x)
+        return reid_loss(logits, feat, pid)
+
+    def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
+        return reid_metrics(model, self.query, self.gallery, self.cfg.model.img_size, self.cfg.data.eval_batch_size,
+                            trainer.device)
+
+
+def cosine_schedule(base: float, final: float, epochs: int, niter_per_ep: int, warmup_epochs: int = 0,
+                    start_warmup_value: float = 0.0) -> np.ndarray:
+    """DINO ``utils.cosine_scheduler``: linear warm-up prefix, then cosine over the remaining iterations."""
+    warmup = np.linspace(start_warmup_value, base, warmup_epochs * niter_per_ep) if warmup_epochs else np.array([])
+    iters = np.arange(epochs * niter_per_ep - len(warmup))
+    sched = final + 0.5 * (base - final) * (1 + np.cos(np.pi * iters / max(len(iters), 1)))
+    return np.concatenate((warmup, sched))
+
+
+class DINOTask(Task):
+    """DINO pre-training (``dino/main_dino.py``) on LUPerson, a CFS-ranked subset, or the SynPerson pool.
+
+    The engine runs the loop; DINO's own per-iteration lr / weight-decay / teacher-momentum arrays, the
+    per-tensor gradient clipping and the frozen last layer of epoch 0 live in an optimizer pre-step hook
+    (after backward, DDP sync and AMP unscaling, before the update: where the official loop does them).
+    """
+
+    def __init__(self, cfg: TransReIDSSLConfig):
+        self.cfg = cfg
+        d, g = cfg.data, cfg.dino
+        if d.name == "synperson":
+            pool = synperson_for(d, cfg.model.img_size).pool
+            if d.filter_list and d.subset == "ranked":
+                index = {pool_name(i): i for i in range(len(pool))}
+                names = read_ranking(d.filter_list)[: d.keep_num or None]
+                keep = [index[n] for n in names]
+            else:
+                keep = list(range(len(pool)))
+            split = ReIDSplit([pool.sources[i] for i in keep], [0] * len(keep), [0] * len(keep))
+        elif d.name == "luperson":
+            split = luperson_images(d.root, d.filter_list if d.subset == "ranked" else None, d.keep_num)
+        else:
+            raise ValueError(f"data.name: dino stage takes luperson | synperson, got {d.name!r}")
+        if d.subset == "random" and d.keep_num:
+            pick = np.random.default_rng(d.subset_seed).permutation(len(split))[: d.keep_num]
+            split = ReIDSplit([split.sources[i] for i in sorted(pick)], [0] * len(pick), [0] * len(pick))
+        self.split = split
+        self.dataset = ReIDDataset(split, DINOMultiCrop(tuple(cfg.model.img_size), tuple(g.local_size), g.n_local,
+                                                        g.global_scale, g.local_scale, g.blur_radius_max))
+        self.schedules: dict[str, np.ndarray] = {}
+
+    def build_model(self) -> nn.Module:
+        m, g = self.cfg.model, self.cfg.dino
+
+        def wrapper(dpr):
+            return MultiCropWrapper(build_backbone(m, dpr), DINOHead(m.embed_dim, g.out_dim, g.hidden_dim,
+                                                                     g.bottleneck_dim, 3, g.norm_last_layer))
+
+        model = DINOModel(wrapper(m.drop_path_rate), wrapper(0.0))
+        model.dino_loss = DINOLoss(g.out_dim, 2 + g.n_local, g.warmup_teacher_temp, g.teacher_temp,
+                                   g.warmup_teacher_temp_epochs, self.cfg.engine.epochs)
+        return model
+
+    def param_groups(self, model):
+        """``utils.get_params_groups``: biases and 1-D tensors are not regularised."""
+        reg, noreg = [], []
+        for n, p in model.student.named_parameters():
+            if p.requires_grad:
+                (noreg if n.endswith(".bias") or p.ndim == 1 else reg).append(p)
+        return [{"params": reg}, {"params": noreg, "weight_decay": 0.0}]
+
+    def train_dataset(self, epoch: int):
+        return self.dataset
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        g, e = self.cfg.dino, self.cfg.engine
+        per_ep = len(self.dataset) // e.batch_size if e.drop_last else math.ceil(len(self.dataset) / e.batch_size)
+        if per_ep < 1:
+            raise ValueError(f"data: {len(self.dataset)} images give no full batch of engine.batch_size={e.batch_size}")
+        peak = g.base_lr * e.batch_size / 256.0  # linear scaling rule, total batch
+        self.schedules = {
+            "lr": cosine_schedule(peak, g.min_lr, e.epochs, per_ep, g.warmup_epochs),
+            "wd": cosine_schedule(g.weight_decay, g.weight_decay_end, e.epochs, per_ep),
+            "momentum": cosine_schedule(g.momentum_teacher, 1.0, e.epochs, per_ep),
+        }
+        trainer.optimizer.register_step_pre_hook(lambda opt, args, kwargs: self._pre_step(trainer))
+
+    def _it(self, trainer: Trainer) -> int:
+        return min(trainer.global_step, len(self.schedules["lr"]) - 1)
+
+    def _pre_step(self, trainer: Trainer) -> None:
+        it, g = self._it(trainer), self.cfg.dino
+        for i, group in enumerate(trainer.optimizer.param_groups):
+            group["lr"] = float(self.schedules["lr"][it])
+            if i == 0:  # only the regularised group
+                group["weight_decay"] = float(self.schedules["wd"][it])
+        student = trainer.model.student
+        if g.clip_grad:
+            for p in student.parameters():
+                if p.grad is not None:
+                    coef = g.clip_grad / (p.grad.norm(2) + 1e-6)
+                    p.grad.mul_(coef.clamp(max=1.0))
+        if trainer.epoch < g.freeze_last_layer:
+            for p in student.head.last_layer.parameters():
+                p.grad = None
+
+    def training_step(self, model, batch, trainer):
+        student_out, teacher_out = model(batch[0])
+        return {"loss": trainer.model.dino_loss(student_out, teacher_out, trainer.epoch)}
+
+    def on_step_end(self, trainer: Trainer, global_step: int) -> None:
+        trainer.model.update_teacher(float(self.schedules["momentum"][min(global_step - 1,
+                                                                          len(self.schedules["momentum"]) - 1)]))
+
+
+def build_task(cfg: TransReIDSSLConfig, run_dir: Path | None = None) -> Task:
+    if cfg.stage == "dino":
+        return DINOTask(cfg)
+    if cfg.stage == "reid":
+        return ReIDTask(cfg)
+    raise ValueError(f"stage: expected 'dino' or 'reid', got '{cfg.stage}'")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return train_main("python -m transreid_ssl.train", __doc__, TransReIDSSLConfig, build_task, argv)
+
+
+if __name__ == "__main__":
+    main()
