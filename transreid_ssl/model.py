@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -64,14 +63,8 @@ class ConvStem(nn.Module):
             nn.ReLU(inplace=True),
         )
         # Official: kernel = stride = 8 whatever STRIDE_SIZE says (patch 16 after the stride-2 first conv).
+        # Official: PyTorch's default conv / norm initialisation (the ViT's _init_weights skips convs).
         self.proj = nn.Conv2d(hidden, embed_dim, patch_size // 2, stride=patch_size // 2)
-        for m in self.modules():  # official init: kaiming fan_out for convs, norms weight 1 bias 0
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                m.weight.data.normal_(0, math.sqrt(2.0 / n))
-            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
-                m.weight.data.fill_(1)
-                m.bias.data.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.conv(x)).flatten(2).transpose(1, 2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -34,7 +35,7 @@ from .train import TransReIDSSLConfig, build_task, pool_name, synperson_for
 
 HERE = Path(__file__).resolve().parent
 DINO_CFG = HERE / "configs" / "dino_vit-tiny-d64_1xb32-10e_synperson.yaml"
-REID_CFG = HERE / "configs" / "transreid_vit-tiny-d64_1xb32-10e_synperson.yaml"
+REID_CFG = HERE / "configs" / "transreid_vit-tiny-d64_1xb32-12e_synperson.yaml"
 ROWS = ["scratch", "scratch_ics", "dino_full", "dino_cfs50", "dino_random50"]
 # job -> (stage, prerequisites); run in this priority order (the CFS chain is the critical path)
 JOBS = {
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds)
     out_dir = Path(args.out) if args.out else RESULTS / "transreid_ssl"
     run_root = out_dir / "runs" if args.quick else Path("runs") / "reproduce" / "transreid_ssl"
+    shutil.rmtree(run_root, ignore_errors=True)  # no stale rankings / appended logs from an earlier run
     start = time.time()
     print(f"transreid_ssl embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
     res = run_all(seeds, run_root, args.quick, max(1, args.jobs))

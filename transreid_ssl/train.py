@@ -212,6 +212,8 @@ class DINOTask(Task):
     def __init__(self, cfg: TransReIDSSLConfig):
         self.cfg = cfg
         d, g = cfg.data, cfg.dino
+        if d.subset not in ("ranked", "random"):
+            raise ValueError(f"data.subset must be 'ranked' or 'random', got {d.subset!r}")
         if d.name == "synperson":
             pool = synperson_for(d, cfg.model.img_size).pool
             if d.filter_list and d.subset == "ranked":
@@ -241,6 +243,8 @@ class DINOTask(Task):
                                                                      g.bottleneck_dim, 3, g.norm_last_layer))
 
         model = DINOModel(wrapper(m.drop_path_rate), wrapper(0.0))
+        if m.stem != "patchify" and torch.distributed.is_available() and torch.distributed.is_initialized():
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # official: SyncBN in the ICS stem under DDP
         model.dino_loss = DINOLoss(g.out_dim, 2 + g.n_local, g.warmup_teacher_temp, g.teacher_temp,
                                    g.warmup_teacher_temp_epochs, self.cfg.engine.epochs)
         return model
