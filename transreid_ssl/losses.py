@@ -41,7 +41,9 @@ class DINOLoss(nn.Module):
         """``student_output`` (n_crops*B, K), ``teacher_output`` (2*B, K), views stacked in crop order."""
         student_out = (student_output / self.student_temp).chunk(self.n_crops)
         temp = float(self.teacher_temp_schedule[min(epoch, len(self.teacher_temp_schedule) - 1)])
-        teacher_out = F.softmax((teacher_output - self.center) / temp, dim=-1).detach().chunk(2)
+        probs = F.softmax((teacher_output - self.center) / temp, dim=-1).detach()
+        self.last_entropies = teacher_entropies(probs)
+        teacher_out = probs.chunk(2)
         total, n_terms = 0.0, 0
         for iq, q in enumerate(teacher_out):
             for v in range(len(student_out)):
@@ -62,6 +64,15 @@ class DINOLoss(nn.Module):
             torch_dist.all_reduce(n)
         batch_center = batch_center / n
         self.center.mul_(self.center_momentum).add_(batch_center.float(), alpha=1 - self.center_momentum)
+
+
+@torch.no_grad()
+def teacher_entropies(probs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Collapse diagnostics of the teacher's (N, K) distributions (DINO Sec. 5.3): the mean per-sample
+    entropy and the entropy of the batch-mean distribution. Both near ln K: uniform collapse; both near 0:
+    one-hot collapse; healthy: low per-sample, high batch-mean."""
+    ent = lambda p: -(p * p.clamp_min(1e-12).log()).sum(-1)  # noqa: E731
+    return {"teacher_entropy": ent(probs).mean(), "teacher_mean_entropy": ent(probs.mean(0))}
 
 
 def euclidean_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,19 @@ def cfs_select(run: Path, cfg: TransReIDSSLConfig) -> dict[str, float]:
         f"kept_{k}": v for k, v in kept.items()}
 
 
+def frozen_backbone_map(cfg: TransReIDSSLConfig, ckpt: Path | None) -> float:
+    """Test mAP of the frozen DINO teacher backbone (no fine-tuning; spec test 2's kNN check), or of a
+    randomly initialised one when ``ckpt`` is None."""
+    from .checkpoints import load_backbone
+    from .train import build_backbone, reid_metrics
+
+    syn = synperson_for(cfg.data, cfg.model.img_size)
+    net = build_backbone(cfg.model, 0.0)
+    if ckpt is not None:
+        load_backbone(net, ckpt)
+    return reid_metrics(net, syn.query, syn.gallery, cfg.model.img_size, 512, "cpu")["mAP"]
+
+
 def run_job(seed: int, job: str, run: Path, quick: bool) -> dict:
     """One engine run (single thread: two processes use the two cores)."""
     torch.set_num_threads(1)
@@ -100,9 +113,16 @@ def run_job(seed: int, job: str, run: Path, quick: bool) -> dict:
                       _overrides(job, seed, run, quick, base.data.pool_size))
     Trainer(build_task(cfg), cfg, run / job).fit()
     out["history"] = torch.load(run / job / "last.pt", map_location="cpu", weights_only=True)["history"]
+    if stage == "dino":
+        out["knn_mAP"] = frozen_backbone_map(cfg, run / job / "last.pt")
+        if job == "pre_full":
+            torch.manual_seed(seed)
+            out["knn_mAP_random_init"] = frozen_backbone_map(cfg, None)
     out["seconds"] = time.time() - t0
     last = out["history"][-1]
-    msg = f"mAP {last['mAP']:.2f} R1 {last['rank1']:.2f}" if stage == "reid" else f"loss {last['train/loss']:.3f}"
+    msg = (f"mAP {last['mAP']:.2f} R1 {last['rank1']:.2f}" if stage == "reid" else
+           f"loss {last['train/loss']:.3f}, teacher entropy {last['train/teacher_entropy']:.2f} (batch-mean "
+           f"{last['train/teacher_mean_entropy']:.2f}), frozen-teacher mAP {out['knn_mAP']:.2f}")
     if "cfs" in out:
         msg += f", CFS top-50% person-like {out['cfs']['person_precision_top50']:.1f} %"
     print(f"  seed {seed} {job}: {msg} ({out['seconds']:.0f} s)", flush=True)
@@ -159,8 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     rank1 = {r: [res[s][ROW_JOB[r]]["history"][-1]["rank1"] for s in seeds] for r in ROWS}
     cfs = {k: [res[s]["pre_cfs50"]["cfs"][k] for s in seeds] for k in res[seeds[0]]["pre_cfs50"]["cfs"]}
     prec = cfs["person_precision_top50"]
-    dino_loss = {j: [res[s][j]["history"][-1]["train/loss"] for s in seeds]
-                 for j in ("pre_full", "pre_cfs50", "pre_random50")}
+    pre_jobs = ("pre_full", "pre_cfs50", "pre_random50")
+    dino_loss = {j: [res[s][j]["history"][-1]["train/loss"] for s in seeds] for j in pre_jobs}
+    entropy = {j: [res[s][j]["history"][-1]["train/teacher_entropy"] for s in seeds] for j in pre_jobs}
+    knn = {"random_init": [res[s]["pre_full"]["knn_mAP_random_init"] for s in seeds]} | {
+        j.removeprefix("pre_"): [res[s][j]["knn_mAP"] for s in seeds] for j in pre_jobs}
+    paired = {f"{a} - {b}": [x - y for x, y in zip(last[a], last[b])] for a, b in (
+        ("scratch_ics", "scratch"), ("dino_full", "scratch"), ("dino_cfs50", "dino_full"),
+        ("dino_cfs50", "dino_random50"), ("dino_random50", "dino_full"))}
 
     def ms(v):
         return f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.2f}"
@@ -171,15 +197,17 @@ def main(argv: list[str] | None = None) -> int:
              + ", ".join(f"{k.removeprefix('kept_')} {ms(v)}" for k, v in cfs.items() if k.startswith("kept_"))
              + ".\n\n"
              "Last-epoch DINO loss (ln K = ln 512 = 6.24): "
-             + ", ".join(f"{j.removeprefix('pre_')} {ms(v)}" for j, v in dino_loss.items()) + ".\n\n"
-             + ", ".join(f"{r} - scratch = {np.mean(last[r]) - np.mean(last['scratch']):+.2f}" for r in ROWS[1:])
-             + " mAP points (seed means); dino_cfs50 - dino_random50 = "
-             + f"{np.mean(last['dino_cfs50']) - np.mean(last['dino_random50']):+.2f}.")
+             + ", ".join(f"{j.removeprefix('pre_')} {ms(v)}" for j, v in dino_loss.items())
+             + "; mean per-sample teacher entropy: "
+             + ", ".join(f"{j.removeprefix('pre_')} {ms(v)}" for j, v in entropy.items()) + ".\n\n"
+             "Frozen DINO teacher, no fine-tuning, test mAP: " + ", ".join(f"{k} {ms(v)}" for k, v in knn.items())
+             + ".\n\nPaired per-seed differences (same data per seed), mAP points: "
+             + "; ".join(f"{k}: {ms(v)} ({', '.join(f'{x:+.1f}' for x in v)})" for k, v in paired.items()) + ".")
     title = f"DINO loss per epoch (seed {seeds[0]})"
     curves = {title: {j: [h["train/loss"] for h in res[seeds[0]][j]["history"]] for j in dino_loss}}
     write_summary(
-        "transreid_ssl", "SynPerson 64x32 (80 train ids, 80 test ids + 20 distractors, 6 cameras; unlabelled "
-        "pool half person-like)", "mAP (Market protocol)", last, seeds, time.time() - start,
+        "transreid_ssl", "SynPerson 64x32 (80 + 80 ids, 6 cams, pool 600)", "mAP (Market protocol)", last, seeds,
+        time.time() - start,
         {"dino": str(DINO_CFG.relative_to(HERE.parent)), "reid": str(REID_CFG.relative_to(HERE.parent)),
          "quick": args.quick},
         out_dir=out_dir, notes=notes, curves=curves, curves_xlabel="epoch",
@@ -187,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         extra={"rank1": {r: {"mean": float(np.mean(v)), "per_seed": v} for r, v in rank1.items()},
                "cfs_person_precision_top50": {"mean": float(np.mean(prec)), "per_seed": prec},
                "cfs_kept_share_by_kind": {k: v for k, v in cfs.items() if k.startswith("kept_")},
-               "dino_last_loss": dino_loss,
+               "dino_last_loss": dino_loss, "dino_last_teacher_entropy": entropy, "frozen_teacher_mAP": knn,
+               "paired_differences": paired,
                "job_seconds": {s: {j: round(r["seconds"], 1) for j, r in res[s].items()} for s in seeds}})
     print((out_dir / "summary.md").read_text())
     return 0

@@ -294,7 +294,8 @@ class DINOTask(Task):
 
     def training_step(self, model, batch, trainer):
         student_out, teacher_out = model(batch[0])
-        return {"loss": trainer.model.dino_loss(student_out, teacher_out, trainer.epoch)}
+        dino_loss = trainer.model.dino_loss
+        return {"loss": dino_loss(student_out, teacher_out, trainer.epoch), **dino_loss.last_entropies}
 
     def on_step_end(self, trainer: Trainer, global_step: int) -> None:
         trainer.model.update_teacher(float(self.schedules["momentum"][min(global_step - 1,
