@@ -100,3 +100,23 @@ def test_dino_task_freezes_last_layer_clips_and_moves_teacher(tmp_path):
     assert not torch.equal(t, s0["backbone.blocks.0.mlp.fc1.weight"])
     assert not torch.equal(t, m.student.backbone.blocks[0].mlp.fc1.weight)
     assert tr.optimizer.param_groups[1]["weight_decay"] == 0.0 and tr.optimizer.param_groups[0]["weight_decay"] > 0.04
+
+
+def test_cfs_cli_ranks_a_luperson_folder(tmp_path):
+    from transreid_ssl import cfs
+    from transreid_ssl.synperson import make_synperson, write_market_tree
+
+    write_market_tree(make_synperson(0, n_train_ids=2, n_test_ids=2, n_distractors=1, pool_size=6,
+                                     per_cam=(2, 2)), tmp_path)
+    torch.manual_seed(0)
+    shape = ["model.img_size=[64,32]", "model.patch_size=8", "model.embed_dim=32", "model.depth=2",
+             "model.num_heads=2", "model.mlp_ratio=2.0"]
+    theta0 = ReIDViT((64, 32), 8, 32, 2, 2, 2.0, 0.0)
+    raw_dino_file(tmp_path / "theta0.pth", theta0)
+    theta1 = ReIDModel(ReIDViT((64, 32), 8, 32, 2, 2, 2.0, 0.0), 3)
+    torch.save(theta1.state_dict(), tmp_path / "theta1.pth")
+    cfg = "transreid_ssl/configs/transreid_vit-small_1xb64-120e_mm.yaml"
+    assert cfs.main(["--config", cfg, "--dino", str(tmp_path / "theta0.pth"), "--reid", str(tmp_path / "theta1.pth"),
+                     "--lup", str(tmp_path / "LUP"), "--out", str(tmp_path / "rank.txt")] + shape) == 0
+    names = (tmp_path / "rank.txt").read_text().split()
+    assert sorted(names) == sorted(p.name for p in (tmp_path / "LUP" / "images").glob("*.jpg"))

@@ -106,3 +106,16 @@ def test_transforms_shapes(syn):
     assert [tuple(c.shape) for c in crops] == [(3, 64, 32)] * 2 + [(3, 32, 16)] * 3
     x = reid_train_transform((64, 32), pad=3)(img)
     assert x.shape == (3, 64, 32) and torch.isfinite(x).all()
+
+
+def test_mm_combines_msmt_train_and_market(syn, tmp_path):
+    _write_msmt(tmp_path, syn)
+    write_market_tree(syn, tmp_path, n_junk=1)
+    from transreid_ssl.data import mm
+
+    train, query, gallery = mm(tmp_path)
+    n_ms = len(syn.train)  # list_train only (list_val is not used by datasets/mm.py)
+    assert len(train) == 2 * n_ms and train.pids[:n_ms] == syn.train.pids
+    assert sorted(zip(train.pids[n_ms:], train.camids[n_ms:])) == sorted(
+        (p + 1041, c + 15) for p, c in zip(syn.train.pids, syn.train.camids))
+    assert len(query) == len(syn.query) and len(gallery) == len(syn.gallery)  # Market's test split

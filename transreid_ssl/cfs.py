@@ -69,7 +69,7 @@ def write_ranking(names: list[str], order: np.ndarray, path: str | Path) -> Path
 def main(argv: list[str] | None = None) -> int:
     from shared.config import load_config
 
-    from .checkpoints import load_backbone, load_reid_checkpoint
+    from .checkpoints import load_backbone, load_reid_checkpoint, read_checkpoint
     from .data import luperson_images
     from .model import ReIDModel
     from .train import TransReIDSSLConfig, build_backbone
@@ -82,14 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="ranking file to write (one name a line, best first)")
     p.add_argument("--score", default="cosine", choices=["cosine", "neg_l2"])
     p.add_argument("--batch-size", type=int, default=256)
-    args = p.parse_args(argv)
-    cfg = load_config(args.config, TransReIDSSLConfig, [])
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (e.g. model.stem=ics)")
+    args = p.parse_intermixed_args(argv)
+    cfg = load_config(args.config, TransReIDSSLConfig, args.overrides)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     theta0 = build_backbone(cfg.model, 0.0)
     load_backbone(theta0, args.dino, cfg.model.pretrain_hw_ratio)
-    obj = torch.load(args.reid, map_location="cpu", weights_only=False)
+    obj = read_checkpoint(args.reid)
     sd = obj.get("model", obj)
-    n_cls = next(v.shape[0] for k, v in sd.items() if k.endswith("classifier.weight"))
+    n_cls = next((v.shape[0] for k, v in sd.items() if k.endswith("classifier.weight")), None)
+    if n_cls is None:
+        raise SystemExit(f"{args.reid}: no classifier.weight: not a supervised ReID checkpoint")
     theta1 = ReIDModel(build_backbone(cfg.model, 0.0), n_cls)
     load_reid_checkpoint(theta1, args.reid)
     split = luperson_images(args.lup)

@@ -122,6 +122,18 @@ def msmt17(root: str | Path) -> tuple[ReIDSplit, ReIDSplit, ReIDSplit]:
             parse_msmt_list(base / "list_gallery.txt", base / "test"))
 
 
+def mm(root: str | Path) -> tuple[ReIDSplit, ReIDSplit, ReIDSplit]:
+    """"mm" (``datasets/mm.py``, the authors' CFS theta_1 data): MSMT17 ``list_train`` only (no list_val) +
+    Market train with pids relabelled then offset by 1041 and cameras by 15; query / gallery = Market's."""
+    root = Path(root)
+    base = root / "MSMT17" if (root / "MSMT17").is_dir() else root
+    ms = parse_msmt_list(base / "list_train.txt", base / "train")
+    mk, query, gallery = market1501(root)
+    train = ReIDSplit(ms.sources + mk.sources, ms.pids + [p + 1041 for p in mk.pids],
+                      ms.camids + [c + 15 for c in mk.camids])
+    return train, query, gallery
+
+
 def luperson_images(root: str | Path, filter_list: str | Path | None = None, keep_num: int = 0) -> ReIDSplit:
     """Unlabelled ``LUP/images/*.jpg`` (decoded from the lmdb). ``filter_list``: a CFS ranking (one name a
     line, best first, or the official pickled list) of which the first ``keep_num`` are kept."""

@@ -189,7 +189,7 @@ def write_market_tree(data: SynPerson, root: str | Path, n_junk: int = 3) -> Pat
         for i, (img, pid, cam) in enumerate(zip(split.sources, split.pids, split.camids)):
             Image.fromarray(img).save(d / f"{pid + off:04d}_c{cam + 1}s1_{i:06d}_00.jpg")
         if sub == "bounding_box_test":
-            for i in range(n_junk):
+            for i in range(min(n_junk, len(split))):
                 Image.fromarray(split.sources[i]).save(d / f"-1_c{split.camids[i] + 1}s1_{i:06d}_00.jpg")
     lup = root / "LUP" / "images"
     lup.mkdir(parents=True, exist_ok=True)

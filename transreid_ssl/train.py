@@ -31,6 +31,7 @@ from .data import (
     ReIDSplit,
     luperson_images,
     market1501,
+    mm,
     msmt17,
     read_ranking,
     reid_test_transform,
@@ -60,7 +61,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "market1501"  # reid: market1501 | msmt17 | synperson;  dino: luperson | synperson
+    name: str = "market1501"  # reid: market1501 | msmt17 | mm | synperson;  dino: luperson | synperson
     root: str = ""
     pad: int = 10
     re_prob: float = 0.5
@@ -163,8 +164,10 @@ class ReIDTask(Task):
             self.train_split, self.query, self.gallery = market1501(d.root)
         elif d.name == "msmt17":
             self.train_split, self.query, self.gallery = msmt17(d.root)
+        elif d.name == "mm":
+            self.train_split, self.query, self.gallery = mm(d.root)
         else:
-            raise ValueError(f"data.name: reid stage takes market1501 | msmt17 | synperson, got {d.name!r}")
+            raise ValueError(f"data.name: reid stage takes market1501 | msmt17 | mm | synperson, got {d.name!r}")
         self.dataset = ReIDDataset(self.train_split, reid_train_transform(tuple(size), d.pad, d.re_prob))
 
     def build_model(self) -> nn.Module:

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The CFS pipeline (reconstruction, spec section 1): theta_0 = 20-epoch DINO on the full LUPerson, theta_1 =
-# theta_0 fine-tuned on Market (the authors used MSMT17 + Market, "mm"), score every LUPerson image, rank,
-# then the 100-epoch DINO on the top 60%.
+# theta_0 fine-tuned on "mm" (MSMT17 + Market), score every LUPerson image, rank, then the 100-epoch DINO on
+# the top 60%.
 #   LUP=/data/LUP DATA_ROOT=/data GPUS=8 bash transreid_ssl/scripts/cfs.sh
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
-: "${LUP:?set LUP to the LUPerson folder}"; : "${DATA_ROOT:?set DATA_ROOT to the folder holding market1501/}"
+: "${LUP:?set LUP to the LUPerson folder}"; : "${DATA_ROOT:?set DATA_ROOT to the folder holding market1501/ and MSMT17/}"
 OUT="${OUT:-runs/transreid_ssl/cfs}"
 run_train transreid_ssl.train --config transreid_ssl/configs/dino_vit-small_8xb64-100e_luperson.yaml \
   --run-dir "$OUT/theta0" --resume auto data.root="$LUP" engine.epochs=20
-run_train transreid_ssl.train --config transreid_ssl/configs/transreid_vit-small_1xb64-120e_market1501.yaml \
+run_train transreid_ssl.train --config transreid_ssl/configs/transreid_vit-small_1xb64-120e_mm.yaml \
   --run-dir "$OUT/theta1" --resume auto data.root="$DATA_ROOT" model.pretrained="$OUT/theta0/last.pt"
-"$PYTHON" -m transreid_ssl.cfs --config transreid_ssl/configs/transreid_vit-small_1xb64-120e_market1501.yaml \
+"$PYTHON" -m transreid_ssl.cfs --config transreid_ssl/configs/transreid_vit-small_1xb64-120e_mm.yaml \
   --dino "$OUT/theta0/last.pt" --reid "$OUT/theta1/last.pt" --lup "$LUP" --out "$OUT/CFS_list.txt"
 DATA_ROOT="$LUP" CFS_LIST="$OUT/CFS_list.txt" OUT="$OUT/dino_cfs60" bash "$(dirname "$0")/dino_luperson.sh"
