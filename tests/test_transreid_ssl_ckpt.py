@@ -120,3 +120,22 @@ def test_cfs_cli_ranks_a_luperson_folder(tmp_path):
                      "--lup", str(tmp_path / "LUP"), "--out", str(tmp_path / "rank.txt")] + shape) == 0
     names = (tmp_path / "rank.txt").read_text().split()
     assert sorted(names) == sorted(p.name for p in (tmp_path / "LUP" / "images").glob("*.jpg"))
+
+
+def test_dino_pre_step_hook_sees_unscaled_fp16_gradients(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config("transreid_ssl/configs/dino_vit-tiny-d64_1xb32-10e_synperson.yaml", TransReIDSSLConfig,
+                      ["logger.progress=false", "engine.epochs=1", "data.pool_size=192", "data.n_train_ids=4",
+                       "data.n_test_ids=4", "model.depth=1", "engine.batch_size=16", "engine.amp=fp16"])
+    task = build_task(cfg)
+    tr = Trainer(task, cfg, tmp_path / "amp")
+    seen, orig = [], task._pre_step
+
+    def spy(trainer):
+        seen.append(max(p.grad.norm().item() for p in trainer.model.student.parameters() if p.grad is not None))
+        orig(trainer)
+
+    task._pre_step = spy
+    tr.fit()
+    # scaled gradients would be ~1e4-1e5 times larger: clipping runs after unscaling, as the official loop
+    assert tr.scaler.is_enabled() and seen and max(seen) < 1000
