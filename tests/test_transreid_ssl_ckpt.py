@@ -80,13 +80,19 @@ def test_cfs_score_order_and_precision():
     assert catastrophic_forgetting_score(f0, f1, "neg_l2")[2] == -1.0
 
 
-def test_dino_task_freezes_last_layer_clips_and_moves_teacher(tmp_path):
+def tiny_dino_run(run_dir, extra):
+    """A 1-epoch, 1-block DINO run on a tiny SynPerson pool (not started: call ``fit``)."""
     torch.manual_seed(0)
     cfg = load_config("transreid_ssl/configs/dino_vit-tiny-d64_1xb32-10e_synperson.yaml", TransReIDSSLConfig,
-                      ["logger.progress=false", "engine.epochs=1", "data.pool_size=64", "data.n_train_ids=4",
-                       "data.n_test_ids=4", "model.depth=1", "engine.batch_size=16", "dino.clip_grad=1e-4"])
+                      ["logger.progress=false", "engine.epochs=1", "data.n_train_ids=4", "data.n_test_ids=4",
+                       "model.depth=1", "engine.batch_size=16"] + extra)
     task = build_task(cfg)
-    tr = Trainer(task, cfg, tmp_path / "dino")
+    return task, Trainer(task, cfg, run_dir)
+
+
+def test_dino_task_freezes_last_layer_clips_and_moves_teacher(tmp_path):
+    task, tr = tiny_dino_run(tmp_path / "dino", ["data.pool_size=64", "dino.clip_grad=1e-4"])
+    cfg = task.cfg
     v0 = tr.model.student.head.last_layer.weight_v.clone()
     s0 = {k: v.clone() for k, v in tr.model.student.state_dict().items()}
     tr.fit()
@@ -123,12 +129,7 @@ def test_cfs_cli_ranks_a_luperson_folder(tmp_path):
 
 
 def test_dino_pre_step_hook_sees_unscaled_fp16_gradients(tmp_path):
-    torch.manual_seed(0)
-    cfg = load_config("transreid_ssl/configs/dino_vit-tiny-d64_1xb32-10e_synperson.yaml", TransReIDSSLConfig,
-                      ["logger.progress=false", "engine.epochs=1", "data.pool_size=192", "data.n_train_ids=4",
-                       "data.n_test_ids=4", "model.depth=1", "engine.batch_size=16", "engine.amp=fp16"])
-    task = build_task(cfg)
-    tr = Trainer(task, cfg, tmp_path / "amp")
+    task, tr = tiny_dino_run(tmp_path / "amp", ["data.pool_size=192", "engine.amp=fp16"])
     seen, orig = [], task._pre_step
 
     def spy(trainer):
