@@ -142,3 +142,23 @@ def test_dino_cosine_schedule_is_a_warmup_prefix():
     assert s[-1] > 0 and s[-1] < 0.05
     m = cosine_schedule(0.996, 1.0, 2, 3)
     assert m[0] == pytest.approx(0.996) and m[-1] < 1.0 and np.all(np.diff(m) > 0)
+
+
+def test_every_config_loads_and_names_its_recipe():
+    from pathlib import Path
+
+    from shared.config import load_config
+    from transreid_ssl.train import TransReIDSSLConfig, build_backbone
+
+    for path in sorted(Path("transreid_ssl/configs").glob("*.yaml")):
+        cfg = load_config(path, TransReIDSSLConfig, [])
+        assert cfg.stage == ("dino" if path.name.startswith(("dino", "base_dino")) else "reid"), path.name
+        if "vit-small" in path.name:
+            assert (cfg.model.embed_dim, cfg.model.num_heads) == (384, 6)
+            assert cfg.model.stem == ("ics" if "-ics" in path.name else "patchify"), path.name
+        if "vit-base" in path.name:
+            assert (cfg.model.embed_dim, cfg.model.num_heads) == (768, 12)
+        if "cfs60" in path.name:
+            assert cfg.data.keep_num == 2508146
+    cfg = load_config("transreid_ssl/configs/transreid_vit-base-ics_1xb64-120e_market1501.yaml", TransReIDSSLConfig, [])
+    assert build_backbone(cfg.model).grid == (24, 8)  # 384x128 -> 24x8 tokens
