@@ -10,10 +10,8 @@ With ``--data ROOT`` it runs the real benchmark's launch script instead (``--ben
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 from shared.cli import launch_script, parse_seeds, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
+from shared.jobs import run_jobs
 from shared.results import RESULTS, write_summary
 
 from .train import CDTransConfig, build_task
@@ -61,24 +60,10 @@ def run_job(seed: int, arm: str, run_root: Path, quick: bool) -> dict:
 
 def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int) -> dict[int, dict]:
     """Stage A per seed, then its Stage-B arms as soon as it is done, ``jobs`` processes at a time."""
-    results: dict[int, dict] = {s: {} for s in seeds}
-    if jobs <= 1:
-        for s in seeds:
-            for arm in ("source_only", *ARMS):
-                results[s][arm] = run_job(s, arm, run_root / f"seed{s}", quick)
-        return results
-    ctx = multiprocessing.get_context("spawn")  # no fork after torch has started threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        pending = {pool.submit(run_job, s, "source_only", run_root / f"seed{s}", quick) for s in seeds}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                r = f.result()
-                results[r["seed"]][r["arm"]] = r
-                if r["arm"] == "source_only":
-                    pending |= {pool.submit(run_job, r["seed"], arm, run_root / f"seed{r['seed']}", quick)
-                                for arm in ARMS}
-    return results
+    arms = ("source_only", *ARMS)
+    done = run_jobs(run_job, [((s, arm), (s, arm, run_root / f"seed{s}", quick)) for arm in arms for s in seeds],
+                    deps={(s, arm): [(s, "source_only")] for s in seeds for arm in ARMS}, workers=jobs)
+    return {s: {arm: done[(s, arm)] for arm in arms} for s in seeds}
 
 
 def main(argv: list[str] | None = None) -> int:

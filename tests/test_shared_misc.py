@@ -113,3 +113,28 @@ def test_native_parallel_rows_covers_every_row_once_and_env_switch(monkeypatch):
         assert x.tolist() == [0, 2, 4, 6, 8]
     monkeypatch.setenv("VISIONREPRO_NATIVE", "0")
     assert not native_enabled() and load_c("test_twice", src, {"twice": []}) is None
+
+
+def _record(log: list, key):
+    log.append(key)
+    return key * 10
+
+
+def test_run_jobs_order_dependencies_and_errors():
+    from functools import partial
+
+    from shared.jobs import run_jobs
+
+    log: list = []
+    fn = partial(_record, log)
+    jobs = [(3, (3,)), (1, (1,)), (2, (2,))]
+    assert run_jobs(fn, jobs, deps={3: [2], 2: [1]}) == {1: 10, 2: 20, 3: 30}
+    assert log == [1, 2, 3]  # 3 waits for 2, which waits for 1; otherwise list order
+    log.clear()
+    run_jobs(fn, jobs)
+    assert log == [3, 1, 2]
+    with pytest.raises(ValueError, match="unknown jobs: 9"):
+        run_jobs(fn, jobs, deps={1: [9]})
+    with pytest.raises(ValueError, match="cycle"):
+        run_jobs(fn, jobs, deps={1: [2], 2: [1]})
+    assert log == [3, 1, 2]  # nothing ran for the refused graphs

@@ -16,11 +16,9 @@ the reconstructed score. Dropped for the 300 s budget: ICS + DINO pre-training, 
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ import torch
 from shared.cli import launch_script, parse_seeds, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
+from shared.jobs import run_jobs
 from shared.results import RESULTS, write_summary
 
 from .train import TransReIDSSLConfig, build_task, pool_name, synperson_for
@@ -131,32 +130,9 @@ def run_job(seed: int, job: str, run: Path, quick: bool) -> dict:
 
 def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int) -> dict[int, dict]:
     """Every (seed, job), dependencies first, ``jobs`` single-thread processes; CFS-chain jobs go first."""
-    results: dict[int, dict] = {s: {} for s in seeds}
-    todo = [(s, j) for j in JOBS for s in seeds]  # priority: job order, then seed
-
-    def ready():
-        return [(s, j) for s, j in todo if all(d in results[s] for d in JOBS[j][1])]
-
-    if jobs <= 1:
-        while todo:
-            s, j = ready()[0]
-            todo.remove((s, j))
-            results[s][j] = run_job(s, j, run_root / f"seed{s}", quick)
-        return results
-    ctx = multiprocessing.get_context("spawn")  # no fork after torch has started threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        running: dict = {}
-        while todo or running:
-            for s, j in ready():
-                if len(running) >= jobs:
-                    break
-                todo.remove((s, j))
-                running[pool.submit(run_job, s, j, run_root / f"seed{s}", quick)] = (s, j)
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                s, j = running.pop(f)
-                results[s][j] = f.result()
-    return results
+    done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", quick)) for j in JOBS for s in seeds],
+                    deps={(s, j): [(s, d) for d in JOBS[j][1]] for j in JOBS for s in seeds}, workers=jobs)
+    return {s: {j: done[(s, j)] for j in JOBS} for s in seeds}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,79 @@
+"""Run a small graph of independent training jobs, a few processes at a time (embedded reproductions).
+
+Tiny models gain nothing from intra-op threads, so a reproduction runs its (seed, arm) jobs as
+single-thread processes, one per core, each job starting as soon as the jobs it depends on (e.g. its
+seed's source-only checkpoint) are done. Jobs are started in the order given, so list the ones that
+unblock others first.
+
+    results = run_jobs(run_job, [((s, "stage_a"), (s, "stage_a", root)) for s in seeds]
+                                + [((s, "stage_b"), (s, "stage_b", root)) for s in seeds],
+                       deps={(s, "stage_b"): [(s, "stage_a")] for s in seeds}, workers=2)
+    results[(0, "stage_b")]   # what run_job(0, "stage_b", root) returned
+
+``fn`` must be picklable (a module-level function): with ``workers > 1`` each call runs in a fresh
+``spawn`` process (no fork after torch has started its threads).
+"""
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+
+def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[Hashable, tuple]],
+             deps: Mapping[Hashable, Iterable[Hashable]] | None = None, workers: int = 1) -> dict[Hashable, Any]:
+    """``{key: fn(*args)}`` for every ``(key, args)`` in ``jobs``; a job waits for the keys in ``deps[key]``.
+
+    ``workers <= 1`` runs everything in this process, in the same order. A dependency on a key that is
+    not a job, or a cycle, is an error before anything runs.
+    """
+    deps = {k: list(v) for k, v in (deps or {}).items()}
+    keys = [k for k, _ in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("run_jobs: duplicate job keys")
+    missing = sorted({repr(d) for v in deps.values() for d in v if d not in set(keys)})
+    if missing:
+        raise ValueError(f"run_jobs: dependencies on unknown jobs: {', '.join(missing)}")
+    args = dict(jobs)
+    todo, results = list(keys), {}
+
+    def ready(done: Mapping) -> list:
+        return [k for k in todo if all(d in done for d in deps.get(k, ()))]
+
+    if not _acyclic(keys, deps):
+        raise ValueError("run_jobs: the dependencies form a cycle")
+    if workers <= 1:
+        while todo:
+            k = ready(results)[0]
+            todo.remove(k)
+            results[k] = fn(*args[k])
+        return results
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        running: dict = {}
+        while todo or running:
+            for k in ready(results):
+                if len(running) >= workers:
+                    break
+                todo.remove(k)
+                running[pool.submit(fn, *args[k])] = k
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                results[running.pop(f)] = f.result()
+    return results
+
+
+def _acyclic(keys: list, deps: Mapping[Hashable, list]) -> bool:
+    done: set = set()
+    left = list(keys)
+    while left:
+        nxt = [k for k in left if all(d in done for d in deps.get(k, ()))]
+        if not nxt:
+            return False
+        done.update(nxt)
+        left = [k for k in left if k not in done]
+    return True
+
+
+__all__ = ["run_jobs"]
