@@ -112,6 +112,31 @@ def test_identity_sampler_ddp_shards_whole_identities():
             assert len(set(labels[idx[s:s + 8]])) == 2  # P identities per batch
 
 
+def test_identity_sampler_distinct_ids_like_random_identity_sampler():
+    # Identity 0 has 40 images (10 chunks of K=4), the others 4 to 9: with distinct_ids no batch repeats an
+    # identity, and the epoch stops once fewer than P identities have chunks left.
+    labels = np.concatenate([np.zeros(40, int)] + [np.full(4 + i % 6, i) for i in range(1, 12)])
+    for ranks in (1, 2):
+        per_rank = [IdentitySampler(labels, 16, 4, seed=3, num_replicas=ranks, rank=r, distinct_ids=True)
+                    for r in range(ranks)]
+        seen = []
+        for s in per_rank:
+            idx = list(s)
+            assert len(idx) == len(s) > 0
+            for b in range(0, len(idx), 16):
+                ids = labels[idx[b:b + 16]]
+                assert len(set(ids)) == 4 and all(len(set(ids[c:c + 4])) == 1 for c in range(0, 16, 4))
+            seen += idx
+        assert len(seen) == len(set(seen))  # no image twice in an epoch, across ranks
+    s = IdentitySampler(labels, 16, 4, seed=3, distinct_ids=True)
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) != first
+    # without distinct_ids the big identity fills two places of a batch somewhere in the epoch
+    loose = list(IdentitySampler(labels, 16, 4, seed=3))
+    assert any(len(set(labels[loose[b:b + 16]])) < 4 for b in range(0, len(loose), 16))
+
+
 def test_check_counts():
     assert check_counts({"a": 3}, {"a": 3}) == []
     assert check_counts({"a": 2}, {"a": 3, "b": 1}) == ["a: expected 3 entries, found 2",

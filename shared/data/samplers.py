@@ -46,47 +46,65 @@ class IdentitySampler(Sampler[int]):
     """P identities x K instances per batch (ReID triplet sampling), DDP-aware.
 
     ``labels[i]`` is item i's identity. Each epoch draws, for every identity, its instances in chunks of
-    K (re-sampling with replacement when it has fewer than K), shuffles the chunks, and gives this rank
-    every ``num_replicas``-th chunk group, so each rank's batch of P*K holds whole identities.
+    K (re-sampling with replacement when it has fewer than K). Batches of P chunks are then formed:
+
+    - ``distinct_ids=False``: the chunks are shuffled and cut into groups of P (an identity with many
+      images may fill two places of one batch);
+    - ``distinct_ids=True``: reid-strong-baseline / TransReID's ``RandomIdentitySampler``: each batch
+      draws P different identities among those with chunks left and takes the next chunk of each; the
+      epoch ends when fewer than P identities have chunks left.
+
+    This rank gets every ``num_replicas``-th batch, so each rank's batch of P*K holds whole identities.
     """
 
     def __init__(self, labels: Sequence[int], batch_size: int, num_instances: int, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0):
+                 num_replicas: int = 1, rank: int = 0, distinct_ids: bool = False):
         if batch_size % num_instances:
             raise ValueError(f"batch_size {batch_size} must be a multiple of num_instances {num_instances}")
         self.k, self.p = num_instances, batch_size // num_instances
         self.seed, self.epoch = seed, 0
         self.num_replicas, self.rank = num_replicas, rank
+        self.distinct_ids = distinct_ids
         self.index = defaultdict(list)
         for i, y in enumerate(labels):
             self.index[int(y)].append(i)
         self.pids = sorted(self.index)
+        self._cache: tuple[int, list[list[list[int]]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _chunks(self) -> list[list[int]]:
+    def _batches(self) -> list[list[list[int]]]:
+        """This epoch's batches (all ranks), each a list of P chunks of K indices."""
+        if self._cache is not None and self._cache[0] == self.epoch:
+            return self._cache[1]
         g = torch.Generator().manual_seed(self.seed * 10007 + self.epoch)
-        chunks = []
+        per_pid = {}
         for pid in self.pids:
             idx = self.index[pid]
             if len(idx) < self.k:
                 pick = [idx[j] for j in torch.randint(len(idx), (self.k,), generator=g).tolist()]
             else:
                 pick = [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()]
-            chunks += [pick[s:s + self.k] for s in range(0, len(pick) - self.k + 1, self.k)]
-        order = torch.randperm(len(chunks), generator=g).tolist()
-        return [chunks[j] for j in order]
+            per_pid[pid] = [pick[s:s + self.k] for s in range(0, len(pick) - self.k + 1, self.k)]
+        if self.distinct_ids:
+            batches, avail = [], [pid for pid in self.pids if per_pid[pid]]
+            while len(avail) >= self.p:
+                chosen = [avail[j] for j in torch.randperm(len(avail), generator=g)[: self.p].tolist()]
+                batches.append([per_pid[pid].pop(0) for pid in chosen])
+                avail = [pid for pid in avail if per_pid[pid]]
+        else:
+            chunks = [c for pid in self.pids for c in per_pid[pid]]
+            chunks = [chunks[j] for j in torch.randperm(len(chunks), generator=g).tolist()]
+            batches = [chunks[s:s + self.p] for s in range(0, len(chunks) - self.p + 1, self.p)]
+        self._cache = (self.epoch, batches)
+        return batches
 
     def __iter__(self) -> Iterator[int]:
-        chunks = self._chunks()
-        per_batch = self.p
-        n_batches = len(chunks) // (per_batch * self.num_replicas)
-        for b in range(n_batches):
-            start = (b * self.num_replicas + self.rank) * per_batch
-            for c in chunks[start:start + per_batch]:
+        batches = self._batches()
+        for b in range(len(batches) // self.num_replicas):
+            for c in batches[b * self.num_replicas + self.rank]:
                 yield from c
 
     def __len__(self) -> int:
-        n_chunks = sum(max(1, len(v) // self.k) for v in self.index.values())
-        return (n_chunks // (self.p * self.num_replicas)) * self.p * self.k
+        return (len(self._batches()) // self.num_replicas) * self.p * self.k
