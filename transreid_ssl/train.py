@@ -183,7 +183,7 @@ class ReIDTask(Task):
     def train_sampler(self, dataset, epoch, world_size, rank):
         e = self.cfg.engine
         return IdentitySampler(self.train_split.pids, e.batch_size // world_size, self.cfg.data.num_instances,
-                               seed=e.seed, num_replicas=world_size, rank=rank)
+                               seed=e.seed, num_replicas=world_size, rank=rank, distinct_ids=True)
 
     def training_step(self, model, batch, trainer):
         x, pid, _, _ = batch
