@@ -10,18 +10,17 @@ With ``--data ROOT`` it runs the real benchmark's launch script instead (``--ben
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from shared.cli import launch_script, parse_seeds, reproduce_parser
+from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
-from shared.results import RESULTS, write_summary
+from shared.results import write_summary
 
 from .train import CDTransConfig, build_task
 
@@ -67,17 +66,14 @@ def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int) -> dict[in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = reproduce_parser("cdtrans", __doc__.split("\n")[0])
+    p = reproduce_parser("cdtrans", __doc__.split("\n")[0], jobs=True)
     p.add_argument("--benchmark", default="office31", choices=["office31", "officehome", "visda", "domainnet"],
                    help="with --data: which benchmark script to launch")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel single-thread runs (default: 2, one per core)")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
     seeds = parse_seeds(args.seeds)
-    out_dir = Path(args.out) if args.out else RESULTS / "cdtrans"
-    run_root = out_dir / "runs" if args.quick else Path("runs") / "reproduce" / "cdtrans"
+    out_dir, run_root = reproduce_dirs("cdtrans", args)
     start = time.time()
     print(f"cdtrans embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
     res = run_all(seeds, run_root, args.quick, max(1, args.jobs))

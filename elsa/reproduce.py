@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import launch_script, parse_seeds, reproduce_parser
+from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
-from shared.results import RESULTS, write_summary
+from shared.results import write_summary
 
 from .train import ElsaConfig, ElsaTask
 
@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return launch_script(HERE / "scripts" / "imagenet.sh", args.data, args.gpus, {"SIZE": args.size})
     torch.set_num_threads(min(2, torch.get_num_threads()))
     seeds = parse_seeds(args.seeds)
-    out_dir = Path(args.out) if args.out else RESULTS / "elsa"
-    run_root = out_dir / "runs" if args.quick else Path("runs") / "reproduce" / "elsa"
+    out_dir, run_root = reproduce_dirs("elsa", args)
     start = time.time()
     print(f"elsa embedded reproduction: {', '.join(METHODS)} x seeds {seeds} -> {out_dir}", flush=True)
     res: dict[str, list[dict]] = {m: [] for m in METHODS}

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import launch_script, parse_seeds, reproduce_parser
+from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
-from shared.results import RESULTS, write_summary
+from shared.results import write_summary
 
 from .train import KNNConfig, KNNTask
 
@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--methods: unknown {', '.join(bad)} (choose from {', '.join(CONFIGS)})")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     seeds = parse_seeds(args.seeds)
-    out_dir = Path(args.out) if args.out else RESULTS / "knn_attention"
-    run_root = out_dir / "runs" if args.quick else Path("runs") / "reproduce" / "knn_attention"
+    out_dir, run_root = reproduce_dirs("knn_attention", args)
     start = time.time()
     print(f"knn_attention embedded reproduction: {methods}, seeds {seeds} -> {out_dir}", flush=True)
     res = {m: [] for m in methods}

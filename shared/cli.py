@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,15 +62,27 @@ def launch_script(script: str | Path, data_root: str | None, gpus: int | None = 
     return subprocess.call(["bash", str(script)], env=env)
 
 
-def reproduce_parser(paper: str, description: str) -> argparse.ArgumentParser:
-    """The common ``reproduce`` arguments: --seeds, --data, --gpus, --out, --quick."""
+def reproduce_parser(paper: str, description: str, jobs: bool = False) -> argparse.ArgumentParser:
+    """The common ``reproduce`` arguments: --seeds, --data, --gpus, --out, --quick (and --jobs if ``jobs``)."""
     p = argparse.ArgumentParser(prog=f"make reproduce PAPER={paper}", description=description)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--data", default=None, help="real dataset root: run the paper's benchmark scripts instead")
     p.add_argument("--gpus", type=int, default=None, help="GPUs for the real runs (torchrun when > 1)")
     p.add_argument("--out", default=None, help=f"results folder (default results/{paper})")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)")
+    if jobs:
+        p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                       help="parallel single-thread runs (default: 2, one per core)")
     return p
+
+
+def reproduce_dirs(paper: str, args: argparse.Namespace) -> tuple[Path, Path]:
+    """``(out_dir, run_root)`` of an embedded reproduction: ``--out`` or ``results/<paper>``, and the run
+    directories (``runs/reproduce/<paper>``; under ``out_dir/runs`` with ``--quick``, for the smoke tests)."""
+    from .results import RESULTS
+
+    out_dir = Path(args.out) if args.out else RESULTS / paper
+    return out_dir, (out_dir / "runs" if args.quick else Path("runs") / "reproduce" / paper)
 
 
 def parse_seeds(text: str) -> list[int]:

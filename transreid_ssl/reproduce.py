@@ -16,7 +16,6 @@ the reconstructed score. Dropped for the 300 s budget: ICS + DINO pre-training, 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -24,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import launch_script, parse_seeds, reproduce_parser
+from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
-from shared.results import RESULTS, write_summary
+from shared.results import write_summary
 
 from .train import TransReIDSSLConfig, build_task, pool_name, synperson_for
 
@@ -136,17 +135,14 @@ def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int) -> dict[in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = reproduce_parser("transreid_ssl", __doc__.split("\n")[0])
+    p = reproduce_parser("transreid_ssl", __doc__.split("\n")[0], jobs=True)
     p.add_argument("--benchmark", default="market1501", choices=["market1501", "msmt17"],
                    help="with --data: which fine-tuning benchmark script to launch")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel single-thread runs (default: 2, one per core)")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
     seeds = parse_seeds(args.seeds)
-    out_dir = Path(args.out) if args.out else RESULTS / "transreid_ssl"
-    run_root = out_dir / "runs" if args.quick else Path("runs") / "reproduce" / "transreid_ssl"
+    out_dir, run_root = reproduce_dirs("transreid_ssl", args)
     shutil.rmtree(run_root, ignore_errors=True)  # no stale rankings / appended logs from an earlier run
     start = time.time()
     print(f"transreid_ssl embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
