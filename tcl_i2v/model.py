@@ -20,37 +20,31 @@ from shared.backbones import create_resnet, load_weights
 
 
 class ResNetTrunk(nn.Module):
-    """torchvision ResNet conv trunk; ``last_stride=1`` (layer4 stride 1) and the final ReLU of layer4
-    removed (VKD ``model/net.py``: the last bottleneck's ReLU is dropped so features can be negative)."""
+    """torchvision ResNet conv trunk as VKD ``Backbone``: layer4 stride 1 (``last_stride=1``) and
+    ``layer4[-1].relu`` replaced by an identity. torchvision's block calls that one module three times, so
+    the last bottleneck has *no* ReLU at all (VKD ``model/net.py``), not only the closing one.
+    ``zero_init_residual`` as VKD (matters only without ImageNet weights)."""
 
-    def __init__(self, depth: int = 50, weights: str | None = None, last_stride: int = 1, final_relu: bool = False):
+    def __init__(self, depth: int = 50, weights: str | None = None, last_stride: int = 1):
         super().__init__()
         r = create_resnet(depth, weights or None)
-        if last_stride == 1:
-            blk = r.layer4[0]
-            (blk.conv2 if hasattr(blk, "conv3") else blk.conv1).stride = (1, 1)  # bottleneck / basic block
-            blk.downsample[0].stride = (1, 1)
+        if not weights:
+            for m in r.modules():
+                if hasattr(m, "conv3"):
+                    nn.init.zeros_(m.bn3.weight)
+                elif hasattr(m, "conv2") and hasattr(m, "bn2"):
+                    nn.init.zeros_(m.bn2.weight)
+        blk = r.layer4[0]
+        (blk.conv2 if hasattr(blk, "conv3") else blk.conv1).stride = (last_stride, last_stride)
+        blk.downsample[0].stride = (last_stride, last_stride)
+        r.layer4[-1].relu = nn.Identity()
         self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = r.layer1, r.layer2, r.layer3, r.layer4
-        self.final_relu, self.depth = final_relu, depth
-        self.out_dim = r.fc.in_features
+        self.depth, self.out_dim = depth, r.fc.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        last = self.layer4[-1]
-        x = self.layer4[:-1](x)
-        if self.final_relu:
-            return last(x)
-        # the last bottleneck without its closing ReLU (VKD)
-        idt = last.downsample(x) if last.downsample is not None else x
-        y = last.relu(last.bn1(last.conv1(x)))
-        if hasattr(last, "conv3"):
-            y = last.relu(last.bn2(last.conv2(y)))
-            y = last.bn3(last.conv3(y))
-        else:
-            y = last.bn2(last.conv2(y))
-        return y + idt
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
 class TinyTrunk(nn.Module):
@@ -112,8 +106,9 @@ class TriNet(nn.Module):
 
 
 def reinit_student(student: TriNet, teacher: TriNet, weights: str | None = None) -> TriNet:
-    """VKD student init: a copy of the teacher with layer4 re-initialised (ImageNet weights again when
-    ``weights`` is given, else fresh init) and a fresh classifier."""
+    """VKD student init (``TriNet.reinit_layers(reinitl4=True)``): a copy of the teacher with layer4
+    re-initialised (ImageNet weights again when ``weights`` is given, else fresh init) and a fresh
+    classifier. The tiny trunk re-initialises its last conv + BN."""
     student.load_state_dict(teacher.state_dict())
     bb = student.backbone
     if isinstance(bb, ResNetTrunk):
@@ -133,9 +128,10 @@ _VKD_LAYERS = {"0": None, "1": "layer1", "2": "layer2", "3": "layer3", "4": "lay
 def vkd_key_map(key: str) -> str | None:
     """VKD ``TriNet.state_dict()`` key -> ours.
 
-    VKD: ``backbone.features_layers.0.{0,1}.*`` (conv1, bn1 in a Sequential), ``backbone.features_layers.
-    {1..4}.*`` (layer1-4), ``classifier.bottleneck.*``, ``classifier.classifier.weight``. Anything else
-    (``num_batches_tracked`` included) maps to itself.
+    VKD ``Backbone.features_layers`` is a ModuleList of Sequentials: ``0`` = (conv1, bn1, relu, maxpool),
+    ``1..4`` = ``Sequential(layerN)``, so layer keys carry an extra ``.0``:
+    ``backbone.features_layers.2.0.1.conv1.weight`` = ``layer2[1].conv1.weight``. ``classifier.bottleneck.*``
+    and ``classifier.classifier.weight`` keep their names.
     """
     m = re.match(r"(?:module\.)?backbone\.features_layers\.(\d)\.(.*)", key)
     if not m:
@@ -145,11 +141,10 @@ def vkd_key_map(key: str) -> str | None:
         sub, _, tail = rest.partition(".")
         name = {"0": "conv1", "1": "bn1"}.get(sub)
         return f"backbone.{name}.{tail}" if name else None
-    return f"backbone.{_VKD_LAYERS[idx]}.{rest}"
+    sub, _, tail = rest.partition(".")
+    return f"backbone.{_VKD_LAYERS[idx]}.{tail}" if sub == "0" else None
 
 
 def load_vkd_checkpoint(model: TriNet, path: str | Path, strict: bool = True):
     """Load a VKD ``chk_end`` / ``chk_di_1`` file into ``model`` through :func:`vkd_key_map`."""
-    report = load_weights(model, path, key_map=vkd_key_map, strict=strict)
-    report.raise_or_print(strict=strict)
-    return report
+    return load_weights(model, path, key_map=vkd_key_map, strict=strict)
