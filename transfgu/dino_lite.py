@@ -4,7 +4,8 @@ No pretrained weight can be downloaded here, so the embedded pipeline first trai
 depth 4, 4 heads) with the DINO objective (spec ``dino.md``, small-scale settings):
 
 * multi-crop: 2 global crops (64 px, scale .35-1) + ``n_local`` local crops (32 px, scale .08-.35), crop and
-  resize by ``torchvision.ops.roi_align`` (bilinear), horizontal flip, per-image brightness/contrast jitter;
+  resize by ``torchvision.ops.roi_align`` (bilinear), horizontal flip, per-image brightness/contrast jitter,
+  random channel order, grayscale p .2;
 * head: Linear(d,256)-GELU-Linear(256,256)-GELU-Linear(256,64) -> L2-normalise -> weight-normalised
   Linear(64, K) with ``weight_g`` frozen at 1 (``norm_last_layer=True``);
 * loss: ``-sum softmax((t - c)/tau_t) log_softmax(s/tau_s)`` over pairs of different views, centre
@@ -54,7 +55,14 @@ def random_resized_crops(x: torch.Tensor, out: int, scale: tuple[float, float], 
     bright = torch.empty(b, 1, 1, 1).uniform_(-0.4, 0.4, generator=g)
     contrast = torch.empty(b, 1, 1, 1).uniform_(0.6, 1.4, generator=g)
     mean = crops.mean((1, 2, 3), keepdim=True)
-    return (crops - mean) * contrast + mean + bright
+    crops = (crops - mean) * contrast + mean + bright
+    # colour is random per region in the scenes: a random channel order and grayscale (p .2) push the features
+    # towards texture (stands in for DINO's hue jitter)
+    order = torch.stack([torch.randperm(3, generator=g) for _ in range(b)])
+    crops = crops.gather(1, order.view(b, 3, 1, 1).expand_as(crops))
+    gray = torch.rand(b, generator=g) < 0.2
+    crops[gray] = crops[gray].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    return crops
 
 
 def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: torch.Tensor, tau_t: float,
@@ -119,7 +127,8 @@ def train_dino(vit: nn.Module, images: torch.Tensor, steps: int = 200, batch: in
             ent = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
             pm = p.mean(0)
             ent_mean = float(-(pm * pm.clamp_min(1e-12).log()).sum())
-            history.append({"step": it + 1, "loss": float(loss.detach()), "teacher_entropy": ent, "batch_mean_entropy": ent_mean})
+            history.append({"step": it + 1, "loss": float(loss.detach()), "teacher_entropy": ent,
+                            "batch_mean_entropy": ent_mean})
             log(f"    dino step {it + 1}/{steps}: loss {float(loss.detach()):.3f}, teacher H {ent:.2f}, "
                 f"batch-mean H {ent_mean:.2f} (ln K = {math.log(out_dim):.2f})")
     vit.load_state_dict(teacher["backbone"].state_dict())

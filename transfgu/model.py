@@ -197,7 +197,7 @@ def cam_pseudo_labels(vit: nn.Module, images: torch.Tensor, centroids: torch.Ten
             for c in range(len(centroids)):
                 loss = (1 - zn @ F.normalize(centroids[c], dim=0)).mean()
                 (g,) = torch.autograd.grad(loss, attn, retain_graph=c < len(centroids) - 1)
-                g = cls_attention(g, h, w) * (-sign)  # -g_c (official) or +g_c (ablation)
+                g = cls_attention(g, h, w) * sign  # -g_c (official, sign=-1) or +g_c (ablation)
                 gpos = F.relu(g)
                 gc = gpos * mass_binarize(gpos)
                 cams.append((a_bar + gc) * (g >= 0).float())

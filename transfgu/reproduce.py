@@ -26,12 +26,11 @@ from shared.results import write_summary
 from .data import textured_scenes
 from .dino_lite import train_dino
 from .model import create_encoder
-from .pipeline import (build_concepts, decoder_logits, generate_cams, kmeans_baseline, score_maps,
-                       train_decoder)
+from .pipeline import build_concepts, decoder_logits, generate_cams, kmeans_baseline, score_maps, train_decoder
 
 HERE = Path(__file__).resolve().parent
 DATA_SEED = 1234
-FULL = {"n_train": 500, "n_val": 150, "n_crop": 120, "size": 96, "dino_steps": 120, "dino_batch": 32,
+FULL = {"n_train": 500, "n_val": 150, "n_crop": 120, "size": 96, "dino_steps": 200, "dino_batch": 32,
         "n_local": 2, "epochs": 8, "dec_batch": 32}
 QUICK = {"n_train": 40, "n_val": 16, "n_crop": 8, "size": 64, "dino_steps": 2, "dino_batch": 8,
          "n_local": 1, "epochs": 3, "dec_batch": 8}
@@ -44,7 +43,10 @@ def run_seed(seed: int, quick: bool) -> dict:
     torch.manual_seed(seed)
     p = QUICK if quick else FULL
     t0 = time.time()
-    log = (lambda m: print(f"  [seed {seed}] {m.strip()}", flush=True))
+
+    def log(m: str) -> None:
+        print(f"  [seed {seed}] {m.strip()}", flush=True)
+
     train = textured_scenes(p["n_train"], DATA_SEED, p["size"])
     val = textured_scenes(p["n_val"], DATA_SEED + 1, p["size"])
     patch, k = 8, train.num_classes
