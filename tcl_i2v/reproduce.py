@@ -28,15 +28,19 @@ from .train import KDConfig, KDTask, TCLConfig
 
 ARMS = {
     "S0 image-only": dict(method="image"),
+    "S0 image-only, 8 frames/step": dict(method="image", student_all_frames=True),
     "S1 VKD (KD + SimDist)": dict(method="vkd"),
     "S2 TKP (F + D)": dict(method="tkp"),
     "S3 TCL": dict(method="tcl"),
     "S4 TCL + ML (A)": dict(method="tcl", ml="A"),
     "S5 TCL random triplets": dict(method="tcl", tcl_mining="random"),
+    "S3 TCL tau 0.5": dict(method="tcl", tcl_tau=0.5),
+    "S4 TCL + ML (A) tau 0.5": dict(method="tcl", ml="A", tcl_tau=0.5),
 }
 EMBEDDED = dict(train_ids=80, test_ids=60, epochs_teacher=30, epochs_student=30, lr=1e-3, batch=32,
-                widths=[24, 48, 64, 96])
-QUICK = dict(train_ids=12, test_ids=8, epochs_teacher=1, epochs_student=1, lr=1e-3, batch=16, widths=[8, 8, 8, 8])
+                widths=[24, 48, 64, 96], student_init="scratch")
+QUICK = dict(train_ids=12, test_ids=8, epochs_teacher=1, epochs_student=1, lr=1e-3, batch=16, widths=[8, 8, 8, 8],
+             student_init="vkd")
 
 
 def _cfg(seed: int, kd: dict, p: dict, epochs: int) -> TCLConfig:
@@ -46,7 +50,7 @@ def _cfg(seed: int, kd: dict, p: dict, epochs: int) -> TCLConfig:
     cfg.model.backbone, cfg.model.tiny_widths = "tiny", list(p["widths"])
     d = cfg.data
     d.dataset, d.seed, d.train_ids, d.test_ids, d.height, d.width = "synvideo", 0, p["train_ids"], p["test_ids"], 32, 16
-    cfg.kd = replace(KDConfig(), **kd)
+    cfg.kd = replace(KDConfig(), **{"student_init": p["student_init"], **kd})
     return cfg
 
 

@@ -75,6 +75,7 @@ class KDConfig:
     vkd_beta: float = 1e-4
     vkd_tau: float = 10.0
     teacher_scale: float = 1.0  # stress test: teacher embedding x this before the KD terms
+    student_all_frames: bool = False  # control: the student's L_id/L_tri see all N clip frames as images
 
 
 @dataclass
@@ -164,8 +165,11 @@ class KDTask(Task):
                 out["t_tri"] = L.batch_hard_soft_triplet(t_out["emb"], y)
         if method != "v2v":
             s_out = model.student(img)
-            out["s_id"] = nn.functional.cross_entropy(s_out["logits"], y)
-            out["s_tri"] = L.batch_hard_soft_triplet(s_out["emb"], y)
+            s_sup, y_sup = s_out, y
+            if kd.student_all_frames:  # as many images per step as the TKP student gets
+                s_sup, y_sup = model.student(clip.flatten(0, 1)[:, None]), y.repeat_interleave(clip.shape[1])
+            out["s_id"] = nn.functional.cross_entropy(s_sup["logits"], y_sup)
+            out["s_tri"] = L.batch_hard_soft_triplet(s_sup["emb"], y_sup)
         if t_out is not None and s_out is not None:
             t_emb = t_out["emb"] * kd.teacher_scale
             if method == "vkd":
