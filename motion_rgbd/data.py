@@ -150,7 +150,7 @@ class RGBDVideoDataset(Dataset):
 def _verify_lists(root: Path, lists: dict[str, Path], dataset: str, num_classes: int, check_depth: bool = True,
                   max_check: int = 50) -> list[str]:
     problems = []
-    for name, lf in lists.items():
+    for lf in lists.values():
         try:
             entries = parse_video_list(lf, num_classes)
         except (ListFileError, FileNotFoundError) as e:

@@ -316,12 +316,14 @@ class DTNNet(nn.Module):
 class MotionNet(nn.Module):
     """Unimodal network (official ``DSNNet``): DSN trunk with FRP at Mixed_3b/4b/5b, LinearMap, DTN.
 
-    ``width_div`` divides every trunk width (1 = official). ``forward(x, g)`` with x (B, 3, T, H, W),
+    ``width_div`` divides every trunk width (1 = official); ``bn_momentum`` 0.01 is official (a few hundred
+    steps leave the running statistics near their initial values, so the miniature uses 0.1).
+    ``forward(x, g)`` with x (B, 3, T, H, W),
     g (B, 1, T, H, W) or None (FRP off). ``endpoint='spatial'`` returns F (B, T, dim).
     """
 
     def __init__(self, num_classes: int, frames: int = 64, width_div: int = 1, dim: int = 512, frp: bool = True,
-                 **dtn_kwargs):
+                 bn_momentum: float = 0.01, **dtn_kwargs):
         super().__init__()
         w = lambda c: max(1, math.ceil(c / width_div))  # noqa: E731
         self.frp = frp
@@ -340,6 +342,9 @@ class MotionNet(nn.Module):
         self.LinearMap = nn.Sequential(nn.LayerNorm(cin), nn.Linear(cin, dim))
         self.frp_module = FRPModule()
         self.dtn = DTNNet(num_classes, frames=frames, dim=dim, **dtn_kwargs)
+        for m in self.modules():  # official Unit3D BN momentum 0.01; the short embedded runs need more
+            if isinstance(m, nn.BatchNorm3d):
+                m.momentum = bn_momentum
 
     def spatial(self, x: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         x = self.Conv3d_2c_3x3(self.Conv3d_2b_1x1(self.MaxPool3d_2a_3x3(self.Conv3d_1a_7x7(x))))

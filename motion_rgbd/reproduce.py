@@ -24,7 +24,7 @@ from .data import CLASSES, make_synthetic
 from .train import MINI_NET, evaluate_capf, evaluate_unimodal, train_capf, train_unimodal
 
 HERE = Path(__file__).resolve().parent
-FULL = {"n_train": 60, "n_test": 40, "epochs": 12, "capf_epochs": 4}
+FULL = {"n_train": 60, "n_test": 40, "epochs": 15, "capf_epochs": 4}
 QUICK = {"n_train": 3, "n_test": 2, "epochs": 1, "capf_epochs": 1}
 
 

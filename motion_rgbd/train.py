@@ -30,6 +30,7 @@ from .model import CrossFusionNet, MotionNet, load_official_checkpoint, unimodal
 @dataclass
 class ModelConfig:
     frames: int = 64
+    bn_momentum: float = 0.01  # official Unit3D BatchNorm momentum
     width_div: int = 1  # 1: official I3D-Inception widths
     dim: int = 512
     samples: list[int] = field(default_factory=lambda: [16, 32, 48])
@@ -76,11 +77,11 @@ class MotionConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
 
 
-NET_KEYS = ("frames", "width_div", "dim", "samples", "depth", "heads", "dim_head", "mlp_dim", "dropout", "knn",
-            "recoupling", "frp", "rcm_hidden", "temper", "sharpness", "temp", "temp_warm_epochs")
+NET_KEYS = ("bn_momentum", "frames", "width_div", "dim", "samples", "depth", "heads", "dim_head", "mlp_dim",
+            "dropout", "knn", "recoupling", "frp", "rcm_hidden", "temper", "sharpness", "temp", "temp_warm_epochs")
 # The embedded miniature (T = 16 frames of 32x32, widths / 16, D = 32, N = 2): about 75k parameters.
-MINI_NET = dict(frames=16, width_div=16, dim=32, samples=[4, 8, 12], depth=2, heads=4, dim_head=8, mlp_dim=64,
-                dropout=0.1, knn=0.7, recoupling=True, frp=True, rcm_hidden=32, temper=0.5, sharpness=True,
+MINI_NET = dict(bn_momentum=0.1, frames=16, width_div=16, dim=32, samples=[4, 8, 12], depth=2, heads=4, dim_head=8,
+                mlp_dim=64, dropout=0.1, knn=0.7, recoupling=True, frp=True, rcm_hidden=32, temper=0.5, sharpness=True,
                 temp=[0.04, 0.07], temp_warm_epochs=4)
 
 
@@ -141,7 +142,7 @@ def train_capf(data: SynRGBD, rgb_net: MotionNet, depth_net: MotionNet, epochs: 
     opt = torch.optim.Adam(model.parameters(), lr)
     gen = torch.Generator().manual_seed(seed)
     curve = []
-    for ep in range(epochs):
+    for _ in range(epochs):
         model.train()
         tot, n = 0.0, 0
         for idx in torch.randperm(len(data.y), generator=gen).split(batch):
