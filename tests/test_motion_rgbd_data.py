@@ -63,3 +63,20 @@ def test_reproduce_quick(tmp_path):
 
     assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0", "--jobs", "1"]) == 0
     assert (tmp_path / "summary.json").is_file()
+
+
+def test_every_config_loads_and_builds_task():
+    from pathlib import Path
+
+    from motion_rgbd.train import MotionConfig, build_task
+    from shared.config import load_config
+
+    cfgs = sorted(Path("motion_rgbd/configs").glob("*_*e_*.yaml"))
+    assert len(cfgs) >= 9
+    for p in cfgs:
+        cfg = load_config(p, MotionConfig, [])
+        assert cfg.stage == ("fusion" if p.name.startswith("capf") else "unimodal")
+        assert cfg.model.frames == 64 and cfg.model.knn == 0.7 and cfg.optim.weight_decay == 0.0003
+        assert build_task(cfg).cfg is cfg
+        if "nvgesture" in p.name:
+            assert cfg.model.temper == 0.4 and cfg.data.window == 4
