@@ -34,7 +34,6 @@ ARMS = {
     "S3 TCL": dict(method="tcl"),
     "S4 TCL + ML (A)": dict(method="tcl", ml="A"),
     "S5 TCL random triplets": dict(method="tcl", tcl_mining="random"),
-    "S3 TCL tau 0.5": dict(method="tcl", tcl_tau=0.5),
     "S4 TCL + ML (A) tau 0.5": dict(method="tcl", ml="A", tcl_tau=0.5),
 }
 EMBEDDED = dict(train_ids=80, test_ids=60, epochs_teacher=30, epochs_student=30, lr=1e-3, batch=32,
