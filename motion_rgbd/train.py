@@ -79,8 +79,8 @@ class MotionConfig(RunConfig):
 
 NET_KEYS = ("bn_momentum", "frames", "width_div", "dim", "samples", "depth", "heads", "dim_head", "mlp_dim",
             "dropout", "knn", "recoupling", "frp", "rcm_hidden", "temper", "sharpness", "temp", "temp_warm_epochs")
-# The embedded miniature (T = 16 frames of 32x32, widths / 16, D = 32, N = 2): about 75k parameters.
-MINI_NET = dict(bn_momentum=0.1, frames=16, width_div=16, dim=32, samples=[4, 8, 12], depth=2, heads=4, dim_head=8,
+# The embedded miniature (T = 16 frames of 32x32, widths / 8, D = 48, N = 2).
+MINI_NET = dict(bn_momentum=0.1, frames=16, width_div=8, dim=48, samples=[4, 8, 12], depth=2, heads=4, dim_head=8,
                 mlp_dim=64, dropout=0.1, knn=0.7, recoupling=True, frp=True, rcm_hidden=32, temper=0.5, sharpness=True,
                 temp=[0.04, 0.07], temp_warm_epochs=4)
 
