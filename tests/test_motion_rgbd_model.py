@@ -124,7 +124,8 @@ def test_capf_losses_and_official_view():
     losses["loss"].backward()
     assert f.fusion_model.efc.weight.grad is not None and f.fc.weight.grad is not None
     f.eval()
-    fm, fk = torch.randn(2, 16, 32), torch.randn(2, 16, 32)
+    dim = KW["dim"]
+    fm, fk = torch.randn(2, 16, dim), torch.randn(2, 16, dim)
     a = f.spatial_fusion(fm, fk)
     f.official_view = False
     b = f.spatial_fusion(fm, fk)
