@@ -101,13 +101,19 @@ def knn_probs_threshold(scores: torch.Tensor, topk: TopK) -> torch.Tensor:
     return scores.masked_fill(~keep, float("-inf")).softmax(dim=-1)
 
 
-def knn_probs_scatter(scores: torch.Tensor, topk: TopK) -> torch.Tensor:
-    """The official form: ``topk`` indices -> zero mask with ones scattered -> ``where(mask, S, -inf)``."""
+def knn_scores_scatter(scores: torch.Tensor, topk: TopK) -> torch.Tensor:
+    """The official selection: ``topk`` indices -> zero mask with ones scattered -> ``where(mask, S, -inf)``
+    (KVT's ``kNNAttention``, MotionRGBD's ``trans_module.Attention``). Scores (..., N) -> masked scores."""
     k = resolve_topk(topk, scores.shape[-1])
     mask = torch.zeros_like(scores)
     index = scores.topk(k, dim=-1, largest=True)[1]
     mask.scatter_(-1, index, 1.0)
-    return torch.where(mask > 0, scores, torch.full_like(scores, float("-inf"))).softmax(dim=-1)
+    return torch.where(mask > 0, scores, torch.full_like(scores, float("-inf")))
+
+
+def knn_probs_scatter(scores: torch.Tensor, topk: TopK) -> torch.Tensor:
+    """The official form: :func:`knn_scores_scatter`, then softmax."""
+    return knn_scores_scatter(scores, topk).softmax(dim=-1)
 
 
 def knn_attention_threshold(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: TopK, scale: float,
@@ -349,5 +355,6 @@ def dense_to_knn(model: nn.Module, topk: TopK | Sequence[TopK] = 0.5,
 __all__ = [
     "KNNAttention", "KNNWindowAttention", "resolve_topk", "topk_threshold_mask", "knn_attention",
     "knn_attention_fast", "knn_attention_threshold", "knn_attention_scatter", "knn_attention_gather",
-    "knn_probs_threshold", "knn_probs_scatter", "knn_modules", "set_topk", "knnify_swin", "dense_to_knn",
+    "knn_probs_threshold", "knn_probs_scatter", "knn_scores_scatter", "knn_modules", "set_topk", "knnify_swin",
+    "dense_to_knn",
 ]

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from knn_attention.model import knn_scores_scatter
+
 # Official I3D-Inception widths: [b0, b1a, b1b, b2a, b2b, b3b] per Mixed block.
 INCEPTION_WIDTHS = {
     "Mixed_3b": [64, 96, 128, 16, 32, 32], "Mixed_3c": [128, 128, 192, 32, 96, 64],
@@ -152,11 +154,9 @@ class PreNorm(nn.Module):
 
 
 def knn_mask(dots: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Keep the top int(ratio * n) scores of each row (n includes the CLS token), others -> -inf."""
-    k = max(1, int(dots.shape[-1] * ratio))
-    idx = dots.topk(k, dim=-1).indices
-    keep = torch.zeros_like(dots, dtype=torch.bool).scatter_(-1, idx, True)
-    return dots.masked_fill(~keep, float("-inf"))
+    """Keep the top int(ratio * n) scores of each row (n includes the CLS token), others -> -inf: the
+    official selection, shared with ``knn_attention`` (whose ratio rule is this one)."""
+    return knn_scores_scatter(dots, float(ratio))
 
 
 class Attention(nn.Module):
