@@ -138,7 +138,8 @@ def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str = "module.") -> dic
 
 
 def resize_pos_embed(pos: torch.Tensor, new_grid: tuple[int, int], num_prefix: int) -> torch.Tensor:
-    """Bilinearly resize a ``(1, prefix + H*W, D)`` pos-embed to ``new_grid`` (prefix rows kept)."""
+    """Resize a ``(1, prefix + H*W, D)`` pos-embed to ``new_grid`` (prefix rows kept): timm's
+    ``resample_abs_pos_embed``, bicubic with antialiasing (a target size, not DINO's scale factor)."""
     from timm.layers import resample_abs_pos_embed
 
     return resample_abs_pos_embed(pos, new_size=list(new_grid), num_prefix_tokens=num_prefix)
@@ -157,7 +158,9 @@ def adapt_deit_distilled(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[
 
 
 def fit_pos_embed(pos: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Resize a pos-embed to ``model.pos_embed`` when their token grids differ."""
+    """Resize a pos-embed to ``model.pos_embed`` when their token grids differ (bicubic, antialiased: see
+    :func:`resize_pos_embed`). Models that resample at forward time from the stored grid (DINO, TransFGU) must
+    be built for the stored grid so that this is a no-op."""
     target = getattr(model, "pos_embed", None)
     if target is None or target.shape == pos.shape:
         return pos

@@ -19,7 +19,7 @@ from transfgu.model import (
 
 def tiny_vit():
     torch.manual_seed(0)
-    return create_encoder(embed_dim=32, depth=2, num_heads=2, patch_size=8, img_size=32)
+    return create_encoder(embed_dim=32, depth=2, num_heads=2, patch_size=8, pretrain_size=32)
 
 
 def test_window_counts_match_official():
@@ -128,10 +128,48 @@ def test_dino_checkpoint_layouts_load_strict(tmp_path):
             "student": {f"module.backbone.{k}": v * 0 for k, v in flat.items()}, "epoch": 3}
     torch.save(full, tmp_path / "checkpoint.pth")
     for name in ("dino_pretrain.pth", "checkpoint.pth"):
-        dst = create_encoder(embed_dim=32, depth=2, num_heads=2, patch_size=8, img_size=32)
+        dst = create_encoder(embed_dim=32, depth=2, num_heads=2, patch_size=8, pretrain_size=32)
         load_dino_encoder(dst, tmp_path / name)
         assert all(torch.equal(dst.state_dict()[k], v) for k, v in flat.items())
     bad = {k: v for k, v in flat.items() if k != "norm.weight"}
     torch.save(bad, tmp_path / "bad.pth")
     with pytest.raises(KeyError, match="norm.weight"):
         load_dino_encoder(tiny_vit(), tmp_path / "bad.pth")
+
+
+def _dino_restated(pos_embed, x_img, patch):
+    """DINO ``prepare_tokens`` / ``interpolate_pos_encoding`` restated with DINO's own names: ``B, nc, w, h =
+    x.shape`` (so DINO's ``w`` is the image *height*) and a scale factor of ``(w0 + 0.1) / sqrt(N)``."""
+    _, _, w, h = x_img.shape
+    n = pos_embed.shape[1] - 1
+    npatch = (w // patch) * (h // patch)
+    if npatch == n and w == h:
+        return pos_embed
+    dim = pos_embed.shape[-1]
+    w0, h0 = w // patch + 0.1, h // patch + 0.1
+    s = int(n ** 0.5)
+    p = F.interpolate(pos_embed[:, 1:].reshape(1, s, s, dim).permute(0, 3, 1, 2),
+                      scale_factor=(w0 / n ** 0.5, h0 / n ** 0.5), mode="bicubic")
+    assert int(w0) == p.shape[-2] and int(h0) == p.shape[-1]
+    return torch.cat([pos_embed[:, :1], p.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (48, 48), (40, 80), (80, 40)])
+def test_encoder_position_embedding_is_dinos(hw):
+    """The encoder resamples its stored grid at forward time exactly as DINO (no load-time resize, no
+    antialiasing, scale-factor form), on square and non-square inputs (Cityscapes/LIP are 320x640)."""
+    vit = tiny_vit()
+    with torch.no_grad():
+        vit.pos_embed.normal_()  # a non-smooth grid makes every interpolation difference visible
+    x = torch.randn(2, 3, *hw)
+    want_pos = _dino_restated(vit.pos_embed, x, 8)
+    patches = vit.patch_embed(x)  # (B, h, w, D)
+    tokens = torch.cat([vit.cls_token.expand(2, -1, -1), patches.flatten(1, 2)], 1) + want_pos
+    want = vit.norm(vit.blocks(tokens))
+    got = vit.forward_features(x)
+    assert vit.pos_embed.shape[1] == 1 + 4 * 4  # the stored grid is never resized
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    if hw != (32, 32):  # timm's size-based antialiased resampling is a different function
+        from timm.layers import resample_abs_pos_embed
+        timm_pos = resample_abs_pos_embed(vit.pos_embed, new_size=[hw[0] // 8, hw[1] // 8], num_prefix_tokens=1)
+        assert not torch.allclose(timm_pos, want_pos, atol=1e-3)

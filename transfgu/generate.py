@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
-    vit = create_encoder(img_size=args.size)
+    vit = create_encoder()  # stored 28x28 grid, resampled per forward as DINO
     load_dino_encoder(vit, args.dino)
     vit.requires_grad_(False).to(dev).eval()
     ds = VOCSegmentation(args.data_root, "train", args.size)

@@ -16,6 +16,7 @@ Pieces, in pipeline order (official damo-cv/TransFGU behaviour, spec ``transfgu.
 from __future__ import annotations
 
 import math
+import types
 from pathlib import Path
 
 import torch
@@ -26,12 +27,46 @@ from shared.backbones import create_vit, load_state_dict_file, load_weights
 
 
 # ----------------------------------------------------------------------------- encoder
+def dino_interpolate_pos_encoding(pos_embed: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """DINO's ``VisionTransformer.interpolate_pos_encoding`` for an ``h x w`` token grid (rows x columns).
+
+    ``pos_embed (1, 1 + N, D)`` holds the stored square grid (28x28 for DINO ViT-S/8 at 224). DINO resamples it
+    at every forward with ``F.interpolate(..., scale_factor=((h + 0.1) / sqrt(N), (w + 0.1) / sqrt(N)),
+    mode="bicubic")`` -- a scale factor, not a target size, and no antialiasing -- and skips this only when the
+    token count matches *and* the input is square. (DINO's code calls the image height ``w``: the first scale
+    factor belongs to the rows.) Returns ``(1, 1 + h*w, D)``.
+    """
+    n = pos_embed.shape[1] - 1
+    if n == h * w and h == w:
+        return pos_embed
+    side = math.sqrt(n)
+    grid = pos_embed[:, 1:].reshape(1, int(side), int(side), -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, scale_factor=((h + 0.1) / side, (w + 0.1) / side), mode="bicubic")
+    if grid.shape[-2:] != (h, w):
+        raise ValueError(f"DINO pos-embed resampling gave {tuple(grid.shape[-2:])} tokens for a {h}x{w} grid")
+    return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)], dim=1)
+
+
+def _dino_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Replaces timm's ``_pos_embed`` (size-based, antialiased resampling) with DINO's forward-time form.
+    ``x (B, h, w, D)`` patch tokens (timm ``dynamic_img_size``) -> ``(B, 1 + h*w, D)``."""
+    b, h, w, d = x.shape
+    x = torch.cat([self.cls_token.expand(b, -1, -1), x.reshape(b, h * w, d)], dim=1)
+    return self.pos_drop(x + dino_interpolate_pos_encoding(self.pos_embed, h, w))
+
+
 def create_encoder(embed_dim: int = 384, depth: int = 12, num_heads: int = 6, patch_size: int = 8,
-                   img_size: int = 224) -> nn.Module:
-    """DINO ViT (timm layout, = DINO's names), LN eps 1e-6, dynamic input size, attention left un-fused so
-    that the post-softmax attention (and its gradient, needed by the CAM) exists as a tensor."""
+                   pretrain_size: int = 224) -> nn.Module:
+    """DINO ViT (timm layout, = DINO's names), LN eps 1e-6, attention left un-fused so that the post-softmax
+    attention (and its gradient, needed by the CAM) exists as a tensor.
+
+    ``pretrain_size`` is the image size the position embedding is *stored* for (224 for the released DINO
+    files: a 28x28 grid at patch 8); it is never resized at load time. Any input size is accepted and the grid
+    is resampled at forward time exactly as DINO does (:func:`dino_interpolate_pos_encoding`).
+    """
     vit = create_vit("vit_small_patch8_224", num_classes=0, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                     patch_size=patch_size, img_size=img_size, dynamic_img_size=True)
+                     patch_size=patch_size, img_size=pretrain_size, dynamic_img_size=True)
+    vit._pos_embed = types.MethodType(_dino_pos_embed, vit)
     for blk in vit.blocks:
         blk.attn.fused_attn = False
     return vit

@@ -50,7 +50,7 @@ def run_seed(seed: int, quick: bool) -> dict:
     train = textured_scenes(p["n_train"], DATA_SEED, p["size"])
     val = textured_scenes(p["n_val"], DATA_SEED + 1, p["size"])
     patch, k = 8, train.num_classes
-    vit = create_encoder(64, 4, 4, patch, p["size"])
+    vit = create_encoder(64, 4, 4, patch, pretrain_size=p["size"])
     res = {"seed": seed, "timing": {}}
     res["kmeans_random_vit"] = score_maps(kmeans_baseline(vit, train.images, val.images, k, patch, seed), val.labels, k)
     res["dino"] = train_dino(vit, train.images, steps=p["dino_steps"], batch=p["dino_batch"], n_local=p["n_local"],

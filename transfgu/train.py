@@ -36,6 +36,7 @@ class ModelConfig:
     depth: int = 12
     num_heads: int = 6
     patch_size: int = 8
+    pretrain_size: int = 224  # image size the DINO pos-embed is stored for (28x28 at patch 8); resampled per forward
     dec_layers: int = 2
     dec_heads: int = 6
     dec_mlp: int = 1536
@@ -92,7 +93,7 @@ class Segmenter(nn.Module):
         super().__init__()
         m = cfg.model
         self.patch = m.patch_size
-        self.encoder = create_encoder(m.embed_dim, m.depth, m.num_heads, m.patch_size, cfg.data.size)
+        self.encoder = create_encoder(m.embed_dim, m.depth, m.num_heads, m.patch_size, m.pretrain_size)
         if m.dino:
             load_dino_encoder(self.encoder, m.dino)
         self.encoder.requires_grad_(False)
