@@ -28,10 +28,20 @@ def _minmax(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
+def to_grey(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3) -> (H, W)`` with torchvision's ``rgb_to_grayscale`` (ITU-R 601-2 luma: 0.2989 R + 0.587 G +
+    0.114 B), as the official loader converts; a single-channel ``(H, W, 1)`` map is returned as it is."""
+    if rgb.shape[-1] == 1:
+        return rgb[..., 0]
+    from torchvision.transforms.functional import rgb_to_grayscale
+
+    return rgb_to_grayscale(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1))[0].numpy()
+
+
 def frp_maps(frames: np.ndarray, window: int) -> np.ndarray:
     """Motion maps G (T, H, W) in [0, 1] from normalised frames (T, H, W, C) (loader-side FRP).
 
-    D_t = minmax(ReLU(sum_i (2i-n-1) I_{t+i-1})), grey after the min-max; S_t = D_t where D_t > mean(D_t),
+    D_t = minmax(ReLU(sum_i (2i-n-1) I_{t+i-1})), grey (:func:`to_grey`) after the min-max; S_t = D_t where D_t > mean(D_t),
     eroded 2x2, dilated 3x3, min-max; G_t = (D_t + S_t) S_t. ``window - 1`` zero maps are prepended and
     the sequence truncated to T, so map t covers frames t-w+1..t.
     """
@@ -41,7 +51,7 @@ def frp_maps(frames: np.ndarray, window: int) -> np.ndarray:
     w = rank_pool_weights(window)
     out = np.zeros(frames.shape[:3], dtype=np.float32)
     for s in range(t - window + 1):
-        d = _minmax(np.maximum(np.tensordot(w, frames[s:s + window], axes=(0, 0)), 0)).mean(-1)
+        d = to_grey(_minmax(np.maximum(np.tensordot(w, frames[s:s + window], axes=(0, 0)), 0)).astype(np.float32))
         mask = np.where(d > d.mean(), d, 0).astype(np.float32)
         mask = cv2.dilate(cv2.erode(mask, np.ones((2, 2), np.uint8)), np.ones((3, 3), np.uint8))
         sm = _minmax(mask)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from motion_rgbd.data import frp_maps, rank_pool_weights, render_clip, sample_frames
+from motion_rgbd.data import frp_maps, rank_pool_weights, render_clip, sample_frames, to_grey
 from motion_rgbd.losses import ce_ls, distillation_kl
 from motion_rgbd.model import (
     CrossFusionNet,
@@ -35,6 +35,24 @@ def test_rank_pool_static_zero_moving_nonzero():
     g = frp_maps(moving, 4)
     assert np.all(g[:3] == 0) and g[5].max() > 0  # w-1 zero maps prepended
     assert g[5][:, 12:].max() == 0  # nothing far from the disk
+
+
+def test_frp_grey_uses_torchvision_luma_weights():
+    """The official loader converts the min-maxed rank-pooled map with torchvision's grayscale weights
+    (0.2989, 0.587, 0.114), not a channel mean: a pure-red mover gives 0.2989 of a white one."""
+    assert np.allclose(to_grey(np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)),
+                       [[0.2989, 0.587, 0.114]], atol=1e-6)
+    frames = np.zeros((4, 8, 8, 3), np.float32)
+    for t in range(4):
+        frames[t, :, 2 * t:2 * t + 2, 0] = 1.0  # red bar moving right; other channels stay 0
+    d = np.maximum(np.tensordot(rank_pool_weights(4), frames, axes=(0, 0)), 0)
+    d = (d - d.min()) / (d.max() - d.min())
+    grey = 0.2989 * d[..., 0] + 0.587 * d[..., 1] + 0.114 * d[..., 2]
+    mask = np.where(grey > grey.mean(), grey, 0).astype(np.float32)
+    import cv2
+    mask = cv2.dilate(cv2.erode(mask, np.ones((2, 2), np.uint8)), np.ones((3, 3), np.uint8))
+    sm = (mask - mask.min()) / (mask.max() - mask.min())
+    np.testing.assert_allclose(frp_maps(frames, 4)[3], (grey + sm) * sm, atol=1e-6)
 
 
 def test_knn_mask_keeps_floor_ratio():
