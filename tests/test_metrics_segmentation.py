@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from shared.metrics import ConfusionAccumulator, hungarian_match, segmentation_scores
+from shared.metrics.segmentation import scores_from_confusion
 
 # target 0 0 0 1 1 2 (+ one ignored pixel); clusters 1 1 0 0 0 2.
 TARGET = np.array([0, 0, 0, 1, 1, 2, 255])
@@ -78,3 +79,17 @@ def test_out_of_range_inputs_are_errors():
         segmentation_scores(np.array([0, 5]), np.array([0, 1]), num_classes=2)
     with pytest.raises(ValueError, match="target"):
         segmentation_scores(np.array([0, 1]), np.array([0, 7]), num_classes=2)
+
+
+def test_tie_between_optimal_matchings_is_broken_as_the_official_code():
+    """Two matchings both match 6 of 14 pixels; the official ``linear_sum_assignment(h.max() - h)`` on
+    ``h[true, pred]`` picks pred 0->2, 1->0, 2->1 (the maximise-on-``hist[pred, true]`` form picks 0->1, 1->0,
+    2->2, mIoU 26.389). Hand computation for the official pick, ``h`` rows = true class:
+    class 0 <- pred 1: TP 3, FN 5-3, FP 6-3 -> 3/8;  class 1 <- pred 2: TP 2, FN 3, FP 4 -> 2/9;
+    class 2 <- pred 0: TP 1, FN 3, FP 1 -> 1/5;  mIoU = (37.5 + 22.22 + 20) / 3; accuracy 6/14."""
+    h_true_pred = np.array([[0, 3, 2], [1, 2, 2], [1, 1, 2]])
+    hist = h_true_pred.T  # our confusion is [pred, true]
+    s = scores_from_confusion(hist)
+    assert s["mapping"].tolist() == [2, 0, 1]
+    assert s["mIoU"] == pytest.approx((100 * 3 / 8 + 100 * 2 / 9 + 100 * 1 / 5) / 3)
+    assert s["pixel_accuracy"] == pytest.approx(100 * 6 / 14)

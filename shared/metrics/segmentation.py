@@ -2,7 +2,8 @@
 
 Protocol (PiCIE / STEGO / TransFGU): accumulate one confusion histogram over the WHOLE evaluation set,
 find the one-to-one cluster -> class assignment that maximises the matched pixels
-(``scipy.optimize.linear_sum_assignment``), then score the remapped predictions:
+(``scipy.optimize.linear_sum_assignment`` in the official TransFGU form, see :func:`match_confusion`),
+then score the remapped predictions:
 pixel accuracy = matched pixels / labelled pixels; IoU_c = TP / (TP + FP + FN); mIoU = nanmean over
 classes (a class absent from both ground truth and prediction is NaN and dropped). Percentages.
 
@@ -50,10 +51,17 @@ def confusion_matrix(
 
 
 def match_confusion(hist: np.ndarray) -> np.ndarray:
-    """Hungarian cluster -> class mapping ``(num_pred_classes,)`` maximising matches; -1 unmatched."""
-    rows, cols = linear_sum_assignment(hist, maximize=True)
-    mapping = np.full(hist.shape[0], -1, dtype=np.int64)
-    mapping[rows] = cols
+    """Hungarian cluster -> class mapping ``(num_pred_classes,)`` maximising matches; -1 unmatched.
+
+    ``hist`` is ``[pred, true]``. The solve follows the official TransFGU evaluation exactly:
+    ``linear_sum_assignment(h.max() - h)`` on the transposed ``h = hist[true, pred]``. Every optimum matches
+    the same number of pixels, but ties between optima are broken by the matrix's orientation and form, and
+    a different optimum gives a different mIoU; so the form is kept, not only the objective.
+    """
+    h = np.asarray(hist).T
+    true_rows, pred_cols = linear_sum_assignment(h.max() - h)
+    mapping = np.full(h.shape[1], -1, dtype=np.int64)
+    mapping[pred_cols] = true_rows
     return mapping
 
 
