@@ -41,9 +41,9 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
 def frp_maps(frames: np.ndarray, window: int) -> np.ndarray:
     """Motion maps G (T, H, W) in [0, 1] from normalised frames (T, H, W, C) (loader-side FRP).
 
-    D_t = minmax(ReLU(sum_i (2i-n-1) I_{t+i-1})), grey (:func:`to_grey`) after the min-max; S_t = D_t where D_t > mean(D_t),
-    eroded 2x2, dilated 3x3, min-max; G_t = (D_t + S_t) S_t. ``window - 1`` zero maps are prepended and
-    the sequence truncated to T, so map t covers frames t-w+1..t.
+    D_t = minmax(ReLU(sum_i (2i-n-1) I_{t+i-1})), grey (:func:`to_grey`) after the min-max;
+    S_t = D_t where D_t > mean(D_t), eroded 2x2, dilated 3x3, min-max; G_t = (D_t + S_t) S_t.
+    ``window - 1`` zero maps are prepended and the sequence truncated to T, so map t covers frames t-w+1..t.
     """
     import cv2
 

@@ -97,11 +97,25 @@ class LoadReport:
             lines.append("  all keys matched")
         return "\n".join(lines)
 
+    def one_line(self) -> str:
+        """``<file>: checkpoint does not match the model: missing N (a, b, ...); unexpected M (...)``."""
+        parts = [f"{title} {len(keys)} ({', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''})"
+                 for title, keys in (("missing", self.missing), ("unexpected", self.unexpected)) if keys]
+        return f"{self.path}: checkpoint does not match the model: " + "; ".join(parts)
+
     def raise_or_print(self, strict: bool = True) -> None:
         if strict and (self.missing or self.unexpected):
-            raise KeyError(str(self))
+            raise CheckpointMismatchError(self.one_line())
         if self.missing or self.unexpected or self.skipped:
             print(self)
+
+
+class CheckpointMismatchError(KeyError, ValueError):
+    """A checkpoint's keys do not match the model. One line naming the file and the keys; a ``ValueError``
+    (so every entry point reports it as ``<prog>: error: ...``) and a ``KeyError`` (as before)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def load_state_dict_file(path: str | Path, key: str | None = None) -> dict[str, torch.Tensor]:
@@ -171,13 +185,16 @@ def fit_pos_embed(pos: torch.Tensor, model: nn.Module) -> torch.Tensor:
 
 def load_weights(model: nn.Module, path: str | Path, key_map: Callable[[str], str | None] | None = None,
                  strict: bool = True, skip: tuple[str, ...] = (), deit_distilled: bool | None = None,
-                 sd: dict[str, torch.Tensor] | None = None) -> LoadReport:
+                 sd: dict[str, torch.Tensor] | None = None, allow_missing: tuple[str, ...] = ()) -> LoadReport:
     """Load a local checkpoint into ``model``.
 
     ``key_map(name)`` returns the model's name for a file key, or ``None`` to skip it (a paper's
     official layout -> our module tree). ``skip`` drops keys starting with any of these prefixes.
     ``deit_distilled`` (auto-detected from a ``dist_token`` key) adapts DeiT distilled checkpoints.
-    Strict by default: a mismatch raises ``KeyError`` listing the keys; otherwise they are printed.
+    Strict by default: a mismatch raises :class:`CheckpointMismatchError` naming the file and the keys;
+    otherwise they are printed. ``allow_missing``: model keys starting with these prefixes may be absent from
+    the file (they keep their initialisation, e.g. a classifier not needed for evaluation); every other key
+    stays strict.
     """
     sd = strip_prefix(sd if sd is not None else load_state_dict_file(path))
     report = LoadReport(str(path))
@@ -198,6 +215,7 @@ def load_weights(model: nn.Module, path: str | Path, key_map: Callable[[str], st
         raise ValueError(f"{path}: shape mismatch for " + ", ".join(
             f"{k} file {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}" for k in shape_bad[:8]))
     result = model.load_state_dict(mapped, strict=False)
-    report.missing, report.unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    report.missing = [k for k in result.missing_keys if not k.startswith(allow_missing)]
+    report.unexpected = list(result.unexpected_keys)
     report.raise_or_print(strict)
     return report

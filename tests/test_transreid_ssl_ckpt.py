@@ -1,5 +1,6 @@
 """TransReID-SSL: official checkpoint layouts (raw DINO, converted flat, supervised), CFS, DINO task hooks."""
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,37 @@ def test_supervised_checkpoint_layout(tmp_path):
     load_reid_checkpoint(dst, tmp_path / "transformer_120.pth")
     x = torch.randn(2, 3, 32, 16)
     assert torch.allclose(src.eval()(x), dst.eval()(x))
+
+
+def test_evaluation_load_is_strict_except_the_classifier(tmp_path):
+    """Evaluation skips only ``classifier.*``: a file without it loads; a raw DINO file (or any other model)
+    is a one-line error naming the file and the keys, never a silently random model."""
+    from shared.backbones import CheckpointMismatchError
+
+    src = ReIDModel(tiny(), 5)
+    no_cls = {k: v for k, v in src.state_dict().items() if not k.startswith("classifier.")}
+    torch.save(no_cls, tmp_path / "no_classifier.pth")
+    dst = ReIDModel(tiny(), 7)  # another identity count: the classifier differs, nothing else
+    load_reid_checkpoint(dst, tmp_path / "no_classifier.pth", with_classifier=False)
+    assert all(torch.equal(dst.state_dict()[k], v) for k, v in no_cls.items())
+    with pytest.raises(CheckpointMismatchError):
+        load_reid_checkpoint(ReIDModel(tiny(), 5), tmp_path / "no_classifier.pth")  # training resume needs it
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in tiny().state_dict().items()}}, tmp_path / "dino.pth")
+    with pytest.raises(ValueError) as e:
+        load_reid_checkpoint(ReIDModel(tiny(), 5), tmp_path / "dino.pth", with_classifier=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "dino.pth" in msg and "missing" in msg and "unexpected" in msg
+
+
+def test_evaluate_cli_refuses_a_dino_file_in_one_line(tmp_path, capsys):
+    from transreid_ssl import evaluate
+
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in tiny().state_dict().items()}}, tmp_path / "dino.pth")
+    cfg = Path(__file__).resolve().parents[1] / "transreid_ssl/configs/transreid_vit-tiny-d64_1xb32-12e_synperson.yaml"
+    with pytest.raises(SystemExit):
+        evaluate.main(["--config", str(cfg), "--weights", str(tmp_path / "dino.pth")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dino.pth" in err[0]
 
 
 def test_cfs_score_order_and_precision():

@@ -91,8 +91,14 @@ def load_backbone(backbone: nn.Module, path: str | Path, pretrain_hw_ratio: int 
 
 
 def load_reid_checkpoint(model: nn.Module, path: str | Path, with_classifier: bool = True) -> LoadReport:
-    """A supervised checkpoint (official ``transformer_120.pth`` or our ``last.pt``) into a ReIDModel."""
+    """A supervised checkpoint (official ``transformer_120.pth`` or our ``last.pt``) into a ReIDModel.
+
+    Strict on every key; ``with_classifier=False`` (evaluation: the identity classifier is not used) skips
+    and allows only ``classifier.*``. Any other mismatch (a raw DINO file, another model) is a one-line
+    :class:`~shared.backbones.CheckpointMismatchError` naming the file and the keys.
+    """
     obj = read_checkpoint(path)
     sd = strip_prefix(obj["model"] if "model" in obj and isinstance(obj["model"], dict) else obj)
     skip = ("base.fc.",) + (() if with_classifier else ("classifier.",))
-    return load_weights(model, path, strict=with_classifier, skip=skip, sd=sd)
+    return load_weights(model, path, strict=True, skip=skip, sd=sd,
+                        allow_missing=() if with_classifier else ("classifier.",))
