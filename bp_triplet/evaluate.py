@@ -77,6 +77,7 @@ def evaluate_model(model: nn.Module, domains, device: torch.device | str = "cpu"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.backbones import load_weights
     from shared.config import ConfigError, load_config
 
     from .train import BPTripletConfig, BPTripletTask
@@ -90,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, BPTripletConfig, args.overrides)
         task = BPTripletTask(cfg)
         model = task.build_model()
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
+        load_weights(model, args.checkpoint)  # strict: a mismatch is one line naming the file and the keys
     except (ConfigError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         print(f"bp_triplet.evaluate: error: {e}", file=sys.stderr)
         return 1

@@ -94,7 +94,8 @@ def build_model(m: ModelConfig) -> nn.Module:
     if m.init_weights:
         from shared.backbones import load_weights
 
-        load_weights(model, m.init_weights, strict=False, skip=("head.",) if m.num_classes != 1000 else ())
+        head = ("head.",) if m.num_classes != 1000 else ()  # a new head keeps its init; every other key is strict
+        load_weights(model, m.init_weights, skip=head, allow_missing=head)
     return model
 
 

@@ -461,15 +461,24 @@ def strip_module(state: dict) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_official_checkpoint(model: nn.Module, path_or_state, skip_heads: bool = False) -> list[str]:
+def load_official_checkpoint(model: nn.Module, path_or_state, skip_heads: bool = False,
+                             required_prefix: str | None = "") -> list[str]:
     """Load an official ``{'model': state_dict, ...}`` (``checkpoint.pth.tar`` / ``model_best.pth.tar``).
 
     Keys are the official ones (``module.`` stripped). As the official ``load_pretrained_checkpoint``,
     only shape-matched keys are kept; ``skip_heads`` drops ``mlp_head_*`` (fusion init from unimodal nets).
     A unimodal checkpoint loaded into :class:`CrossFusionNet` must be prefixed first (see
     :func:`unimodal_to_fusion`). Returns the model keys left missing.
+
+    Unlike the official loader (which prints and goes on, so a wrong file trains from scratch), every model
+    key starting with ``required_prefix`` (all keys by default; ``"Modalit_"`` for the fusion init, whose own
+    modules are new; heads excepted with ``skip_heads``) must load, or a one-line
+    :class:`~shared.backbones.CheckpointMismatchError` names the file and the keys. ``None``: official, lenient.
     """
+    from shared.backbones import CheckpointMismatchError
+
     state = path_or_state
+    name = "<state dict>" if isinstance(state, dict) else str(state)
     if not isinstance(state, dict):
         state = torch.load(state, map_location="cpu", weights_only=False)
     state = strip_module(state.get("model", state.get("state_dict", state)))
@@ -477,7 +486,13 @@ def load_official_checkpoint(model: nn.Module, path_or_state, skip_heads: bool =
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
             and not (skip_heads and "mlp_head" in k)}
     model.load_state_dict(keep, strict=False)
-    return [k for k in own if k not in keep]
+    missing = [k for k in own if k not in keep]
+    if required_prefix is not None:
+        bad = [k for k in missing if k.startswith(required_prefix) and not (skip_heads and "mlp_head" in k)]
+        if bad:
+            raise CheckpointMismatchError(f"{name}: checkpoint does not match the model: missing or wrong shape "
+                                          f"{len(bad)} ({', '.join(bad[:6])}{', ...' if len(bad) > 6 else ''})")
+    return missing
 
 
 def unimodal_to_fusion(rgb_state: dict, depth_state: dict) -> dict:

@@ -136,7 +136,8 @@ def train_capf(data: SynRGBD, rgb_net: MotionNet, depth_net: MotionNet, epochs: 
                lr: float = 1e-3, batch: int = 16) -> tuple[CrossFusionNet, list[float]]:
     """CAPF from the two unimodal nets (heads dropped), all weights trainable, the full CAPF loss."""
     model = CrossFusionNet(6, **net_kwargs(net, epochs))
-    load_official_checkpoint(model, unimodal_to_fusion(rgb_net.state_dict(), depth_net.state_dict()))
+    load_official_checkpoint(model, unimodal_to_fusion(rgb_net.state_dict(), depth_net.state_dict()),
+                             required_prefix="Modalit_")
     model.Modalit_rgb.dtn.rng.seed(seed)
     model.Modalit_depth.dtn.rng.seed(seed + 1)
     opt = torch.optim.Adam(model.parameters(), lr)
@@ -186,7 +187,8 @@ class MotionTask(Task):
             if c.model.rgb_checkpoint and c.model.depth_checkpoint:
                 load = lambda p: torch.load(p, map_location="cpu", weights_only=False)  # noqa: E731
                 load_official_checkpoint(model, unimodal_to_fusion(load(c.model.rgb_checkpoint),
-                                                                   load(c.model.depth_checkpoint)))
+                                                                   load(c.model.depth_checkpoint)),
+                                         required_prefix="Modalit_")
             return model
         model = MotionNet(c.data.num_classes, **kw)
         if c.model.init_checkpoint:

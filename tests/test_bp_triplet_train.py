@@ -138,3 +138,14 @@ def test_no_discriminator_without_adversarial_loss():
     net = BPTripletNet(EmbeddedDigitNet(), 10, bottleneck_dim=8, with_discriminator=False)
     assert not any(k.startswith("discriminator.") for k in net.state_dict())
     assert "domain" not in net(torch.randn(2, 1, 8, 8), grl_coeff=1.0)
+
+
+def test_evaluate_cli_wrong_checkpoint_is_one_line(tmp_path, capsys):
+    """A checkpoint of another model ends as one line naming the file, not a load_state_dict traceback."""
+    from bp_triplet import evaluate
+
+    torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "other.pt")
+    cfg = Path(__file__).resolve().parents[1] / "bp_triplet/configs/bp-triplet_embeddednet_1xb32-25e_digits-embedded.yaml"
+    assert evaluate.main(["--config", str(cfg), "--checkpoint", str(tmp_path / "other.pt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other.pt" in err[0] and "missing" in err[0]

@@ -92,3 +92,18 @@ def test_knn_model_trains_backward_through_kept_logits_only():
     m = timm.create_model("knn_deit_tiny_patch16_224", topk=3, **SMALL_VIT)
     m(torch.randn(2, 3, 32, 32)).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters() if p.requires_grad)
+
+
+def test_init_weights_are_strict_except_a_new_head(tmp_path):
+    """``model.init_weights`` from a file of another model is a one-line error naming the file (it used to
+    load with strict=False: a wrong file trained from scratch with only a printed report)."""
+    from shared.backbones import CheckpointMismatchError
+
+    m = ModelConfig(arch="vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                    num_classes=10, attention="knn", topk_ratio=0.5)
+    src = build_model(m)
+    torch.save({k: v for k, v in src.state_dict().items() if not k.startswith("head.")}, tmp_path / "ok.pth")
+    build_model(ModelConfig(**{**m.__dict__, "init_weights": str(tmp_path / "ok.pth")}))  # new head: fine
+    torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointMismatchError, match="other.pth"):
+        build_model(ModelConfig(**{**m.__dict__, "init_weights": str(tmp_path / "other.pth")}))

@@ -180,8 +180,13 @@ def test_load_official_checkpoint_and_fusion_init():
     for k, v in dst.state_dict().items():
         assert torch.equal(v, ck["model"]["module." + k])
     fusion = CrossFusionNet(6, **KW)
-    missing = load_official_checkpoint(fusion, unimodal_to_fusion(ck, official_unimodal_state(src)))
+    missing = load_official_checkpoint(fusion, unimodal_to_fusion(ck, official_unimodal_state(src)),
+                                       required_prefix="Modalit_")
     assert all(not k.startswith("Modalit_") for k in missing)
+    from shared.backbones import CheckpointMismatchError
+    with pytest.raises(CheckpointMismatchError, match="missing"):  # a fusion file is no unimodal init
+        load_official_checkpoint(MotionNet(6, **KW), {"model": fusion.state_dict()})
+    assert load_official_checkpoint(MotionNet(6, **KW), {"model": {}}, required_prefix=None)  # official: lenient
     assert torch.equal(fusion.Modalit_rgb.Mixed_3b.b0.conv3d.weight, ck["model"]["module.Mixed_3b.b0.conv3d.weight"])
     fsd = fusion.state_dict()
     for k in ("crossFusion.0.weight", "crossFusion.1.weight", "crossFusion.3.weight", "crossFusionT.3.weight",
