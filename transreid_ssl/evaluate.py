@@ -1,4 +1,5 @@
-"""Evaluate a fine-tuned checkpoint (ours or the official ``transformer_120.pth``) with the Market protocol.
+"""Evaluate a fine-tuned checkpoint (ours, the official ``transformer_120.pth``, or with a ``usl_*``/``uda_*``
+config a USL/UDA ``model_best.pth.tar``) with the Market protocol.
 
     python -m transreid_ssl.evaluate --config transreid_ssl/configs/transreid_vit-small_1xb64-120e_market1501.yaml \\
         --weights /w/transformer_120.pth data.root=/data [--out eval.json]
@@ -19,7 +20,8 @@ from shared.config import ConfigError, load_config
 
 from .checkpoints import load_reid_checkpoint
 from .model import ReIDModel
-from .train import ReIDTask, TransReIDSSLConfig, build_backbone, reid_metrics
+from .train import ReIDTask, TransReIDSSLConfig, USLTask, build_backbone, reid_metrics
+from .usl import USLModel, load_usl_checkpoint
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,14 +33,20 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_intermixed_args(argv)
     try:
         cfg = load_config(args.config, TransReIDSSLConfig, args.overrides + ["model.pretrained="])
-        task = ReIDTask(cfg)
-        model = ReIDModel(build_backbone(cfg.model, 0.0), task.train_split.num_pids, cfg.model.neck_feat)
-        load_reid_checkpoint(model, args.weights, with_classifier=False)
+        if cfg.stage == "usl":  # USL / UDA: L2norm(BN(CLS)), the released {'state_dict': module.*} or our last.pt
+            task = USLTask(cfg)
+            model = USLModel(build_backbone(cfg.model, 0.0))
+            load_usl_checkpoint(model, args.weights)
+        else:
+            task = ReIDTask(cfg)
+            model = ReIDModel(build_backbone(cfg.model, 0.0), task.train_split.num_pids, cfg.model.neck_feat)
+            load_reid_checkpoint(model, args.weights, with_classifier=False)
     except (ConfigError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         print(f"transreid_ssl.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    metrics = reid_metrics(model.to(dev), task.query, task.gallery, cfg.model.img_size, cfg.data.eval_batch_size, dev)
+    metrics = reid_metrics(model.to(dev), task.query, task.gallery, cfg.model.img_size, cfg.data.eval_batch_size, dev,
+                           getattr(task, "test_tf", None))
     print(" ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

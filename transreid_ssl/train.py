@@ -1,4 +1,5 @@
-"""Train TransReID-SSL: ``stage=dino`` (self-supervised pre-training) or ``stage=reid`` (supervised fine-tuning).
+"""Train TransReID-SSL: ``stage=dino`` (self-supervised pre-training), ``stage=reid`` (supervised fine-tuning) or
+``stage=usl`` (unsupervised, and with ``usl.init_checkpoint`` domain-adaptive, cluster-contrast fine-tuning).
 
     python -m transreid_ssl.train --config transreid_ssl/configs/dino_vit-small_8xb64-100e_luperson-cfs60.yaml \\
         data.root=/data/LUP data.filter_list=/data/CFS_list.pkl
@@ -39,6 +40,18 @@ from .data import (
 )
 from .losses import DINOLoss, reid_loss
 from .model import DINOHead, DINOModel, MultiCropWrapper, ReIDModel, ReIDViT
+from .usl import (
+    ClusterMemory,
+    MultiGallerySampler,
+    USLConfig,
+    USLModel,
+    cluster_centres,
+    dbscan_labels,
+    jaccard_distance,
+    load_uda_init,
+    pseudo_split,
+    usl_transforms,
+)
 
 
 @dataclass
@@ -104,10 +117,11 @@ class DINOConfig:
 
 @dataclass
 class TransReIDSSLConfig(RunConfig):
-    stage: str = "reid"  # dino | reid
+    stage: str = "reid"  # dino | reid | usl (UDA = usl with usl.init_checkpoint)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     dino: DINOConfig = field(default_factory=DINOConfig)
+    usl: USLConfig = field(default_factory=USLConfig)
 
 
 @lru_cache(maxsize=2)
@@ -133,22 +147,38 @@ def build_backbone(m: ModelConfig, drop_path_rate: float | None = None) -> ReIDV
 
 
 @torch.no_grad()
-def extract_features(net: nn.Module, split: ReIDSplit, size, batch_size: int, device) -> torch.Tensor:
+def extract_features(net: nn.Module, split: ReIDSplit, size, batch_size: int, device, transform=None,
+                     num_workers: int = 0) -> torch.Tensor:
     """Eval-mode features (N, D) in order, with the test transform (no augmentation)."""
     was = net.training
     net.eval()
-    loader = DataLoader(ReIDDataset(split, reid_test_transform(tuple(size))), batch_size=batch_size, shuffle=False)
+    # its own generator: a DataLoader draws its base seed from the global RNG otherwise, and the clustering of
+    # USL runs this at epoch start, where a resumed run has not restored the RNG state yet
+    loader = DataLoader(ReIDDataset(split, transform or reid_test_transform(tuple(size))), batch_size=batch_size,
+                        shuffle=False, num_workers=num_workers, generator=torch.Generator())
     feats = [net(x.to(device)).float().cpu() for x, *_ in loader]
     net.train(was)
     return torch.cat(feats)
 
 
-def reid_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, size, batch_size: int, device) -> dict:
+def reid_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, size, batch_size: int, device,
+                 transform=None) -> dict:
     """Market protocol on L2-normalised test features (squared Euclidean), percentages."""
-    qf = F.normalize(extract_features(net, query, size, batch_size, device), dim=1)
-    gf = F.normalize(extract_features(net, gallery, size, batch_size, device), dim=1)
+    qf = F.normalize(extract_features(net, query, size, batch_size, device, transform), dim=1)
+    gf = F.normalize(extract_features(net, gallery, size, batch_size, device, transform), dim=1)
     r = reid_evaluate(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
     return {"mAP": r["mAP"], "rank1": r["rank1"], "rank5": r["rank5"]}
+
+
+def reid_splits(d: DataConfig, size, stage: str) -> tuple[ReIDSplit, ReIDSplit, ReIDSplit]:
+    """(train, query, gallery) of a ReID dataset; USL ignores the train identities."""
+    if d.name == "synperson":
+        s = synperson_for(d, size)
+        return s.train, s.query, s.gallery
+    loaders = {"market1501": market1501, "msmt17": msmt17, "mm": mm}
+    if d.name not in loaders:
+        raise ValueError(f"data.name: the {stage} stage takes {' | '.join(loaders)} | synperson, got {d.name!r}")
+    return loaders[d.name](d.root)
 
 
 class ReIDTask(Task):
@@ -157,17 +187,7 @@ class ReIDTask(Task):
     def __init__(self, cfg: TransReIDSSLConfig):
         self.cfg = cfg
         d, size = cfg.data, cfg.model.img_size
-        if d.name == "synperson":
-            s = synperson_for(d, size)
-            self.train_split, self.query, self.gallery = s.train, s.query, s.gallery
-        elif d.name == "market1501":
-            self.train_split, self.query, self.gallery = market1501(d.root)
-        elif d.name == "msmt17":
-            self.train_split, self.query, self.gallery = msmt17(d.root)
-        elif d.name == "mm":
-            self.train_split, self.query, self.gallery = mm(d.root)
-        else:
-            raise ValueError(f"data.name: reid stage takes market1501 | msmt17 | mm | synperson, got {d.name!r}")
+        self.train_split, self.query, self.gallery = reid_splits(d, size, cfg.stage)
         self.dataset = ReIDDataset(self.train_split, reid_train_transform(tuple(size), d.pad, d.re_prob))
 
     def build_model(self) -> nn.Module:
@@ -193,6 +213,88 @@ class ReIDTask(Task):
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
         return reid_metrics(model, self.query, self.gallery, self.cfg.model.img_size, self.cfg.data.eval_batch_size,
                             trainer.device)
+
+
+class USLTask(Task):
+    """USL / UDA by cluster contrast (:mod:`transreid_ssl.usl`): the train identities are never read."""
+
+    def __init__(self, cfg: TransReIDSSLConfig):
+        self.cfg = cfg
+        self.train_split, self.query, self.gallery = reid_splits(cfg.data, cfg.model.img_size, cfg.stage)
+        self.train_tf, self.test_tf = usl_transforms(tuple(cfg.model.img_size))
+        self.labels: np.ndarray | None = None
+        self.labels_epoch = -1
+        self.memory: ClusterMemory | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def build_model(self) -> nn.Module:
+        m, u = self.cfg.model, self.cfg.usl
+        backbone = build_backbone(m)
+        if u.init_checkpoint:  # UDA: the source-supervised model, classifier and BN-neck dropped
+            load_uda_init(backbone, u.init_checkpoint)
+        elif m.pretrained:  # USL: the DINO weights
+            load_backbone(backbone, m.pretrained, m.pretrain_hw_ratio, m.allow_random_stem)
+        return USLModel(backbone)
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        u = self.cfg.usl
+        if self.labels_epoch == epoch:  # restored mid-epoch: keep the clusters that epoch was trained on
+            return
+        feats = extract_features(trainer.model, self.train_split, self.cfg.model.img_size,
+                                 self.cfg.data.eval_batch_size, trainer.device, self.test_tf,
+                                 self.cfg.engine.num_workers)
+        self.labels = dbscan_labels(jaccard_distance(feats, u.k1, u.k2), u.eps, u.min_samples)
+        n_clusters = int(self.labels.max()) + 1
+        if n_clusters < 2:
+            raise ValueError(f"usl: DBSCAN found {n_clusters} cluster(s) at epoch {epoch + 1} (usl.eps={u.eps}); "
+                             "nothing to train on: check the initial weights or the eps")
+        self.memory = ClusterMemory(cluster_centres(feats, self.labels), u.temp, u.momentum, u.memory_update)
+        self.labels_epoch = epoch
+        outliers = int((self.labels < 0).sum())
+        trainer.log({"epoch": epoch + 1, "clusters": n_clusters, "outliers": outliers})
+        if trainer.is_main:
+            print(f"epoch {epoch + 1}: {n_clusters} clusters, {outliers} outliers of {len(self.labels)} images")
+
+    def train_dataset(self, epoch: int):
+        return ReIDDataset(pseudo_split(self.train_split, self.labels), self.train_tf)
+
+    def train_sampler(self, dataset, epoch, world_size, rank):
+        e, u = self.cfg.engine, self.cfg.usl
+        return MultiGallerySampler(dataset.split.pids, dataset.split.camids, u.num_instances, e.batch_size, u.iters,
+                                   seed=e.seed, num_replicas=world_size, rank=rank)
+
+    def training_step(self, model, batch, trainer):
+        x, y, _, _ = batch
+        feat = model(x)
+        self._pending = (feat.detach(), y)
+        return {"loss": self.memory.loss(feat, y)}
+
+    def on_step_end(self, trainer: Trainer, global_step: int) -> None:
+        feat, y = self._pending
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # one memory, the global batch
+            feat, y = (torch.cat(_all_gather(t)) for t in (feat, y))
+        self.memory.update(feat, y)
+
+    def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
+        return reid_metrics(model, self.query, self.gallery, self.cfg.model.img_size, self.cfg.data.eval_batch_size,
+                            trainer.device, self.test_tf)
+
+    def state_dict(self) -> dict:
+        if self.memory is None:
+            return {}
+        return {"epoch": self.labels_epoch, "labels": torch.as_tensor(self.labels), "memory": self.memory.features}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            u = self.cfg.usl
+            self.labels_epoch, self.labels = int(state["epoch"]), state["labels"].numpy()
+            self.memory = ClusterMemory(state["memory"], u.temp, u.momentum, u.memory_update)
+
+
+def _all_gather(t: torch.Tensor) -> list[torch.Tensor]:
+    out = [torch.empty_like(t) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(out, t.contiguous())
+    return out
 
 
 def cosine_schedule(base: float, final: float, epochs: int, niter_per_ep: int, warmup_epochs: int = 0,
@@ -310,7 +412,9 @@ def build_task(cfg: TransReIDSSLConfig, run_dir: Path | None = None) -> Task:
         return DINOTask(cfg)
     if cfg.stage == "reid":
         return ReIDTask(cfg)
-    raise ValueError(f"stage: expected 'dino' or 'reid', got '{cfg.stage}'")
+    if cfg.stage == "usl":
+        return USLTask(cfg)
+    raise ValueError(f"stage: expected 'dino', 'reid' or 'usl', got '{cfg.stage}'")
 
 
 def main(argv: list[str] | None = None) -> dict:
