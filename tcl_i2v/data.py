@@ -14,6 +14,7 @@ frame of each of N chunks, VKD); MARS gallery augmented with the query tracklets
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,127 @@ def verify_mars(root: Path) -> list[str]:
     found = {"train tracklets": len(d["train"]), "train ids": len({t.pid for t in d["train"]}),
              "query": len(d["query"]), "gallery": len(d["gallery"])}
     return problems + check_counts(found, MARS_COUNTS)
+
+
+# ---------------------------------------------------------------- DukeMTMC-VideoReID
+DUKE_COUNTS = {"train tracklets": 2196, "train ids": 702, "query": 702, "gallery": 2636}
+_DUKE_CAM = re.compile(r"C(\d+)")
+
+
+def _duke_split(root: Path, split: str) -> list[Tracklet]:
+    """``<root>/<split>/<pid4>/<trk4>/*.jpg``: one tracklet per folder (TKP's loader; VKD's hashes names on
+    pid + camera and merges tracklets of one identity and camera), frames in name (frame-number) order."""
+    base = root / split
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base}: missing (DukeMTMC-VideoReID {split}/ folder)")
+    out = []
+    for pid_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        if not pid_dir.name.isdigit():
+            raise ValueError(f"{pid_dir}: identity folders are named by a number (<pid4>)")
+        for trk in sorted(p for p in pid_dir.iterdir() if p.is_dir()):
+            frames = sorted(trk.glob("*.jpg"))
+            if not frames:
+                raise ValueError(f"{trk}: empty tracklet folder")
+            cams = set()
+            for f in frames:  # 0001_C6_F0099_X30823.jpg or the older 0001C6F0099X30823.jpg
+                m = _DUKE_CAM.search(f.name[4:])
+                if m is None or not f.name[:4].isdigit() or int(f.name[:4]) != int(pid_dir.name):
+                    raise ValueError(f"{f}: not a '<pid4>_C<cam>_F<frame>_X<id>.jpg' name of identity {pid_dir.name}")
+                cams.add(int(m.group(1)))
+            if len(cams) != 1:
+                raise ValueError(f"{trk}: tracklet spans cameras {sorted(cams)}")
+            out.append(Tracklet(frames, int(pid_dir.name), cams.pop() - 1))
+    return out
+
+
+def load_duke(root: str | Path) -> dict[str, list[Tracklet]]:
+    """``{"train", "query", "gallery"}`` tracklets of DukeMTMC-VideoReID (``<root>/{train,query,gallery}``);
+    the I2V query is the first frame of each query tracklet (at evaluation), the gallery is not augmented."""
+    root = Path(root)
+    return {s: _duke_split(root, s) for s in ("train", "query", "gallery")}
+
+
+@register("duke_video", paper="tcl_i2v", doc="<root>/{train,query,gallery}/<pid4>/<trk4>/<pid4>_C<c>_F<f4>_X<x5>.jpg")
+def verify_duke_video(root: Path) -> list[str]:
+    try:
+        d = load_duke(root)
+    except (FileNotFoundError, ValueError) as e:
+        return [str(e)]
+    found = {"train tracklets": len(d["train"]), "train ids": len({t.pid for t in d["train"]}),
+             "query": len(d["query"]), "gallery": len(d["gallery"])}
+    return check_counts(found, DUKE_COUNTS)
+
+
+# ---------------------------------------------------------------- VeRi-776
+VERI_COUNTS = {"train ids": 576, "query": 1678, "gallery images": 11579}
+_VERI_NAME = re.compile(r"^(\d{4})_c(\d{3})_")
+
+
+def _veri_id(name: str, where: str) -> tuple[int, int]:
+    m = _VERI_NAME.match(name)
+    if m is None:
+        raise ValueError(f"{where}: '{name}' is not a '<id4>_c<cam3>_<frame>_<n>.jpg' VeRi name")
+    return int(m.group(1)), int(m.group(2)) - 1
+
+
+def load_veri(root: str | Path) -> dict[str, list[Tracklet]]:
+    """VeRi-776 as VKD's ``data/veri/data_manager.py``: train = sorted ``name_train.txt`` grouped on the first 9
+    characters (vehicle + camera) into tracklets; query = the ``name_query.txt`` images (1-frame tracklets);
+    gallery = the tracks of ``test_track.txt`` (a line is ``<track name> <image> <image> ...``)."""
+    root = Path(root)
+    for f in ("name_train.txt", "name_query.txt", "test_track.txt"):
+        if not (root / f).is_file():
+            raise FileNotFoundError(f"{root / f}: missing (VeRi-776 list file)")
+    train_names = sorted(_read_lines(root / "name_train.txt"))
+    groups: dict[str, list[str]] = {}
+    for n in train_names:
+        groups.setdefault(n[:9], []).append(n)
+    train = []
+    for names in groups.values():
+        pid, cam = _veri_id(names[0], str(root / "name_train.txt"))
+        train.append(Tracklet([root / "image_train" / n for n in names], pid, cam))
+    query = []
+    for n in _read_lines(root / "name_query.txt"):
+        pid, cam = _veri_id(n, str(root / "name_query.txt"))
+        query.append(Tracklet([root / "image_query" / n], pid, cam))
+    gallery = []
+    for r, line in enumerate(_read_lines(root / "test_track.txt")):
+        tokens = line.split()
+        if len(tokens) < 2:
+            raise ValueError(f"{root / 'test_track.txt'}:{r + 1}: a track line needs a name and its images")
+        pid, cam = _veri_id(tokens[0], f"{root / 'test_track.txt'}:{r + 1}")
+        gallery.append(Tracklet([root / "image_test" / n for n in tokens[1:]], pid, cam))
+    return {"train": train, "query": query, "gallery": gallery}
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+@register("veri", paper="tcl_i2v", doc="<root>/{image_train,image_query,image_test}/*.jpg + name_train.txt, "
+          "name_query.txt, test_track.txt")
+def verify_veri(root: Path) -> list[str]:
+    try:
+        d = load_veri(root)
+    except (FileNotFoundError, ValueError) as e:
+        return [str(e)]
+    problems = [f"{p}: missing image" for t in d["train"][:50] + d["query"][:50] + d["gallery"][:50]
+                for p in t.frames[:1] if not Path(p).is_file()]
+    found = {"train ids": len({t.pid for t in d["train"]}), "query": len(d["query"]),
+             "gallery images": sum(len(t.frames) for t in d["gallery"])}
+    return problems + check_counts(found, VERI_COUNTS)
+
+
+def load_tracklets(dataset: str, root: str | Path) -> dict[str, list[Tracklet]]:
+    """The real datasets by name: ``mars`` | ``duke`` | ``veri``."""
+    loaders = {"mars": load_mars, "duke": load_duke, "veri": load_veri}
+    if dataset not in loaders:
+        raise ValueError(f"data.dataset must be one of {', '.join(loaders)} | synvideo, got {dataset!r}")
+    return loaders[dataset](root)
 
 
 # ---------------------------------------------------------------- clips

@@ -29,7 +29,7 @@ from shared.data.samplers import IdentitySampler
 from shared.engine import RunConfig, Task
 
 from . import losses as L
-from .data import ClipDataset, load_mars, synvideo
+from .data import ClipDataset, load_tracklets, synvideo
 from .evaluate import evaluate_i2v
 from .model import TriNet, load_vkd_checkpoint, reinit_student
 
@@ -43,17 +43,18 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "mars"  # mars | synvideo
+    dataset: str = "mars"  # mars | duke (DukeMTMC-VideoReID) | veri (VeRi-776) | synvideo
     root: str = ""
     seed: int = 0  # synvideo generator seed
     train_ids: int = 60
     test_ids: int = 40
     height: int = 256
     width: int = 128
-    n_frames: int = 8  # teacher train / gallery test frames (VKD)
+    n_frames: int = 8  # teacher train frames (VKD; VeRi's teacher: 1)
+    test_frames: int = 0  # gallery frames at test (VKD: 8, first of each chunk); 0 = n_frames
     student_frames: int = 1  # M: 1 = image student [REC], 2 = VKD
     num_instances: int = 4  # K of P x K
-    augment_gallery: bool = True  # MARS protocol
+    augment_gallery: bool = True  # MARS protocol (Duke and VeRi: false)
 
 
 @dataclass
@@ -115,7 +116,7 @@ class KDTask(Task):
         d = cfg.data
         if splits is None:
             splits = (synvideo(d.train_ids, d.test_ids, seed=d.seed, size=(d.height, d.width))
-                      if d.dataset == "synvideo" else load_mars(d.root))
+                      if d.dataset == "synvideo" else load_tracklets(d.dataset, d.root))
         self.splits = splits
         self.transform = None if d.dataset == "synvideo" else _real_transforms(d)
         self.dataset = ClipDataset(splits["train"], d.n_frames, d.student_frames, self.transform[0]
@@ -199,7 +200,7 @@ class KDTask(Task):
         m = model.module if hasattr(model, "module") else model
         student = None if self.kd.method == "v2v" else m.student
         teacher = None if self.kd.method == "image" else m.teacher
-        return evaluate_i2v(student, teacher, self.splits["query"], self.splits["gallery"], d.n_frames,
+        return evaluate_i2v(student, teacher, self.splits["query"], self.splits["gallery"], d.test_frames or d.n_frames,
                             d.augment_gallery, self.transform[1] if self.transform else None, self.device)
 
 
