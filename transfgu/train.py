@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from shared.cli import train_main
 from shared.engine import RunConfig, Task
 
-from .data import VOCSegmentation
+from .data import build_dataset
 from .losses import transfgu_loss
 from .model import MaskTransformer, create_encoder, load_dino_encoder
 from .pipeline import augment, bootstrap_refresh, patch_tokens, score_maps
@@ -45,12 +45,16 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "voc"  # voc (the loader implemented here)
+    name: str = "voc"  # voc | coco | cityscapes | lip (transfgu.data.build_dataset)
     root: str = ""
     pseudo_labels: str = ""  # folder of <image id>.pt CAMs (C, h, w) written by transfgu.generate
-    size: int = 320  # dataset.resize: images squashed to size x size
-    num_classes: int = 21  # incl. background for things-only sets
-    repeat: int = 20  # the official VOC/Cityscapes train list is repeated x20 per epoch
+    size: int = 320  # dataset.resize R: train images squashed to input_size(name, R) (VOC/COCO R^2, city R x 2R, LIP 2R x R)
+    eval_size: int = 0  # R at evaluation; 0 = size (official LIP-5/16 train at R=240, evaluate at 320)
+    classes: int = 20  # class set: VOC 20, COCO 27/171/80, Cityscapes 27, LIP 5/16/19
+    num_classes: int = 21  # decoder channels: classes + 1 (background) for things-only sets
+    cam_channels: int = 0  # use the first N CAM channels (COCO-80: the 80 thing CAMs of the 171 run); 0 = all
+    curated: str = ""  # COCO: optional curated_{split}.txt list (IIC/PiCIE); "{split}" is filled in
+    repeat: int = 20  # the official VOC/Cityscapes train list is repeated x20 per epoch (COCO, LIP: 1)
 
 
 @dataclass
@@ -71,8 +75,8 @@ class TransFGUConfig(RunConfig):
 class CAMDataset(Dataset):
     """``(image (3, S, S), CAM (C, h, w))`` pairs: the VOC train split joined with the generated CAM files."""
 
-    def __init__(self, images: Dataset, ids: list[str], cam_dir: str | Path, repeat: int = 1):
-        self.images, self.ids, self.dir, self.repeat = images, ids, Path(cam_dir), repeat
+    def __init__(self, images: Dataset, ids: list[str], cam_dir: str | Path, repeat: int = 1, channels: int = 0):
+        self.images, self.ids, self.dir, self.repeat, self.channels = images, ids, Path(cam_dir), repeat, channels
         missing = [i for i in ids if not (self.dir / f"{i}.pt").is_file()]
         if missing:
             raise FileNotFoundError(f"{self.dir / (missing[0] + '.pt')}: pseudo label missing "
@@ -83,7 +87,8 @@ class CAMDataset(Dataset):
 
     def __getitem__(self, i: int):
         i %= len(self.ids)
-        return self.images[i][0], torch.load(self.dir / f"{self.ids[i]}.pt", weights_only=True).float()
+        cam = torch.load(self.dir / f"{self.ids[i]}.pt", weights_only=True).float()
+        return self.images[i][0], cam[:self.channels] if self.channels else cam
 
 
 class Segmenter(nn.Module):
@@ -133,12 +138,14 @@ class TransFGUTask(Task):
         return [{"params": [p for p in ps if p.ndim >= 2], "weight_decay": wd},
                 {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0}]
 
-    def _voc(self, split: str) -> VOCSegmentation:
-        return VOCSegmentation(self.cfg.data.root, split, self.cfg.data.size)
+    def _dataset(self, split: str) -> Dataset:
+        d = self.cfg.data
+        resize = d.size if split == "train" else (d.eval_size or d.size)
+        return build_dataset(d.name, d.root, split, d.classes, resize, d.curated.format(split=split))
 
     def train_dataset(self, epoch: int) -> Dataset:
-        voc = self._voc("train")
-        return CAMDataset(voc, voc.ids, self.cfg.data.pseudo_labels, self.cfg.data.repeat)
+        ds = self._dataset("train")
+        return CAMDataset(ds, ds.ids, self.cfg.data.pseudo_labels, self.cfg.data.repeat, self.cfg.data.cam_channels)
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
         f = self.cfg.fgu
@@ -165,7 +172,7 @@ class TransFGUTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, trainer) -> dict[str, float]:
-        val = self._voc("val")
+        val = self._dataset("val")
         logits, labels = [], []
         for x, y in DataLoader(val, batch_size=8, num_workers=self.cfg.engine.num_workers):
             logits.append(model(x.to(trainer.device))[0].cpu())
