@@ -307,6 +307,7 @@ class LabelledImages(Dataset):
     def __init__(self, items: list[tuple[str, Path, Path]], lut: np.ndarray, size: tuple[int, int]):
         self.items, self.lut, self.size = items, lut, tuple(size)
         self.ids = [i for i, _, _ in items]
+        self.image_mode = "bilinear"  # or "nearest" (COCO crop stage)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -341,7 +342,11 @@ class LabelledImages(Dataset):
     def __getitem__(self, i: int):
         img, lab = self.read(i)
         x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
-        x = torch.nn.functional.interpolate(x, self.size, mode="bilinear", align_corners=False)[0] / 255.0
+        if self.image_mode == "nearest":  # the COCO crop stage resizes with cv2 nearest
+            x = torch.from_numpy(cv2.resize(img, self.size[::-1], interpolation=cv2.INTER_NEAREST))
+            x = x.permute(2, 0, 1).float() / 255.0
+        else:
+            x = torch.nn.functional.interpolate(x, self.size, mode="bilinear", align_corners=False)[0] / 255.0
         y = torch.nn.functional.interpolate(torch.from_numpy(lab)[None, None].float(), self.size)[0, 0].long()
         mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
         return (x - mean) / std, y
