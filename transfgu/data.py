@@ -321,7 +321,7 @@ class LabelledImages(Dataset):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing")
         try:
-            img = np.asarray(Image.open(jpg).convert("RGB"))
+            img = np.array(Image.open(jpg).convert("RGB"))
         except OSError as e:
             raise ValueError(f"{jpg}: unreadable image ({e})") from None
         try:

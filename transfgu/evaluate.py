@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from shared.backbones import load_state_dict_file, load_weights
 from shared.config import ConfigError, load_config
+from shared.errors import one_line
 
 from .pipeline import score_maps
 from .train import Segmenter, TransFGUConfig
@@ -87,12 +88,12 @@ def main(argv: list[str] | None = None) -> dict:
 
         val = build_dataset(d.name, d.root, "val", d.classes, d.eval_size or d.size, d.curated.format(split="val"))
     except (ConfigError, FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        print(f"transfgu.evaluate: error: {e}", file=sys.stderr)
+        print(f"transfgu.evaluate: error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(1) from None
     try:
         result = evaluate(model, val, d.num_classes, torch.device(args.device), args.batch_size)
     except (FileNotFoundError, ValueError) as e:  # a malformed val file met while reading
-        print(f"transfgu.evaluate: error: {e}", file=sys.stderr)
+        print(f"transfgu.evaluate: error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(1) from None
     result = {"config": str(args.config), "checkpoint": str(args.checkpoint), **result}
     print(f"{d.name} ({d.classes} classes, {result['images']} val images): "

@@ -48,7 +48,7 @@ class DataConfig:
     name: str = "voc"  # voc | coco | cityscapes | lip (transfgu.data.build_dataset)
     root: str = ""
     pseudo_labels: str = ""  # folder of <image id>.pt CAMs (C, h, w) written by transfgu.generate
-    size: int = 320  # dataset.resize R: train images squashed to input_size(name, R) (VOC/COCO R^2, city R x 2R, LIP 2R x R)
+    size: int = 320  # dataset.resize R: train images squashed to input_size(name, R) (R^2, R x 2R, 2R x R)
     eval_size: int = 0  # R at evaluation; 0 = size (official LIP-5/16 train at R=240, evaluate at 320)
     classes: int = 20  # class set: VOC 20, COCO 27/171/80, Cityscapes 27, LIP 5/16/19
     num_classes: int = 21  # decoder channels: classes + 1 (background) for things-only sets
