@@ -22,7 +22,9 @@ class DataConfig:
     dataset: str = "imagenet1k"  # imagenet1k | cluttered_digits
     root: str = ""
     repeated_aug: bool = False  # DeiT's RASampler (timm RepeatAugSampler, 3 repeats); on in the ImageNet configs
-    # cluttered digits (embedded): sizes of the fixed split
+    # cluttered digits (embedded): sizes of the split, drawn from ``draw_seed`` (None: the run's engine.seed,
+    # so every seed has its own data draw)
+    draw_seed: int | None = None
     n_train: int = 6000
     n_test: int = 1000
     clutter: int = 4  # digit fragments per canvas
@@ -58,14 +60,15 @@ def imagenet_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]
 
 
 def digits_datasets(cfg: DataConfig, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """(train, test) cluttered digits: (N, 1, 32, 32) normalised images and labels; fixed split."""
+    """(train, test) cluttered digits: (N, 1, 32, 32) normalised images and labels, drawn from ``seed``."""
     from shared.data import cluttered_digits
 
     return cluttered_digits(n_train=cfg.n_train, n_test=cfg.n_test, seed=seed, clutter=cfg.clutter,
                             noise=cfg.noise).tensor_datasets()
 
 
-def build_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: DataConfig, img_size: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(train, val) datasets; ``seed`` is the embedded data draw (ImageNet ignores it)."""
     if cfg.dataset == "imagenet1k":
         if not cfg.root:
             raise ValueError("data.root: set it to the ImageNet-1k folder (data.root=/data/imagenet)")
@@ -73,5 +76,5 @@ def build_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
     if cfg.dataset == "cluttered_digits":
         if img_size != 32:
             raise ValueError(f"model.img_size must be 32 for cluttered_digits, got {img_size}")
-        return digits_datasets(cfg)
+        return digits_datasets(cfg, seed)
     raise ValueError(f"data.dataset must be imagenet1k | cluttered_digits, got '{cfg.dataset}'")

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = task.evaluate(model, SimpleNamespace(device=device))
     metrics.pop("max_grad_norm", None)  # a training statistic, meaningless here
     metrics["token_similarity_per_layer"] = [round(v, 4) for v in task.token_similarity]
+    metrics["token_similarity_centred_per_layer"] = [round(v, 4) for v in task.token_similarity_centred]
     print(json.dumps(metrics, indent=2))
     return metrics
 

@@ -22,8 +22,9 @@ from shared.engine import EngineConfig, OptimConfig, RunConfig, SchedConfig, Tas
 from shared.engine.dist import world_size
 
 from .data import DataConfig, build_datasets
-from .diversity import layerwise_token_similarity
+from .diversity import layerwise_token_similarity_both
 from .model import StemConfig, create_stem_vit, load_deit_weights, stem_embed_layer
+from .stability import LossBlowupError, StabilityConfig, detect_divergence
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ModelConfig:
 class SRStemConfig(RunConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
     # DeiT-S recipe defaults (spec section 4): AdamW 5e-4 * bs / 512, wd 0.05, cosine, 5 warmup epochs
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(epochs=300, batch_size=1024,
                                                                       num_workers=10, amp="bf16",
@@ -80,7 +82,9 @@ class SRStemTask(Task):
     def __init__(self, cfg: SRStemConfig):
         self.cfg = cfg
         stem_embed_layer(cfg.model.stem)  # a bad stem switch fails here, before the run dir is written
-        self.train_set, self.val_set = build_datasets(cfg.data, cfg.model.img_size)
+        # the embedded data draw follows the run's seed unless data.draw_seed pins it
+        draw = cfg.engine.seed if cfg.data.draw_seed is None else cfg.data.draw_seed
+        self.train_set, self.val_set = build_datasets(cfg.data, cfg.model.img_size, draw)
         self.mixup = None
         d = cfg.data
         if d.mixup > 0 or d.cutmix > 0:
@@ -90,7 +94,8 @@ class SRStemTask(Task):
                                num_classes=cfg.model.num_classes)
         self.step_losses: list[float] = []  # every step's loss: the training curve
         self.grad_norms: list[float] = []
-        self.token_similarity: list[float] = []  # per layer, at the last evaluation
+        self.token_similarity: list[float] = []  # per layer (stem, blocks), raw cosine, last evaluation
+        self.token_similarity_centred: list[float] = []  # the same, tokens minus their per-image mean
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
@@ -125,6 +130,13 @@ class SRStemTask(Task):
         else:
             loss = nn.functional.cross_entropy(model(x).float(), y, label_smoothing=self.cfg.data.smoothing)
         self.step_losses.append(float(loss.detach()))
+        st = self.cfg.stability
+        if st.blowup_factor > 0 and len(self.step_losses) >= st.window:
+            div, step, reason = detect_divergence(self.step_losses[-st.window:], self.cfg.model.num_classes,
+                                                  st.blowup_factor, st.window)
+            if div and reason == "blow-up":
+                raise LossBlowupError(f"loss blew up at step {len(self.step_losses)} (mean of the last "
+                                      f"{st.window} steps > {st.blowup_factor} x ln {self.cfg.model.num_classes})")
         return {"loss": loss}
 
     def on_step_end(self, trainer, global_step: int) -> None:
@@ -144,9 +156,12 @@ class SRStemTask(Task):
             total += len(y)
             if sum(len(p) for p in probe) < n_probe:
                 probe.append(x)
-        self.token_similarity = layerwise_token_similarity(model, torch.cat(probe)[:n_probe])
+        sims = layerwise_token_similarity_both(model, torch.cat(probe)[:n_probe])
+        self.token_similarity, self.token_similarity_centred = sims["raw"], sims["centred"]
         return {"top1": 100.0 * correct / max(total, 1), "token_sim_stem": self.token_similarity[0],
                 "token_sim_last": self.token_similarity[-1],
+                "token_sim_centred_stem": self.token_similarity_centred[0],
+                "token_sim_centred_last": self.token_similarity_centred[-1],
                 "max_grad_norm": max(self.grad_norms, default=0.0)}
 
 
