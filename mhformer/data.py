@@ -60,6 +60,7 @@ class PoseSequence:
     pose_3d: np.ndarray
     pose_2d: np.ndarray
     valid: np.ndarray | None = None  # (T,) bool; 3DHP test marks frames to score
+    hard: np.ndarray | None = None  # (T,) bool; frames whose 2D has an occluded/swapped joint (embedded data)
 
 
 @dataclass
@@ -147,6 +148,7 @@ def load_h36m(root: str | Path, subjects: tuple[str, ...] | list[str], dataset: 
     except (TypeError, KeyError, ValueError):
         raise DataFormatError(f"{p2}: 'metadata' must hold keypoints_symmetry [[left...], [right...]]") from None
     cam_table = _npz_entry(p3, "cameras")
+    corrupted = _npz_entry(p2, "corrupted")  # optional (the embedded detector-like 2D): (T, 17) masks
     wanted = None if actions == "*" else [a.strip() for a in actions.split(",")]
     seqs: list[PoseSequence] = []
     for subject in subjects:
@@ -182,8 +184,11 @@ def load_h36m(root: str | Path, subjects: tuple[str, ...] | list[str], dataset: 
                 kp = normalize_screen_coordinates(kp[:world.shape[0]], cam["res_w"], cam["res_h"])
                 pose = world_to_camera(world.astype(np.float64), cam["orientation"], cam["translation"])
                 pose[:, 1:] -= pose[:, :1]
+                hard = None
+                if corrupted is not None:
+                    hard = np.asarray(corrupted[subject][action][ci], bool)[:world.shape[0]].any(-1)[::downsample]
                 seqs.append(PoseSequence(subject, action, ci, pose.astype(np.float32)[::downsample],
-                                         kp[::downsample]))
+                                         kp[::downsample], hard=hard))
     if not seqs:
         raise DataFormatError(f"{p3}: no sequences for subjects {list(subjects)} and actions '{actions}'")
     return PoseData(seqs, left, right, list(JOINTS_LEFT), list(JOINTS_RIGHT), root=0)
@@ -268,6 +273,12 @@ class PoseWindows(Dataset):
         """Action name of every item (for per-action averaging)."""
         names = [s.action for s in self.data.sequences]
         return [names[i] for i in self.seq_ids]
+
+    def hard(self) -> np.ndarray | None:
+        """Per item: is the centre frame's 2D corrupted (occluded/swapped joint)? None without masks."""
+        if any(s.hard is None for s in self.data.sequences):
+            return None
+        return np.array([self.data.sequences[i].hard[c] for i, c in zip(self.seq_ids, self.centres)], bool)
 
     def window(self, seq: PoseSequence, centre: int) -> tuple[np.ndarray, np.ndarray]:
         t = len(seq.pose_2d)

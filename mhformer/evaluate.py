@@ -31,17 +31,18 @@ def predict_centre(model: nn.Module, windows: PoseWindows, batch_size: int = 256
     """Centre-frame predictions with the root zeroed: ``pred`` (with flip TTA when ``flip_test``),
     ``pred_noflip`` (the plain forward pass) and ``target``, each (M, J, 3) in the data's unit."""
     d = windows.data
-    root, pad = d.root, windows.pad
+    root = d.root
     preds, plain, targets = [], [], []
     model.eval()
     for x, y, _ in DataLoader(windows, batch_size=batch_size, shuffle=False):
         x = x.to(device)
         out = model(x)
-        p0 = out[:, pad]
+        c = out.shape[1] // 2  # pad for an N-frame output, 0 for a single-frame one (VideoPose3D)
+        p0 = out[:, c]
         p = p0
         if flip_test:
             out_f = flip_pose(model(flip_pose(x, d.kps_left, d.kps_right)), d.joints_left, d.joints_right)
-            p = (out + out_f)[:, pad] / 2
+            p = (out + out_f)[:, c] / 2
         for lst, v in ((preds, p), (plain, p0)):
             v = v.clone()
             v[:, root] = 0
@@ -80,6 +81,12 @@ def evaluate_windows(model: nn.Module, windows: PoseWindows, benchmark: str = "h
         s, s0 = score_h36m(r["pred"], r["target"], acts), score_h36m(r["pred_noflip"], r["target"], acts)
     metrics = {k: v for k, v in s.items() if k != "per_action"}
     metrics.update({f"{k}_noflip": v for k, v in s0.items() if k != "per_action"})
+    hard = windows.hard()
+    if hard is not None and benchmark != "3dhp":  # embedded data: the ambiguous frames alone, and the rest
+        err = mpjpe(r["pred"] * 1000.0, r["target"] * 1000.0, reduction="none")
+        metrics["mpjpe_hard"] = float(err[hard].mean()) if hard.any() else float("nan")
+        metrics["mpjpe_clean"] = float(err[~hard].mean()) if (~hard).any() else float("nan")
+        metrics["hard_fraction"] = float(hard.mean())
     if "per_action" in s:
         metrics["per_action"] = s["per_action"]
     return metrics

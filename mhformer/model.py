@@ -328,8 +328,74 @@ class PerFrameMLP(nn.Module):
         return self.out(h).reshape(b, f, self.out_joints, 3)
 
 
+class VideoPose3D(nn.Module):
+    """Pavllo et al., "3D human pose estimation in video with temporal convolutions and semi-supervised
+    training" (CVPR 2019): the dilated temporal-convolution lifter, as ``TemporalModel`` in
+    facebookresearch/VideoPose3D ``common/model.py`` (non-causal, not dense; same module names and order).
+
+    ``expand_conv`` (Conv1d 2J -> C, width W_0, no bias) + BN + ReLU + Dropout, then per further filter width
+    W_i a residual block: Conv1d(C, C, W_i, dilation = prod W_<i, no bias) + BN + ReLU + Dropout, Conv1d(C, C,
+    1, no bias) + BN + ReLU + Dropout, added to the centre crop of its input; ``shrink`` Conv1d(C, 3J, 1).
+    (B, N, J, 2) with N = the receptive field prod W_i (27 for 3, 3, 3) -> (B, N - rf + 1, J, 3) = (B, 1, J, 3):
+    the centre frame only. BatchNorm momentum 0.1 (the official code decays it during training from 0.1
+    towards 0.001; here every row shares the MHFormer recipe, so it stays 0.1).
+    """
+
+    def __init__(self, n_joints: int = 17, out_joints: int = 17, filter_widths: tuple[int, ...] = (3, 3, 3),
+                 channels: int = 1024, dropout: float = 0.25, in_features: int = 2):
+        super().__init__()
+        for fw in filter_widths:
+            if fw % 2 == 0:
+                raise ValueError(f"VideoPose3D: filter widths must be odd, got {list(filter_widths)}")
+        self.num_joints_out = out_joints
+        self.drop = nn.Dropout(dropout)
+        self.relu = nn.ReLU(inplace=True)
+        self.pad = [filter_widths[0] // 2]
+        self.expand_bn = nn.BatchNorm1d(channels, momentum=0.1)
+        self.shrink = nn.Conv1d(channels, out_joints * 3, 1)
+        self.expand_conv = nn.Conv1d(n_joints * in_features, channels, filter_widths[0], bias=False)
+        layers_conv, layers_bn = [], []
+        next_dilation = filter_widths[0]
+        for fw in filter_widths[1:]:
+            self.pad.append((fw - 1) * next_dilation // 2)
+            layers_conv.append(nn.Conv1d(channels, channels, fw, dilation=next_dilation, bias=False))
+            layers_bn.append(nn.BatchNorm1d(channels, momentum=0.1))
+            layers_conv.append(nn.Conv1d(channels, channels, 1, dilation=1, bias=False))
+            layers_bn.append(nn.BatchNorm1d(channels, momentum=0.1))
+            next_dilation *= fw
+        self.layers_conv = nn.ModuleList(layers_conv)
+        self.layers_bn = nn.ModuleList(layers_bn)
+
+    def receptive_field(self) -> int:
+        return 1 + 2 * sum(self.pad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, f = x.shape[:2]
+        if f < self.receptive_field():
+            raise ValueError(f"VideoPose3D: {f} input frames < receptive field {self.receptive_field()}")
+        x = x.reshape(b, f, -1).permute(0, 2, 1)
+        x = self.drop(self.relu(self.expand_bn(self.expand_conv(x))))
+        for i in range(len(self.pad) - 1):
+            pad = self.pad[i + 1]
+            res = x[:, :, pad:x.shape[2] - pad]
+            x = self.drop(self.relu(self.layers_bn[2 * i](self.layers_conv[2 * i](x))))
+            x = res + self.drop(self.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
+        x = self.shrink(x).permute(0, 2, 1)
+        return x.reshape(b, -1, self.num_joints_out, 3)
+
+
+def filter_widths_for(frames: int) -> tuple[int, ...]:
+    """VideoPose3D's architectures: 3,3,3 -> 27 frames, 3,3,3,3 -> 81, 3,3,3,3,3 -> 243 (N must be 3^k)."""
+    k, n = 0, frames
+    while n > 1 and n % 3 == 0:
+        n, k = n // 3, k + 1
+    if n != 1 or k == 0:
+        raise ValueError(f"videopose3d: frames={frames} must be a power of 3 (27, 81, 243)")
+    return (3,) * k
+
+
 def build_model(arch: str, **kwargs) -> nn.Module:
-    """``mhformer`` | ``single_hypothesis`` | ``per_frame_mlp``."""
+    """``mhformer`` | ``single_hypothesis`` | ``per_frame_mlp`` | ``videopose3d``."""
     if arch == "mhformer":
         return MHFormer(**kwargs)
     if arch == "single_hypothesis":
@@ -339,7 +405,11 @@ def build_model(arch: str, **kwargs) -> nn.Module:
         if "channel" in kwargs:
             keep["hidden"] = kwargs["channel"]
         return PerFrameMLP(**keep)
-    raise ValueError(f"model.arch: unknown '{arch}' (mhformer | single_hypothesis | per_frame_mlp)")
+    if arch == "videopose3d":
+        keep = {k: kwargs[k] for k in ("n_joints", "out_joints") if k in kwargs}
+        return VideoPose3D(filter_widths=filter_widths_for(kwargs.get("frames", 27)),
+                           channels=kwargs.get("channel", 1024), **keep)
+    raise ValueError(f"model.arch: unknown '{arch}' (mhformer | single_hypothesis | per_frame_mlp | videopose3d)")
 
 
 def count_parameters(model: nn.Module) -> int:

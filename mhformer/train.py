@@ -23,7 +23,7 @@ from .model import build_model, load_official_checkpoint
 
 @dataclass
 class ModelConfig:
-    arch: str = "mhformer"  # mhformer | single_hypothesis | per_frame_mlp
+    arch: str = "mhformer"  # mhformer | single_hypothesis | per_frame_mlp | videopose3d
     frames: int = 27  # N, a multiple of 9 (per_frame_mlp: 1)
     channel: int = 512  # C (per_frame_mlp: hidden width)
     d_hid: int = 1024
@@ -130,7 +130,11 @@ class MHFormerTask(Task):
     def training_step(self, model: nn.Module, batch, trainer) -> dict[str, torch.Tensor]:
         x, y, _ = batch
         root = self._train.root if self._train is not None else 0
-        return {"loss": mpjpe_loss(model(x), zero_root(y, root))}
+        out = model(x)
+        if out.shape[1] != y.shape[1]:  # a single-frame output (VideoPose3D): supervise the centre frame
+            c = y.shape[1] // 2
+            y = y[:, c - out.shape[1] // 2:c - out.shape[1] // 2 + out.shape[1]]
+        return {"loss": mpjpe_loss(out, zero_root(y, root))}
 
     def evaluate(self, model: nn.Module, trainer) -> dict[str, float]:
         d = self.cfg.data

@@ -200,3 +200,46 @@ def test_official_lr_schedule_matches_issue_10_log():
     np.testing.assert_allclose(lrs[:5], [1e-3, 9.5e-4, 9.025e-4, 8.57375e-4, 8.1450625e-4])
     assert lrs[5] == pytest.approx(8.1450625e-4 * 0.5)  # after epoch 5: x0.5 instead of x0.95 (4.073e-4)
     assert lrs[6] == pytest.approx(8.1450625e-4 * 0.5 * 0.95)
+
+
+def test_corruption_masks_ride_along_and_score_the_hard_frames(tmp_path):
+    from mhformer.evaluate import evaluate_windows
+    from shared.metrics.pose import mpjpe
+
+    _, pos2d = write_h36m(tmp_path)
+    rng = np.random.default_rng(1)
+    masks = {s: {a: [rng.random((len(v[0]), 17)) < 0.03 for _ in v] for a, v in acts.items()}
+             for s, acts in pos2d.items()}
+    with np.load(tmp_path / "data_2d_h36m_gt.npz", allow_pickle=True) as z:
+        meta = z["metadata"].item()
+    np.savez_compressed(tmp_path / "data_2d_h36m_gt.npz", positions_2d=pos2d, metadata=meta, corrupted=masks)
+    data = load_h36m(tmp_path, ["S1"], keypoints="gt")
+    seq = data.sequences[5]
+    np.testing.assert_array_equal(seq.hard, masks["S1"][seq.action][seq.camera][:12].any(-1))  # truncated too
+    w = PoseWindows(data, 9, stride=2, out_all=False)
+    hard = w.hard()
+    assert hard.shape == (len(w),) and hard.any() and not hard.all()
+    i = int(np.flatnonzero(hard)[0])
+    assert data.sequences[w.seq_ids[i]].hard[w.centres[i]]
+    m = evaluate_windows(_Lift(), w, batch_size=5)
+    r = predict_centre(_Lift(), w, batch_size=5)
+    err = mpjpe(r["pred"] * 1000, r["target"] * 1000, reduction="none")
+    assert m["mpjpe_hard"] == pytest.approx(err[hard].mean()) and m["mpjpe_clean"] == pytest.approx(err[~hard].mean())
+    assert m["hard_fraction"] == pytest.approx(hard.mean())
+    assert PoseWindows(load_h36m(tmp_path, ["S1"], keypoints="gt"), 9).hard() is not None
+    write_h36m(tmp_path)  # the real files carry no masks: no hard-frame metrics
+    assert "mpjpe_hard" not in evaluate_windows(_Lift(), PoseWindows(load_h36m(tmp_path, ["S1"], keypoints="gt"),
+                                                                     9, out_all=False))
+
+
+def test_single_frame_output_is_scored_like_the_centre_of_a_window(tmp_path):
+    write_h36m(tmp_path)
+    w = PoseWindows(load_h36m(tmp_path, ["S1"], keypoints="gt"), 9, out_all=False)
+
+    class Centre(torch.nn.Module):  # a VideoPose3D-like model: only the centre frame comes out
+        def forward(self, x):
+            return _Lift()(x)[:, 4:5]
+
+    a, b = predict_centre(_Lift(), w, batch_size=7), predict_centre(Centre(), w, batch_size=7)
+    np.testing.assert_allclose(a["pred"], b["pred"])
+    np.testing.assert_allclose(a["pred_noflip"], b["pred_noflip"])

@@ -17,23 +17,40 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("VISIONREPRO_CACHE", str(tmp_path / "cache"))
 
 
-def test_reproduce_quick_writes_the_three_rows(tmp_path, cache):
+def test_reproduce_quick_writes_the_four_rows(tmp_path, cache):
     out = tmp_path / "results"
-    assert reproduce.main(["--quick", "--out", str(out), "--seeds", "0"]) == 0
+    assert reproduce.main(["--quick", "--out", str(out), "--seeds", "0,1", "--jobs", "1"]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert [r["method"] for r in s["rows"]] == ["per_frame_mlp", "single_hypothesis", "mhformer"]
+    assert [r["method"] for r in s["rows"]] == ["per_frame_mlp", "single_hypothesis", "mhformer", "videopose3d"]
     assert s["unit"] == "mm" and s["higher_is_better"] is False
     for r in s["rows"]:
         assert 0 < r["mean"] < 5000
-    assert set(s["extra_metrics"]) == {"p_mpjpe", "n_mpjpe", "flip_gain_mm", "seconds"}
+    assert set(s["extra_metrics"]) == {"p_mpjpe", "n_mpjpe", "mpjpe_hard", "mpjpe_clean", "flip_gain_mm",
+                                       "seconds"}
+    rows = {r["method"]: r["per_seed"] for r in s["rows"]}
+    for pair, diffs in s["paired_differences_mm"].items():  # mhformer - baseline, per seed
+        base = pair.split(" - ")[1]
+        assert diffs == pytest.approx([a - b for a, b in zip(rows["mhformer"], rows[base])], abs=0.006)
+    assert set(s["claims"]) == {"mhformer <= 0.9 x per_frame_mlp", "mhformer < single_hypothesis",
+                                "mhformer < videopose3d"}
     assert (out / "summary.png").is_file() and "P-MPJPE" in (out / "summary.md").read_text()
+
+
+def test_same_seed_same_numbers(tmp_path, cache):
+    root = reproduce.data_for(3, quick=True)
+    a = reproduce.run_method("videopose3d", 3, str(root), str(tmp_path / "a"), True)
+    b = reproduce.run_method("videopose3d", 3, str(root), str(tmp_path / "b"), True)
+    c = reproduce.run_method("videopose3d", 4, str(reproduce.data_for(4, quick=True)), str(tmp_path / "c"), True)
+    for k in ("mpjpe", "mpjpe_hard", "p_mpjpe", "curve"):
+        assert a[k] == b[k], k
+    assert a["mpjpe"] != c["mpjpe"]  # another seed: another data draw and initialisation
 
 
 def test_evaluate_cli_on_a_released_format_checkpoint(tmp_path, cache, capsys):
     root = skeleton_motion(seed=0, frames=40, subseqs=1)
     ckpt = tmp_path / "model_1234.pth"
     torch.save(MHFormer(frames=9, channel=16, d_hid=32).state_dict(), ckpt)
-    config = Path(reproduce.__file__).parent / "configs" / "mhformer-lite_9f_1xb32-3e_synth.yaml"
+    config = Path(reproduce.__file__).parent / "configs" / "mhformer-lite_27f_1xb32-3e_synth.yaml"
     args = ["--config", str(config), "--checkpoint", str(ckpt),
             f"data.root={root}", "model.frames=9", "model.channel=16", "model.d_hid=32", "data.test_stride=5"]
     assert evaluate.main(args) == 0

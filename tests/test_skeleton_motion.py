@@ -28,7 +28,8 @@ def test_layout_is_h36m17():
 def test_files_in_videopose3d_format_and_deterministic(cache):
     a = sk.skeleton_motion(seed=3, frames=40, subseqs=2)
     names = sorted(p.name for p in a.glob("*.npz"))
-    assert names == ["data_2d_h36m_synth_detected.npz", "data_2d_h36m_synth_gt.npz", "data_3d_h36m_synth.npz"]
+    assert names == ["data_2d_h36m_synth_detected.npz", "data_2d_h36m_synth_detector.npz", "data_2d_h36m_synth_gt.npz",
+                     "data_3d_h36m_synth.npz"]
     pos = _load(a, "data_3d_h36m_synth.npz", "positions_3d")
     kp = _load(a, "data_2d_h36m_synth_detected.npz", "positions_2d")
     meta = _load(a, "data_2d_h36m_synth_detected.npz", "metadata")
@@ -110,3 +111,71 @@ def test_bad_arguments(cache):
         sk.skeleton_motion(frames=0)
     with pytest.raises(ValueError, match="unknown action 'Dance'"):
         sk.action_angles("Dance", np.arange(5) / 50, np.random.default_rng(0))
+
+
+def _flat_track(t=200, j=17):
+    uv = np.zeros((t, j, 2))
+    uv[..., 0] = np.arange(j)[None] * 10.0 + 100.0  # joint k at x = 100 + 10 k, y = 0
+    return uv, np.full((t, j), 5.0)
+
+
+def test_detector_noise_follows_confidence():
+    uv, depth = _flat_track(4000)
+    kp, bad = sk.detector_keypoints(uv, depth, np.random.default_rng(0), noise_px=2.0, occlusion_rate=0.0,
+                                    swap_rate=0.0)
+    assert not bad.any()
+    std = (kp - uv).std(axis=0).mean(-1)  # per joint
+    # the pelvis (confidence ~0.85-1) is the least noisy, the wrists (base 0.65) the noisiest
+    assert std[0] < std[13] and std[0] < std[16]
+    assert 1.9 < std[0] < 3.0 and 2.9 < std[13] < 4.7  # 2 / c with c ~ slow factor x base confidence
+    far = depth.copy()
+    far[:, 13] += 0.4  # the left wrist 40 cm behind the pelvis: self-occluded, half the confidence
+    kp2, _ = sk.detector_keypoints(uv, far, np.random.default_rng(0), noise_px=2.0, occlusion_rate=0.0,
+                                   swap_rate=0.0)
+    assert (kp2 - uv)[:, 13].std() > 1.6 * (kp - uv)[:, 13].std()
+
+
+def test_detector_occlusion_bursts_are_frozen_displaced_guesses():
+    uv, depth = _flat_track(400)
+    uv = uv + np.arange(400)[:, None, None] * np.array([10.0, 0.0])  # everything moves 10 px per frame
+    kp, bad = sk.detector_keypoints(uv, depth, np.random.default_rng(1), noise_px=1e-6, occlusion_rate=0.01,
+                                    occlusion_px=40.0, swap_rate=0.0)
+    assert bad.any()
+    np.testing.assert_allclose(kp[~bad], uv[~bad], atol=1e-3)  # untouched outside the bursts
+    starts = bad & ~np.roll(bad, 1, axis=0)
+    starts[0] = bad[0]
+    d = np.linalg.norm(kp[starts] - uv[starts], axis=-1)
+    assert (d > 10).all() and (d < 75).all()  # a guess displaced by 20-60 px (+ 2 px jitter)
+    inside = bad & np.roll(bad, 1, axis=0)  # consecutive burst frames
+    inside[0] = False
+    step = np.linalg.norm(kp - np.roll(kp, 1, axis=0), axis=-1)[inside]
+    assert np.median(step) < 8  # the guess stays put (jitter only) while the joint moves 10 px per frame
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], bad[:, 3].astype(int), [0]])))
+    runs = [e - s for s, e in zip(edges[::2], edges[1::2]) if e < len(bad)]  # not cut by the sequence end
+    assert min(runs) >= 3  # bursts last at least 3 frames
+
+
+def test_detector_swaps_exchange_left_and_right_limbs():
+    uv, depth = _flat_track(300)
+    kp, bad = sk.detector_keypoints(uv, depth, np.random.default_rng(2), noise_px=1e-6, occlusion_rate=0.0,
+                                    swap_rate=0.05)
+    legs_r, legs_l = [1, 2, 3], [4, 5, 6]
+    swapped = bad[:, 1]
+    assert swapped.any() and (bad[:, legs_r] == bad[:, legs_l]).all()
+    np.testing.assert_allclose(kp[swapped][:, legs_r], uv[swapped][:, legs_l], atol=1e-3)
+    np.testing.assert_allclose(kp[~bad.any(-1)], uv[~bad.any(-1)], atol=1e-3)
+    assert not bad[:, [0, 7, 8, 9, 10]].any()  # the spine and head are never swapped
+
+
+def test_detector_file_carries_the_corruption_masks(cache):
+    folder = sk.skeleton_motion(seed=5, frames=60, subseqs=1)
+    kp = _load(folder, "data_2d_h36m_synth_detector.npz", "positions_2d")
+    mask = _load(folder, "data_2d_h36m_synth_detector.npz", "corrupted")
+    gt = _load(folder, "data_2d_h36m_synth_gt.npz", "positions_2d")
+    assert mask["S9"]["Squat"][3].shape == (60, 17) and mask["S9"]["Squat"][3].dtype == bool
+    frac = np.mean([m.any(-1).mean() for s in mask for a in mask[s] for m in mask[s][a]])
+    assert 0.1 < frac < 0.6
+    err = [np.linalg.norm(k - g, axis=-1) for s in kp for a in kp[s] for k, g in zip(kp[s][a], gt[s][a])]
+    ms = [m for s in mask for a in mask[s] for m in mask[s][a]]
+    e, m = np.concatenate([x.ravel() for x in err]), np.concatenate([x.ravel() for x in ms])
+    assert e[m].mean() > 3 * e[~m].mean()  # the masked joints are the grossly wrong ones

@@ -12,8 +12,11 @@
   sub-sequences per action (``"Walking"``, ``"Walking 1"``), so a real H36M loader splits them as usual;
 * 4 pinhole cameras with H36M-like intrinsics (f ~ 1145 px, centre ~ (512, 508), 1000 x 1000/1002)
   and extrinsics (5 m away, 1.5 m high, azimuths 70/-70/110/-110 deg, aimed at the pelvis height);
-* 2D projections in pixels: exact (``gt``) and detector-like (``detected``: N(0, 4 px) plus 5 %
-  outliers of 15 px).
+* 2D projections in pixels: exact (``gt``), mildly noisy (``detected``: N(0, 4 px) plus 5 % outliers of
+  15 px) and detector-like with local, temporally resolvable ambiguity (``detector``, see
+  :func:`detector_keypoints`): per-joint confidence-dependent noise, joints occluded for a few frames
+  (frozen at a displaced guess), left/right limb swaps for a few frames. Its file also carries
+  ``corrupted`` {subject: {action: [4 x (T, 17) bool]}}: the joints whose 2D is an occlusion guess or a swap.
 
 Files (VideoPose3D formats, see its DATASETS.md)::
 
@@ -23,6 +26,7 @@ Files (VideoPose3D formats, see its DATASETS.md)::
                                                     radial_distortion, tangential_distortion, res_w, res_h}]}
     data_2d_<dataset>_<kps>.npz      positions_2d: {subject: {action: [4 x (T, 17, 2) float32 pixels]}}
                                      metadata:     {layout_name, num_joints, keypoints_symmetry}
+                                     corrupted:    (``detector`` only) {subject: {action: [4 x (T, 17) bool]}}
 
 The real ``data_3d_h36m.npz`` stores 32 joints and no ``cameras`` entry (loaders hard-code the H36M
 calibration); here the 17 joints are stored directly and the cameras ride along under ``cameras``.
@@ -61,7 +65,7 @@ ACTIONS = ("Walking", "Squat", "Waving", "Twist")
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
 FPS = 50
-_GEN_VERSION = 1  # bump when generation changes, so stale caches are not reused
+_GEN_VERSION = 2  # bump when generation changes, so stale caches are not reused
 
 # H36M-like pinhole intrinsics (rounded from the published calibration) and camera azimuths (deg).
 _INTRINSICS = (
@@ -267,23 +271,79 @@ def simulate_sequence(action: str, frames: int, offsets: np.ndarray, rng: np.ran
     return pos
 
 
+# ----------------------------------------------------------------------------- detector-like 2D
+# Limb pairs a detector confuses: legs (hip, knee, ankle) and arms (shoulder, elbow, wrist).
+_SWAP_PAIRS = (((1, 2, 3), (4, 5, 6)), ((14, 15, 16), (11, 12, 13)))
+# Per-joint base confidence: extremities (wrists, ankles) are detected less reliably.
+_BASE_CONF = np.array([1.0, 0.95, 0.85, 0.7, 0.95, 0.85, 0.7, 1.0, 1.0, 0.95, 0.9,
+                       0.9, 0.8, 0.65, 0.9, 0.8, 0.65])
+
+
+def detector_keypoints(uv: np.ndarray, depth: np.ndarray, rng: np.random.Generator, noise_px: float = 2.5,
+                       occlusion_rate: float = 0.004, occlusion_len: tuple[int, int] = (3, 8),
+                       occlusion_px: float = 40.0, swap_rate: float = 0.006, swap_len: tuple[int, int] = (2, 6)
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Detector-like 2D from exact projections ``uv`` (T, 17, 2) pixels and camera depths ``depth`` (T, 17).
+
+    * confidence c in [0.15, 1] per joint and frame: the joint's base confidence, lowered when the joint is
+      more than 5 cm behind the pelvis as seen from the camera (self-occlusion), times a slow random factor;
+      Gaussian noise of std ``noise_px / c`` (so 2.5-17 px);
+    * occlusion bursts: each joint starts one with probability ``occlusion_rate`` per frame, lasting
+      ``occlusion_len`` frames; the detector then reports a guess: the joint's position at the burst's start
+      plus a fixed displacement of ~``occlusion_px`` and a small jitter (what a detector outputs for a joint
+      it cannot see);
+    * left/right swaps: with probability ``swap_rate`` per frame the legs' or the arms' 2D are exchanged for
+      ``swap_len`` frames.
+
+    A single frame cannot tell a guess or a swap from a real pose; the neighbouring frames can.
+    Returns (keypoints (T, 17, 2) float32 pixels, corrupted (T, 17) bool).
+    """
+    t, j = uv.shape[:2]
+    behind = np.clip((depth - depth[:, :1] - 0.05) / 0.25, 0.0, 1.0)  # 0 in front .. 1 >= 30 cm behind
+    slow = np.cumsum(rng.normal(0.0, 0.08, size=(t, j)), axis=0)
+    slow = 0.85 + 0.15 * np.tanh(slow - slow.mean(0))
+    conf = np.clip(_BASE_CONF[None] * (1.0 - 0.5 * behind) * slow, 0.15, 1.0)
+    out = uv + rng.normal(size=uv.shape) * (noise_px / conf)[..., None]
+    corrupted = np.zeros((t, j), bool)
+    for k in range(j):
+        starts = np.flatnonzero(rng.random(t) < occlusion_rate)
+        for s in starts:
+            n = int(rng.integers(occlusion_len[0], occlusion_len[1] + 1))
+            e = min(t, s + n)
+            a = rng.uniform(0, 2 * np.pi)
+            guess = uv[s, k] + occlusion_px * rng.uniform(0.5, 1.5) * np.array([np.cos(a), np.sin(a)])
+            out[s:e, k] = guess + rng.normal(0.0, 2.0, size=(e - s, 2))
+            corrupted[s:e, k] = True
+    for s in np.flatnonzero(rng.random(t) < swap_rate):
+        n = int(rng.integers(swap_len[0], swap_len[1] + 1))
+        e = min(t, s + n)
+        a, b = _SWAP_PAIRS[int(rng.integers(len(_SWAP_PAIRS)))]
+        a, b = list(a), list(b)
+        out[s:e, a + b] = out[s:e, b + a]
+        corrupted[s:e, a + b] = True
+    return out.astype(np.float32), corrupted
+
+
 # ----------------------------------------------------------------------------- the dataset
 def _build(folder: Path, seed: int, frames: int, subseqs: int, noise_px: float, outlier_rate: float,
            outlier_px: float, dataset: str) -> None:
     rng = np.random.default_rng(seed)
+    rng_det = np.random.default_rng([seed, 2])  # its own stream: ``detected`` stays as before
     cams = make_cameras()
     pos3d: dict = {}
     gt2d: dict = {}
     det2d: dict = {}
+    hard2d: dict = {}
+    hard_mask: dict = {}
     for subject in TRAIN_SUBJECTS + TEST_SUBJECTS:
         offsets = bone_offsets(rng.uniform(0.9, 1.1), rng.uniform(0.97, 1.03, size=17))
-        pos3d[subject], gt2d[subject], det2d[subject] = {}, {}, {}
+        pos3d[subject], gt2d[subject], det2d[subject], hard2d[subject], hard_mask[subject] = {}, {}, {}, {}, {}
         for action in ACTIONS:
             for k in range(subseqs):
                 name = action if k == 0 else f"{action} {k}"
                 world = simulate_sequence(action, frames, offsets, rng).astype(np.float32)
                 pos3d[subject][name] = world
-                gts, dets = [], []
+                gts, dets, hards, masks = [], [], [], []
                 for cam in cams:
                     xc = world_to_camera(world.astype(np.float64), cam["orientation"],
                                          cam["translation"].astype(np.float64) / 1000.0)
@@ -295,18 +355,24 @@ def _build(folder: Path, seed: int, frames: int, subseqs: int, noise_px: float, 
                     noisy += out[..., None] * direction * outlier_px
                     gts.append(uv.astype(np.float32))
                     dets.append(noisy.astype(np.float32))
+                    kp, bad = detector_keypoints(uv, xc[..., 2], rng_det)
+                    hards.append(kp)
+                    masks.append(bad)
                 gt2d[subject][name], det2d[subject][name] = gts, dets
+                hard2d[subject][name], hard_mask[subject][name] = hards, masks
     cam_table = {s: [{k: v for k, v in c.items() if k != "azimuth"} for c in cams] for s in pos3d}
     meta = {"layout_name": "h36m", "num_joints": 17,
             "keypoints_symmetry": [list(JOINTS_LEFT), list(JOINTS_RIGHT)]}
     np.savez_compressed(folder / f"data_3d_{dataset}.npz", positions_3d=pos3d, cameras=cam_table)
     np.savez_compressed(folder / f"data_2d_{dataset}_gt.npz", positions_2d=gt2d, metadata=meta)
     np.savez_compressed(folder / f"data_2d_{dataset}_detected.npz", positions_2d=det2d, metadata=meta)
+    np.savez_compressed(folder / f"data_2d_{dataset}_detector.npz", positions_2d=hard2d, metadata=meta,
+                        corrupted=hard_mask)
 
 
 def skeleton_motion(seed: int = 0, frames: int = 600, subseqs: int = 2, noise_px: float = 4.0,
                     outlier_rate: float = 0.05, outlier_px: float = 15.0, dataset: str = "h36m_synth") -> Path:
-    """Folder holding ``data_3d_<dataset>.npz`` and ``data_2d_<dataset>_{gt,detected}.npz`` (see module doc).
+    """Folder holding ``data_3d_<dataset>.npz`` and ``data_2d_<dataset>_{gt,detected,detector}.npz`` (module doc).
 
     7 subjects x 4 actions x ``subseqs`` sequences of ``frames`` frames (50 fps), 4 cameras each.
     Deterministic for the arguments; built once and cached under ``cache_dir()``.
@@ -317,7 +383,8 @@ def skeleton_motion(seed: int = 0, frames: int = 600, subseqs: int = 2, noise_px
               "outlier_rate": outlier_rate, "outlier_px": outlier_px, "dataset": dataset, "v": _GEN_VERSION}
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_dir() / f"skeleton_motion_{key}"
-    names = [f"data_3d_{dataset}.npz", f"data_2d_{dataset}_gt.npz", f"data_2d_{dataset}_detected.npz"]
+    names = [f"data_3d_{dataset}.npz", f"data_2d_{dataset}_gt.npz", f"data_2d_{dataset}_detected.npz",
+             f"data_2d_{dataset}_detector.npz"]
     if all((folder / n).is_file() for n in names):
         return folder
     tmp = Path(tempfile.mkdtemp(prefix=f".skeleton_motion_{key}.", dir=cache_dir()))
