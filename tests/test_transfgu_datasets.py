@@ -233,3 +233,20 @@ def test_engine_trains_on_a_lip_fixture_with_its_own_eval_size(tmp_path):
     assert task._dataset("val")[0][0].shape == (3, 16, 8)  # evaluated at eval_size
     Trainer(task, cfg, tmp_path / "run").fit()
     assert task.teacher is not None
+
+
+def test_generate_writes_one_cam_per_image_for_lip(tmp_path):
+    from transfgu import generate
+    from transfgu.model import create_encoder
+
+    ids = ("a", "b", "c")
+    write_lip(tmp_path / "lip", "train", ids)
+    torch.manual_seed(0)
+    torch.save(create_encoder().state_dict(), tmp_path / "dino.pth")
+    assert generate.main(["--dataset", "lip", "--classes", "5", "--data-root", str(tmp_path / "lip"), "--dino",
+                          str(tmp_path / "dino.pth"), "--out", str(tmp_path / "pl"), "--size", "64",
+                          "--bank-per-image", "3", "--device", "cpu"]) == 0
+    assert torch.load(tmp_path / "pl" / "centroids.pt").shape == (5, 384)
+    for i in ids:  # CAMs on the 2R x R = 128 x 64 input: a 16 x 8 token grid
+        cam = torch.load(tmp_path / "pl" / f"{i}.pt")
+        assert cam.shape == (5, 16, 8) and cam.dtype == torch.float16 and torch.isfinite(cam.float()).all()
