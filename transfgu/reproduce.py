@@ -83,7 +83,7 @@ def run_seed(seed: int, quick: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = reproduce_parser("transfgu", __doc__.split("\n")[0], jobs=True)
-    ap.add_argument("--benchmark", default="voc", choices=["voc"],
+    ap.add_argument("--benchmark", default="voc", choices=["voc", "coco", "cityscapes", "lip"],
                     help="with --data: which benchmark script to launch")
     args = ap.parse_args(argv)
     if args.data:
