@@ -71,3 +71,17 @@ def test_cityscapes_verify_and_label_map(tmp_path):
     problems = REGISTRY["transfgu.cityscapes"].fn(tmp_path)
     assert len(problems) == 1 and "val" in problems[0] and "_gtFine_labelIds.png missing" in problems[0]
     assert cityscapes_label_map(np.array([0, 6, 7, 33, 34])).tolist() == [-1, -1, 0, 26, -1]
+
+
+def test_build_dataset_keeps_voc_and_checks_class_sets(tmp_path):
+    from transfgu.data import build_dataset
+
+    write_voc(tmp_path, ["2007_000032"])
+    ds = build_dataset("voc", tmp_path, "val", 20, resize=16)
+    assert isinstance(ds, VOCSegmentation) and ds[0][0].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="20 classes"):
+        build_dataset("voc", tmp_path, "val", 21)
+    with pytest.raises(ValueError, match="27 classes"):
+        build_dataset("cityscapes", tmp_path, "val", 19)
+    with pytest.raises(ValueError, match="expected one of"):
+        build_dataset("ade20k", tmp_path, "val", 150)
