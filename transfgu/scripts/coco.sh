@@ -17,11 +17,12 @@ case "$CLASSES" in
   80) CFG=transfgu/configs/transfgu_vit-s8_1xb256-200e_coco80.yaml; GEN_CLASSES=171 ;;
   *) echo "coco.sh: CLASSES must be 27, 171 or 80, got $CLASSES" >&2; exit 2 ;;
 esac
-SUFFIX=""; [ -n "${CURATED:-}" ] && SUFFIX="_curated"
-PL="${PSEUDO_LABELS:-runs/transfgu/coco${GEN_CLASSES}${SUFFIX}_pseudo_labels}"
+# Stages 1-2 always run on the full train set (the official crop / pseudo-label scripts know no curated split);
+# the curated run trains and evaluates on the listed subset of those CAMs.
+PL="${PSEUDO_LABELS:-runs/transfgu/coco${GEN_CLASSES}_pseudo_labels}"
 if [ ! -f "$PL/centroids.pt" ]; then
   "$PYTHON" -m transfgu.generate --dataset coco --classes "$GEN_CLASSES" --data-root "$DATA_ROOT" --dino "$DINO" \
-    --out "$PL" ${CURATED:+--curated "$CURATED/curated_train.txt"}
+    --out "$PL"
 fi
 run_train transfgu.train --config "$CFG" \
   data.root="$DATA_ROOT" data.pseudo_labels="$PL" model.dino="$DINO" "${EXTRA[@]}" "$@"
