@@ -76,7 +76,7 @@ def test_imagenet_layout_check(tmp_path):
 
 
 def test_reproduce_quick_smoke(tmp_path):
-    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0"]) == 0
+    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0", "--jobs", "1"]) == 0
     s = json.loads((tmp_path / "summary.json").read_text())
     assert [r["method"] for r in s["rows"]] == ["patchify", "conv_stem_no_relu", "scaled_relu_stem"]
     for r in s["rows"]:
@@ -86,6 +86,9 @@ def test_reproduce_quick_smoke(tmp_path):
         == pm["scaled_relu_stem"]["stem_params"]
     depth = load_config(reproduce.HERE / "configs" / reproduce.METHODS["patchify"], SRStemConfig).model.depth
     assert all(len(v["token_similarity_per_layer"]) == depth + 1 for v in pm.values())
+    assert all(len(v["token_similarity_centred_per_layer"]) == depth + 1 for v in pm.values())
+    assert set(s["claim"]) == {"scaled_relu_stem_vs_patchify", "scaled_relu_stem_vs_conv_stem_no_relu",
+                               "scaled_relu_stem_at_least_50"}
     assert (tmp_path / "summary.png").stat().st_size > 0 and "scaled_relu_stem" in (tmp_path / "summary.md").read_text()
 
 
