@@ -15,3 +15,8 @@ PAPERS = (
     "scaled_relu_stem",
     "knn_attention",
 )
+
+from .errors import install_excepthook as _install_excepthook  # noqa: E402
+
+# An exception escaping one of this repository's ``python -m`` entry points prints one line (see errors.py).
+_install_excepthook()

@@ -1,20 +1,24 @@
 """Standard command line for every paper's ``train.py``.
 
     python -m <paper>.train --config <paper>/configs/<name>.yaml [--run-dir DIR] [--resume auto|PATH]
-                            [--deterministic] [key.sub=value ...]
+                            [--deterministic] [--debug] [key.sub=value ...]
     torchrun --nproc_per_node=N -m <paper>.train --config ...       # multi-GPU (DDP)
+
+Any failure ends as one line ``<prog>: error: ...`` (exit 1); ``--debug`` or ``VISIONREPRO_DEBUG=1``
+shows the traceback (``shared.errors``). A run directory that already holds a run is refused unless
+``--resume`` is given (nothing is overwritten).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load_config
-from .engine import NonFiniteLossError, Trainer
+from .config import load_config
+from .engine import Trainer
+from .errors import UserError, cli_errors
 
 
 def train_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -26,6 +30,7 @@ def train_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="'auto' resumes from RUN_DIR/last.pt when present; or a checkpoint path")
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="dotted config overrides, e.g. optim.lr=0.01 data.root=/data/office31")
     return p
@@ -35,16 +40,30 @@ def train_main(prog: str, description: str, schema: type, build_task: Callable[[
                argv: list[str] | None = None) -> dict:
     """Parse args, load the config, build the task and run the engine; exit 1 with one line on error."""
     args = train_parser(prog, description).parse_intermixed_args(argv)
-    try:
+    if args.debug:
+        os.environ["VISIONREPRO_DEBUG"] = "1"
+    with cli_errors(prog):
         cfg = load_config(args.config, schema, args.overrides)
         if args.deterministic:
             cfg.engine.deterministic = True
         run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
+        check_fresh_run_dir(run_dir, args.resume)
         task = build_task(cfg, run_dir)
         return Trainer(task, cfg, run_dir, resume=args.resume).fit()
-    except (ConfigError, FileNotFoundError, NonFiniteLossError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+
+
+RUN_FILES = ("last.pt", "last.prev.pt", "best.pt", "metrics.jsonl")
+
+
+def check_fresh_run_dir(run_dir: Path, resume: str | None) -> None:
+    """Refuse to start a new run in a folder that holds one (it would overwrite ``last.pt``/``best.pt``
+    and append a second run to ``metrics.jsonl``) unless ``--resume`` is given."""
+    if resume:
+        return
+    found = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if found:
+        raise UserError(f"{run_dir}: already holds a run ({', '.join(found)}); continue it with "
+                        f"--resume auto, or start a new one with --run-dir <new folder>")
 
 
 def launch_script(script: str | Path, data_root: str | None, gpus: int | None = None,
@@ -70,6 +89,7 @@ def reproduce_parser(paper: str, description: str, jobs: bool = False) -> argpar
     p.add_argument("--gpus", type=int, default=None, help="GPUs for the real runs (torchrun when > 1)")
     p.add_argument("--out", default=None, help=f"results folder (default results/{paper})")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     if jobs:
         p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                        help="parallel single-thread runs (default: 2, one per core)")

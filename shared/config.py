@@ -49,16 +49,28 @@ class ConfigError(ValueError):
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = parse_yaml(path.read_text())
+        data = parse_yaml(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: config file not found") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"{path}: is a folder, not a config file") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        raise ConfigError(yaml_error_line(path, e)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def yaml_error_line(path: Path | str, e: yaml.YAMLError) -> str:
+    """``<file>:<line>: not valid YAML: <problem>`` (PyYAML's own message spans 5-7 lines)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{where}: not valid YAML: {problem}"
 
 
 def config_chain(path: str | Path) -> list[tuple[Path, dict]]:
@@ -105,7 +117,11 @@ def load_config(
         if "=" not in item:
             raise ConfigError(f"command line: override '{item}' must look like key.sub=value")
         key, value = item.split("=", 1)
-        parsed = parse_yaml(value) if value != "" else ""
+        try:
+            parsed = parse_yaml(value) if value != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"command line: override '{item}': not a valid value "
+                              f"({getattr(e, 'problem', None) or 'YAML error'})") from None
         nested: dict = {}
         cur = nested
         parts = key.split(".")

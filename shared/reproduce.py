@@ -1,7 +1,8 @@
 """``make reproduce PAPER=<folder>`` dispatcher: runs ``<folder>.reproduce.main(argv)``.
 
 An unknown name lists the ten valid ones (exit 2); a paper without ``reproduce.py`` says it is not
-implemented yet (exit 2).
+implemented yet (exit 2). Any failure ends as one line on stderr (``shared.errors``; ``--debug`` or
+``VISIONREPRO_DEBUG=1`` for the traceback).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import importlib.util
 import sys
 
 from . import PAPERS
+from .errors import cli_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec(f"{paper}.reproduce") is None:
         print(f"{paper}: not implemented yet (no {paper}/reproduce.py)", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"{paper}.reproduce")
-    return int(module.main(rest) or 0)
+    if "--debug" in rest:
+        import os
+        os.environ["VISIONREPRO_DEBUG"] = "1"
+    with cli_errors(f"make reproduce PAPER={paper}", rest):
+        module = importlib.import_module(f"{paper}.reproduce")
+        return int(module.main(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,11 @@ def test_malformed_list_line_names_file_and_line(tmp_path, line, message):
 
 def test_missing_image_names_its_path(tmp_path):
     lst = _tree(tmp_path, ["images/cls/frame_0009.jpg 0"])
-    ds = ListFileDataset(lst)
+    # Checked when the dataset is built (before a run directory is written) ...
+    with pytest.raises(FileNotFoundError, match=r"amazon_list\.txt: listed image .*frame_0009\.jpg is missing"):
+        ListFileDataset(lst)
+    # ... and, unchecked, when the image is read.
+    ds = ListFileDataset(lst, check_files=False)
     with pytest.raises(FileNotFoundError, match=r"frame_0009\.jpg: image listed but missing"):
         ds[0]
 

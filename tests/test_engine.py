@@ -20,10 +20,11 @@ TOY = Path(__file__).parent / "toy_task.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _run(args: list[str], run_dir: Path, **kw) -> subprocess.CompletedProcess:
+def _run(args: list[str], run_dir: Path, kill_at: int = 0, **kw) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(TOY), "--config", os.devnull, "--run-dir", str(run_dir),
            "logger.progress=false", *args]
-    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240, **kw)
+    env = {**ENV, "VISIONREPRO_FAULT_KILL_AT_STEP": str(kill_at)}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, **kw)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -35,8 +36,8 @@ def test_killed_mid_epoch_and_resumed_matches_uninterrupted(tmp_path):
     full = _run(common, tmp_path / "full")
     assert full.returncode == 0, full.stderr
     # 96 samples / batch 8 = 12 steps per epoch; step 17 is in the middle of epoch 2.
-    killed = _run(common + ["die_at_step=17"], tmp_path / "resumed")
-    assert killed.returncode == 17, killed.stderr
+    killed = _run(common, tmp_path / "resumed", kill_at=17)
+    assert killed.returncode == -9, killed.stderr
     ck = torch.load(tmp_path / "resumed" / "last.pt", map_location="cpu", weights_only=True)
     assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (1, 4, 16)
     resumed = _run(common + ["--resume", "auto"], tmp_path / "resumed")
@@ -83,7 +84,7 @@ def test_checkpoint_contents_best_and_every_n(tmp_path):
                                         "engine.monitor_mode=min", "logger.progress=false", "engine.ema=true"])
     Trainer(ToyTask(cfg), cfg, tmp_path).fit()
     names = sorted(p.name for p in tmp_path.glob("*.pt"))
-    assert names == ["best.pt", "epoch_2.pt", "epoch_4.pt", "last.pt"]
+    assert names == ["best.pt", "epoch_2.pt", "epoch_4.pt", "last.prev.pt", "last.pt"]
     ck = torch.load(tmp_path / "last.pt", weights_only=True)
     for key in ("model", "optimizer", "scheduler", "scaler", "ema", "rng", "epoch", "global_step", "task"):
         assert key in ck

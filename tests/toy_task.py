@@ -1,8 +1,8 @@
 """A tiny regression task for the engine tests; also runnable as a script (``python tests/toy_task.py``)
-so that tests can kill a real process mid-epoch and resume it, or launch it under torchrun."""
+so that tests can kill a real process mid-epoch (``VISIONREPRO_FAULT_KILL_AT_STEP``) and resume it, or launch
+it under torchrun."""
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,6 @@ class ToyConfig(RunConfig):
     n: int = 96
     dim: int = 6
     dropout: float = 0.1
-    die_at_step: int = 0  # simulate a crash: os._exit at this global step (first run only)
     nan_at_step: int = 0  # return a NaN loss at this global step
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(epochs=3, batch_size=8, log_every=1))
 
@@ -53,10 +52,6 @@ class ToyTask(Task):
 
     def on_epoch_start(self, trainer, epoch):
         self.refreshes.append(epoch)
-
-    def on_step_end(self, trainer, step):
-        if self.cfg.die_at_step and step == self.cfg.die_at_step:
-            os._exit(17)
 
     def state_dict(self):
         return {"refreshes": torch.tensor(self.refreshes)}

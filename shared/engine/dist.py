@@ -6,6 +6,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from ..errors import DeviceError
+
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -21,7 +23,13 @@ def is_main_process() -> bool:
 
 def init_distributed(device: str = "auto") -> torch.device:
     """Initialise the process group when launched by torchrun; return this rank's device."""
-    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise DeviceError(f"engine.device must be auto | cpu | cuda, got '{device}'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"engine.device={device} but CUDA is not available on this machine "
+                          f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
+                          f"use engine.device=cpu or auto")
+    want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if want_cuda else "gloo", init_method="env://")

@@ -3,12 +3,28 @@
 Mixed precision (off/fp16/bf16), gradient clipping, timm LR schedulers, optional EMA, DDP through
 torchrun, atomic checkpoints (``last``, ``best``, every-N) with RNG states so that a run killed
 mid-epoch and resumed ends with the same weights, JSONL/CSV metrics, ``env.json``, tqdm on rank 0.
+
+Guarantees (tests/test_engine.py, tests/test_reliability.py):
+- Nothing half-written: the model is built and a resume checkpoint loaded and checked before the run
+  directory, ``config.yaml`` and ``env.json`` are written; a run that fails before its first update
+  removes the folder it created.
+- ``last.pt`` keeps its predecessor (``last.prev.pt``); ``--resume auto`` falls back to it, with a
+  warning, when ``last.pt`` is truncated or corrupt.
+- No checkpoint holds non-finite weights, and a checkpoint whose weights then give a non-finite loss is
+  replaced by the one before it (``last.pt`` stays the last good state).
+- Resuming under a config that differs from the checkpoint's (``optim.lr=...``) is refused with the
+  changed keys named, except for keys that do not change the computation (:data:`RESUME_MAY_CHANGE`).
+- A mid-epoch resume restores the epoch's running loss sums (the logged epoch means are unchanged).
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
+import shutil
+import signal
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,8 +37,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from ..config import save_config, to_dict
+from ..errors import CheckpointError, UserError
 from . import dist
-from .checkpoint import atomic_save, load_checkpoint_file, resolve_resume
+from .checkpoint import atomic_save, load_resume, prev_path, resolve_resume, save_rotating
 from .config import RunConfig
 from .envinfo import write_env_json
 from .optim import build_optimizer, build_scheduler, default_param_groups
@@ -32,6 +49,33 @@ from .task import Task
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN/inf; training stopped before the bad step touched the weights."""
+
+
+# Tests of resume after a crash: the process SIGKILLs itself after this global step (before that step's
+# checkpoint); never set in normal use.
+_KILL_AT_STEP = int(os.environ.get("VISIONREPRO_FAULT_KILL_AT_STEP", "0") or 0)
+
+# Config keys a resume may change: they do not change what is computed (where output goes, logging,
+# loader workers, checkpoint cadence). Anything else differing from the checkpoint's config is refused.
+RESUME_MAY_CHANGE = ("logger.", "engine.num_workers", "engine.log_every", "engine.eval_every", "engine.ckpt_every",
+                     "engine.ckpt_every_steps", "engine.device", "engine.deterministic")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every config value that differs (and may not) between two configs."""
+    a, b = _flatten(old), _flatten(new)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    allowed = [k for k in keys if k.startswith(RESUME_MAY_CHANGE) or k.split(".")[-1].endswith(("root", "dir"))]
+    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys if k not in allowed]
 
 
 class _SkipSampler(Sampler):
@@ -75,17 +119,17 @@ class Trainer:
                  device: torch.device | None = None):
         self.task, self.cfg = task, cfg
         self.run_dir = Path(run_dir)
+        self._created_run_dir = not self.run_dir.exists()
         self.device = device or dist.init_distributed(cfg.engine.device)
         self.rank, self.world_size = dist.rank(), dist.world_size()
         self.is_main = self.rank == 0
         e = cfg.engine
         if e.batch_size % self.world_size:
             raise ValueError(f"engine.batch_size={e.batch_size} is not divisible by {self.world_size} ranks")
+        if e.amp == "fp16" and self.device.type == "cpu":
+            # fp16 autocast on CPU is several times slower than fp32 and not what any paper ran.
+            print("warning: engine.amp=fp16 has no effect on CPU (running in fp32)", file=sys.stderr)
         seed_everything(e.seed, self.rank, e.deterministic)
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
-            write_env_json(self.run_dir / "env.json", world_size=self.world_size)
 
         self.model = task.build_model().to(self.device)
         self.wrapped: nn.Module = self.model
@@ -99,6 +143,8 @@ class Trainer:
         self.amp_dtype = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}.get(e.amp, "bad")
         if self.amp_dtype == "bad":
             raise ValueError(f"engine.amp must be off | fp16 | bf16, got '{e.amp}'")
+        if self.amp_dtype is torch.float16 and self.device.type == "cpu":
+            self.amp_dtype = None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self.ema = None
         if e.ema:
@@ -109,9 +155,44 @@ class Trainer:
         self.best: float | None = None
         self.history: list[dict] = []
         self._wandb = None
+        self._epoch_sums: dict[str, float] = {}
+        self._epoch_n = 0
+        self._saved_at_step: int | None = None  # global step of the state in last.pt (this process)
         ckpt = resolve_resume(resume, self.run_dir)
-        self._resume_state = load_checkpoint_file(ckpt) if ckpt else None
-        self.resumed_from = ckpt
+        self._resume_state = None
+        self.resumed_from = None
+        if ckpt is not None:
+            self.resumed_from, self._resume_state = load_resume(ckpt, fallback=resume == "auto")
+            self._check_resume_config(self._resume_state.get("config"))
+            self._check_resume_model(self._resume_state["model"])
+        if self.is_main:  # only now: the model is built and the checkpoint to resume from is sound
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            write_env_json(self.run_dir / "env.json", world_size=self.world_size)
+
+    def _check_resume_config(self, saved: dict | None) -> None:
+        if not saved:
+            return
+        changes = config_changes(saved, to_dict(self.cfg))
+        if changes:
+            raise UserError(
+                f"{self.resumed_from}: the config differs from the checkpoint's ({'; '.join(changes)}); a "
+                f"resumed run keeps its settings: drop these overrides, or start a new run (--run-dir) from "
+                f"these weights")
+
+    def _check_resume_model(self, sd: dict) -> None:
+        own = self.model.state_dict()
+        missing = [k for k in own if k not in sd]
+        unexpected = [k for k in sd if k not in own]
+        shapes = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+        if missing or unexpected or shapes:
+            parts = []
+            for name, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+                if keys:
+                    more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+                    parts.append(f"{name}: {', '.join(keys[:3])}{more}")
+            raise CheckpointError(f"{self.resumed_from}: model weights do not fit this config's model ("
+                                  f"{'; '.join(parts)})")
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -128,13 +209,44 @@ class Trainer:
             "global_step": self.global_step,
             "best": self.best,
             "history": self.history,
+            "epoch_sums": dict(self._epoch_sums),
+            "epoch_n": self._epoch_n,
             "config": to_dict(self.cfg),
         }
 
     def save(self, name: str) -> Path | None:
+        """Write a checkpoint (rank 0); ``last.pt`` keeps its predecessor as ``last.prev.pt``.
+
+        Raises :class:`NonFiniteLossError` instead of writing non-finite weights.
+        """
         if not self.is_main:
             return None
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite weights ({', '.join(bad[:3])}) at epoch {self.epoch + 1}, step {self.global_step}; "
+                f"not saved ({self._kept_message()})")
+        if name == "last.pt":
+            self._saved_at_step = self.global_step
+            return save_rotating(self.state_dict(), self.run_dir / name)
         return atomic_save(self.state_dict(), self.run_dir / name)
+
+    def _kept_message(self) -> str:
+        last = self.run_dir / "last.pt"
+        return f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+
+    def _discard_suspect_last(self) -> None:
+        """``last.pt`` written right after the update whose weights now give a non-finite loss is not good:
+        put the one before it back."""
+        if not self.is_main or self._saved_at_step is None or self._saved_at_step != self.global_step:
+            return
+        last = self.run_dir / "last.pt"
+        prev = prev_path(last)
+        if prev.is_file():
+            prev.replace(last)
+        elif last.is_file():
+            last.unlink()
+        self._saved_at_step = None
 
     def _load_state(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
@@ -148,6 +260,8 @@ class Trainer:
         self.epoch, self.step_in_epoch = s["epoch"], s["step_in_epoch"]
         self.global_step, self.best = s["global_step"], s["best"]
         self.history = list(s.get("history", []))
+        self._epoch_sums = dict(s.get("epoch_sums", {}))
+        self._epoch_n = int(s.get("epoch_n", 0))
 
     # ----------------------------------------------------------------- data
     def build_loader(self, dataset, epoch: int, skip_batches: int = 0, shuffle: bool = True) -> DataLoader:
@@ -214,6 +328,16 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, float]:
+        start_step = self.global_step if self._resume_state is None else self._resume_state["global_step"]
+        try:
+            return self._fit()
+        except BaseException:
+            # A new run that failed before its first update leaves no half-made run directory behind.
+            if self.is_main and self._created_run_dir and self.global_step == start_step == 0:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _fit(self) -> dict[str, float]:
         e = self.cfg.engine
         self.task.on_train_start(self)
         probe_len = None
@@ -250,8 +374,10 @@ class Trainer:
             self._resume_state = None
         loader = self.build_loader(self.task.train_dataset(epoch), epoch, skip_batches=skip)
         self.step_in_epoch = skip
-        sums: dict[str, float] = {}
-        n = 0
+        if not resuming_mid:
+            self._epoch_sums, self._epoch_n = {}, 0
+        # Running sums live on the trainer so a mid-epoch checkpoint carries them (same logged means).
+        sums = self._epoch_sums
         t0 = time.time()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{e.epochs}", leave=False,
                    disable=not (self.is_main and self.cfg.logger.progress), dynamic_ncols=True)
@@ -260,7 +386,7 @@ class Trainer:
             losses = self._train_step(move_to(batch, self.device))
             self.step_in_epoch += 1
             self.global_step += 1
-            n += 1
+            self._epoch_n += 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             if self.global_step % max(1, e.log_every) == 0:
@@ -268,12 +394,14 @@ class Trainer:
                 self.log({"epoch": epoch + 1, "step": self.global_step, "lr": lr, **losses})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             self.task.on_step_end(self, self.global_step)
+            if _KILL_AT_STEP and self.global_step == _KILL_AT_STEP:  # fault-injection tests: kill -9 here
+                os.kill(os.getpid(), signal.SIGKILL)
             if e.ckpt_every_steps and self.global_step % e.ckpt_every_steps == 0:
                 self.save("last.pt")
         bar.close()
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
                                "epoch_seconds": round(time.time() - t0, 3)}
-        row.update({f"train/{k}": v / max(n, 1) for k, v in sums.items()})
+        row.update({f"train/{k}": v / max(self._epoch_n, 1) for k, v in sums.items()})
         self.task.on_epoch_end(self, epoch)
         last = epoch + 1 == e.epochs
         if last or (e.eval_every and (epoch + 1) % e.eval_every == 0):
@@ -282,14 +410,16 @@ class Trainer:
         self.log({"epoch": epoch + 1, "step": self.global_step, **row})
         self._write_csv()
         self.epoch, self.step_in_epoch = epoch + 1, 0
-        self.save("last.pt")
+        self._epoch_sums, self._epoch_n = {}, 0
+        better = False
         if e.monitor and e.monitor in row:
             v = float(row[e.monitor])
             better = self.best is None or (v > self.best if e.monitor_mode == "max" else v < self.best)
             if better:
-                self.best = v
-                self.save("best.pt")
-                self.save("last.pt")  # keep 'best' value in last.pt consistent
+                self.best = v  # before saving last.pt, so its 'best' value is consistent
+        self.save("last.pt")
+        if better:
+            self.save("best.pt")
         if e.ckpt_every and (epoch + 1) % e.ckpt_every == 0:
             self.save(f"epoch_{epoch + 1}.pt")
         dist.barrier()
@@ -308,16 +438,25 @@ class Trainer:
         values = dict(zip(names, torch.stack([out[k].detach().float().reshape(()) for k in names]).tolist()))
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
-            last = self.run_dir / "last.pt"
-            kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+            self._discard_suspect_last()
             raise NonFiniteLossError(
                 f"non-finite loss {bad} at epoch {self.epoch + 1}, step {self.global_step + 1}; "
-                f"stopped before updating the weights ({kept})")
+                f"stopped before updating the weights ({self._kept_message()})")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["loss"]).backward()
+        grad_norm = None
         if e.clip_grad:
             self.scaler.unscale_(self.optimizer)
-            values["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), e.clip_grad))
+            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), e.clip_grad))
+            values["grad_norm"] = grad_norm
+        elif not self.scaler.is_enabled():  # with fp16 the scaler itself skips non-finite steps
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grad_norm = float(nn.utils.get_total_norm(grads)) if grads else 0.0
+        if grad_norm is not None and not math.isfinite(grad_norm) and not self.scaler.is_enabled():
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(
+                f"non-finite gradients at epoch {self.epoch + 1}, step {self.global_step + 1}; stopped before "
+                f"updating the weights ({self._kept_message()})")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.scheduler is not None and self.cfg.sched.per_iter:
