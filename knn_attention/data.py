@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
@@ -55,16 +56,22 @@ class DigitsWithMasks:
     masks per patch, ``(N_test, G*G)`` float fractions of digit pixels in each ``patch x patch`` cell."""
 
     def __init__(self, n_train: int = 6000, n_test: int = 1000, seed: int = 0, patch: int = 4,
-                 clutter: int = 4, noise: float = 0.15):
-        d = cluttered_digits(n_train=n_train, n_test=n_test, seed=seed, clutter=clutter, noise=noise)
-        self.train = TensorDataset(torch.from_numpy(d.train_x), torch.from_numpy(d.train_y))
-        self.test_x, self.test_y = torch.from_numpy(d.test_x), torch.from_numpy(d.test_y)
-        m = d.test_mask.astype(np.float32)
+                 clutter: int = 4, noise: float = 0.15, generator: str = "cluttered_digits"):
+        if generator == "distractor_digits":  # the k-NN miniature (this folder)
+            a = distractor_digits(n_train=n_train, n_test=n_test, seed=seed, distractors=clutter, noise=noise)
+            train_x, train_y, test_x, test_y, test_mask = (a["train_x"], a["train_y"], a["test_x"], a["test_y"],
+                                                           a["test_mask"])
+        else:
+            d = cluttered_digits(n_train=n_train, n_test=n_test, seed=seed, clutter=clutter, noise=noise)
+            train_x, train_y, test_x, test_y, test_mask = d.train_x, d.train_y, d.test_x, d.test_y, d.test_mask
+        self.train = TensorDataset(torch.from_numpy(train_x), torch.from_numpy(train_y))
+        self.test_x, self.test_y = torch.from_numpy(test_x), torch.from_numpy(test_y)
+        m = test_mask.astype(np.float32)
         n, h, w = m.shape
         g = h // patch
         cells = m[:, : g * patch, : g * patch].reshape(n, g, patch, g, patch).mean(axis=(2, 4))
         self.test_patch_digit = torch.from_numpy(cells.reshape(n, g * g))
-        self.num_classes = d.num_classes
+        self.num_classes = 10
 
 
 def epoch_chunk(dataset: Dataset, epoch: int, samples: int, seed: int) -> Dataset:
@@ -78,3 +85,69 @@ def epoch_chunk(dataset: Dataset, epoch: int, samples: int, seed: int) -> Datase
     order = torch.cat([torch.randperm(n, generator=g) for _ in range(passes + 1)])
     start = epoch * samples
     return Subset(dataset, order[start:start + samples].tolist())
+
+
+# ----------------------------------------------------------------------------- k-NN miniature (64 tokens)
+def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, digit_px: int = 14,
+                      distractors: int = 6, frag_px: tuple[int, int] = (5, 9),
+                      frag_gain: tuple[float, float] = (0.4, 0.7), noise: float = 0.2, occluders: int = 1) -> dict[str, np.ndarray]:
+    """The embedded data of the k-NN miniature: a small digit among many irrelevant tokens.
+
+    32x32 canvas (with ``patch 4``: 8x8 = 64 patch tokens). One rendered digit (the evidence), resized to
+    ``digit_px`` px at a random place, covers 9-16 of the 64 patches (about 3/4 of the tokens hold no evidence); the rest hold only irrelevant
+    content: ``distractors`` fragments (random ``frag_px`` crops of other digits, gain ``frag_gain``),
+    ``occluders`` random dark bars that may also cut through the digit, and Gaussian pixel noise
+    ``noise`` everywhere. Every draw follows ``seed`` (train from ``seed``, test from a separate stream).
+    Returns float32 ``{train,test}_x`` (n, 1, 32, 32) normalised, int64 ``_y``, bool ``_mask`` (n, 32, 32)
+    digit pixels.
+    """
+    from shared.data.digits import render_digits
+
+    def make(n: int, s: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(s)
+        glyphs, labels = render_digits(n, s + 7919)
+        x = np.zeros((n, 32, 32), np.float32)
+        mask = np.zeros((n, 32, 32), bool)
+        for i in range(n):
+            c = x[i]
+            for j in range(distractors):
+                g = glyphs[int(rng.integers(0, n))]  # a fragment of another image's digit
+                fh, fw = rng.integers(frag_px[0], frag_px[1] + 1, size=2)
+                small = cv2.resize(g, (digit_px, digit_px), interpolation=cv2.INTER_AREA)
+                small = small / max(float(small.max()), 1e-6)
+                gy, gx = rng.integers(0, digit_px - fh + 1), rng.integers(0, digit_px - fw + 1)
+                frag = small[gy:gy + fh, gx:gx + fw] * rng.uniform(*frag_gain)
+                py, px = rng.integers(0, 32 - fh + 1), rng.integers(0, 32 - fw + 1)
+                c[py:py + fh, px:px + fw] = np.maximum(c[py:py + fh, px:px + fw], frag)
+            d = cv2.resize(glyphs[i], (digit_px, digit_px), interpolation=cv2.INTER_AREA)
+            d = d / max(float(d.max()), 1e-6)
+            py, px = rng.integers(0, 32 - digit_px + 1, size=2)
+            c[py:py + digit_px, px:px + digit_px] = np.maximum(c[py:py + digit_px, px:px + digit_px], d)
+            mask[i, py:py + digit_px, px:px + digit_px] = d > 0.2
+            for _ in range(occluders):  # thin dark bars: occlusion of whatever lies below
+                if rng.random() < 0.5:
+                    y0, w = int(rng.integers(0, 31)), int(rng.integers(1, 3))
+                    c[y0:y0 + w, :] = 0.0
+                    mask[i, y0:y0 + w, :] = False
+                else:
+                    x0, w = int(rng.integers(0, 31)), int(rng.integers(1, 3))
+                    c[:, x0:x0 + w] = 0.0
+                    mask[i, :, x0:x0 + w] = False
+        x = x + rng.normal(0, noise, x.shape).astype(np.float32)
+        return {"x": x, "y": labels[:n].astype(np.int64), "mask": mask}
+
+    from shared.data.digits import _cached
+
+    params = {"n_train": n_train, "n_test": n_test, "seed": seed, "digit_px": digit_px, "distractors": distractors,
+              "frag_px": list(frag_px), "frag_gain": list(frag_gain), "noise": noise, "occluders": occluders}
+    a = _cached("knn_distractor_digits", params, lambda: {
+        **{f"train_{k}": v for k, v in make(n_train, seed).items()},
+        **{f"test_{k}": v for k, v in make(n_test, seed + 100_003).items()}})
+    tr = {k[6:]: v for k, v in a.items() if k.startswith("train_")}
+    te = {k[5:]: v for k, v in a.items() if k.startswith("test_")}
+    mean, std = float(tr["x"].mean()), float(tr["x"].std())
+    out = {}
+    for name, d in (("train", tr), ("test", te)):
+        out[f"{name}_x"] = ((d["x"] - mean) / std)[:, None].astype(np.float32)
+        out[f"{name}_y"], out[f"{name}_mask"] = d["y"], d["mask"]
+    return out

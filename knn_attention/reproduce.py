@@ -1,11 +1,20 @@
-"""``make reproduce PAPER=knn_attention``: dense vs k-NN attention in a tiny ViT on cluttered digits.
+"""``make reproduce PAPER=knn_attention``: dense vs k-NN attention in a tiny ViT among irrelevant tokens.
 
-Every method x seed trains the same ViT (17 tokens) from scratch for 400 steps; only the attention
-differs: ``dense`` (timm SDPA) and ``knn`` (k = 8 of 17, about the DeiT ratio 100/197); ``knn_k4``
-(k = 4) runs with ``--methods dense,knn,knn_k4`` (not in the 300 s default). Reported: final test
-top-1 (rows), top-1 every 25 steps (the convergence claim), the share
-of CLS attention on digit patches vs clutter/background (the noise-filtering claim), attention
-entropy, mean attended distance (locality) and training seconds per step.
+Default suite: rows ``dense`` and ``knn`` (k = floor(N/2) = 32 of N = 65 keys, the DeiT ratio 100/197),
+3 seeds, the same data draw, steps and parameters per seed; only the attention differs. The data are
+``knn_attention.data.distractor_digits`` (64 patch tokens, about 3/4 of them clutter, distractors,
+occlusion or noise). Reported: test top-1 at the last step (rows), top-1 every 25 steps and its area
+(mean over evaluations: the convergence claim), seconds per training step of both arms (same run),
+CLS attention share on digit patches, attention entropy and attended distance.
+
+Suites (``--suite NAME``, each its own budget and results folder ``results/knn_attention[-NAME]``):
+
+* ``default`` -- ``dense``, ``knn``;
+* ``k_sweep`` -- ``knn_k0.25``, ``knn_k0.5``, ``knn_k0.75`` (k = int(r * N) of N = 65: 16, 32, 48).
+
+Every (row, seed) run is one single-thread process (``--jobs`` at a time): one thread per run makes the
+numbers independent of machine load and of how many runs share the cores (two threads let MKL/OpenMP
+split reductions differently from run to run; see the README, "Determinism").
 
 With ``--data ROOT`` it launches the ImageNet DeiT-Tiny dense + k-NN runs instead
 (``scripts/in1k_deit.sh``; ``--model small`` for DeiT-Small).
@@ -21,23 +30,31 @@ import torch
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
+from shared.jobs import run_jobs
 from shared.results import write_summary
 
 from .train import KNNConfig, KNNTask
 
 HERE = Path(__file__).resolve().parent
+_C = HERE / "configs"
 CONFIGS = {
-    "dense": HERE / "configs" / "dense_vit-p8d4w64_1xb64-16e_cluttered-digits.yaml",
-    "knn": HERE / "configs" / "knn_vit-p8d4w64_1xb64-16e_cluttered-digits.yaml",
-    "knn_k4": HERE / "configs" / "knn-k4_vit-p8d4w64_1xb64-16e_cluttered-digits.yaml",
+    "dense": _C / "dense_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
+    "knn": _C / "knn_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
+    "knn_k0.25": _C / "knn-k0.25_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
+    "knn_k0.5": _C / "knn-k0.5_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
+    "knn_k0.75": _C / "knn-k0.75_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
 }
-DEFAULT_METHODS = ("dense", "knn")
-QUICK = ["engine.epochs=2", "data.epoch_samples=64", "engine.batch_size=32", "data.n_train=256",
-         "data.n_test=64", "model.depth=2", "model.embed_dim=48"]
+SUITES = {"default": ("dense", "knn"), "k_sweep": ("knn_k0.25", "knn_k0.5", "knn_k0.75")}
+QUICK = ["engine.epochs=2", "data.epoch_samples=64", "engine.batch_size=32", "data.n_train=128",
+         "data.n_test=64", "model.depth=1", "model.embed_dim=24"]
 STATS = ("cls_digit_share", "cls_digit_share_last", "digit_patch_frac", "attn_entropy", "key_distance")
+BENCH = ("distractor digits 32x32 (6 distractors, occluder, noise), tiny ViT (64 patch tokens + CLS), "
+         "400 steps")
 
 
 def run_one(method: str, seed: int, run_dir: Path, quick: bool) -> dict:
+    """One (row, seed) run, single-threaded (deterministic); returns its final numbers and curve."""
+    torch.set_num_threads(1)
     over = ["logger.progress=false", f"engine.seed={seed}"] + (QUICK if quick else [])
     cfg = load_config(CONFIGS[method], KNNConfig, over)
     t0 = time.time()
@@ -45,17 +62,18 @@ def run_one(method: str, seed: int, run_dir: Path, quick: bool) -> dict:
     hist = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)["history"]
     steps_per_epoch = cfg.data.epoch_samples // cfg.engine.batch_size
     last = hist[-1]
+    curve = [h["top1"] for h in hist]
     out = {
         "top1": last["top1"],
-        "curve": [h["top1"] for h in hist],
-        "steps": [steps_per_epoch * h["epoch"] for h in hist],
+        "auc": float(np.mean(curve)),
+        "curve": curve,
+        "steps": [steps_per_epoch * (h["epoch"] + 1) for h in hist],
         "loss_auc": float(np.mean([h["train/loss"] for h in hist])),
         "s_per_step": float(sum(h["epoch_seconds"] for h in hist) / (steps_per_epoch * len(hist))),
         **{k: last[k] for k in STATS if k in last},
     }
-    print(f"  {method:8s} seed {seed}: top-1 {out['top1']:.2f}, CLS share on digit patches "
-          f"{out.get('cls_digit_share', float('nan')):.3f}, {out['s_per_step']:.3f} s/step "
-          f"({time.time() - t0:.0f} s)", flush=True)
+    print(f"  {method:9s} seed {seed}: top-1 {out['top1']:.2f}, area {out['auc']:.2f}, "
+          f"{out['s_per_step']:.3f} s/step ({time.time() - t0:.0f} s)", flush=True)
     return out
 
 
@@ -63,60 +81,77 @@ def _ms(v) -> str:
     return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
+def claim(a: list[float], b: list[float], margin: float = 0.0) -> tuple[float, float, bool]:
+    """``(mean(a) - mean(b), pooled seed std, holds)``: holds when the difference is at least ``margin``
+    and larger than the pooled std ``sqrt((s_a^2 + s_b^2) / 2)`` (sample stds)."""
+    diff = float(np.mean(a) - np.mean(b))
+    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
+    return diff, sd, bool(diff >= margin and diff > sd)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = reproduce_parser("knn_attention", __doc__.split("\n")[0])
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"subset of {','.join(CONFIGS)}")
+    p = reproduce_parser("knn_attention", __doc__.split("\n")[0], jobs=True)
+    p.add_argument("--suite", default="default", choices=list(SUITES),
+                   help="which study: default (dense, knn) or k_sweep (knn_k0.25/0.5/0.75); own results folder")
+    p.add_argument("--methods", default="", help=f"rows to run instead of the suite's (from {', '.join(CONFIGS)})")
     p.add_argument("--model", default="tiny", choices=["tiny", "small", "base"], help="with --data: DeiT size")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / "in1k_deit.sh", args.data, args.gpus,
                              extra_env={"DEIT_SIZE": args.model})
-    methods = [m for m in args.methods.split(",") if m]
+    methods = [m for m in args.methods.split(",") if m] or list(SUITES[args.suite])
     bad = [m for m in methods if m not in CONFIGS]
     if bad:
         raise SystemExit(f"--methods: unknown {', '.join(bad)} (choose from {', '.join(CONFIGS)})")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     seeds = parse_seeds(args.seeds)
-    out_dir, run_root = reproduce_dirs("knn_attention", args)
+    name = "knn_attention" if args.suite == "default" else f"knn_attention-{args.suite}"
+    out_dir, run_root = reproduce_dirs(name, args)
     start = time.time()
-    print(f"knn_attention embedded reproduction: {methods}, seeds {seeds} -> {out_dir}", flush=True)
-    res = {m: [] for m in methods}
-    for s in seeds:  # seeds outer, methods inner: load from other processes hits every method alike
-        for m in methods:
-            res[m].append(run_one(m, s, run_root / f"{m}_s{s}", args.quick))
+    print(f"{name} embedded reproduction: {methods}, seeds {seeds}, {args.jobs} jobs -> {out_dir}", flush=True)
+    jobs = [((m, s), (m, s, run_root / f"{m}_s{s}", args.quick)) for s in seeds for m in methods]
+    done = run_jobs(run_one, jobs, workers=args.jobs)
+    res = {m: [done[(m, s)] for s in seeds] for m in methods}
     wall = time.time() - start
     rows = {m: [r["top1"] for r in res[m]] for m in methods}
     steps = res[methods[0]][0]["steps"]
-    curves = {"test top-1 vs training step (seed mean)": {
-        m: list(np.mean([r["curve"] for r in res[m]], axis=0)) for m in methods}}
-    per_method = {m: {k: [r[k] for r in res[m]] for k in ("loss_auc", "s_per_step", *STATS) if k in res[m][0]}
+    title = "test top-1 (%) vs training step (seed mean)"
+    curves = {title: {m: list(np.mean([r["curve"] for r in res[m]], axis=0)) for m in methods}}
+    per_method = {m: {k: [r[k] for r in res[m]] for k in ("auc", "loss_auc", "s_per_step", *STATS) if k in res[m][0]}
                   for m in methods}
     lines = ["Top-1 (%) at steps " + ", ".join(map(str, steps)) + " (seed mean):", "",
              "| method | " + " | ".join(map(str, steps)) + " |", "| --- |" + " --- |" * len(steps)]
-    for m, c in curves["test top-1 vs training step (seed mean)"].items():
+    for m, c in curves[title].items():
         lines.append(f"| {m} | " + " | ".join(f"{v:.1f}" for v in c) + " |")
-    lines += ["", "Attention statistics on 256 test images (final model, mean over layers, mean ± std over "
-              "seeds). cls_digit_share: CLS attention mass on patches holding digit pixels / mass on all "
-              "patches; digit_patch_frac: what a uniform map would give.", "",
-              "| method | cls_digit_share | last layer | digit_patch_frac | entropy (nats) | "
-              "key distance (patches) | train loss (mean) | s/step |", "| --- |" + " --- |" * 7]
+    lines += ["", "Area under the top-1 curve (mean top-1 over the evaluations), attention statistics on 256 test "
+              "images (final model, mean over layers) and seconds per training step (both arms in the same "
+              "run, one thread each), mean ± std over seeds. cls_digit_share: CLS attention mass on patches "
+              "holding digit pixels / mass on all patches; digit_patch_frac: what a uniform map would give.", "",
+              "| method | top-1 area | cls_digit_share | last layer | digit_patch_frac | entropy (nats) | "
+              "key distance (patches) | train loss (mean) | s/step |", "| --- |" + " --- |" * 8]
     for m in methods:
         d = per_method[m]
         lines.append(f"| {m} | " + " | ".join(_ms(d[k]) if k in d else "-" for k in (
-            "cls_digit_share", "cls_digit_share_last", "digit_patch_frac", "attn_entropy", "key_distance",
+            "auc", "cls_digit_share", "cls_digit_share_last", "digit_patch_frac", "attn_entropy", "key_distance",
             "loss_auc", "s_per_step")) + " |")
+    claims = {}
     if "dense" in rows and "knn" in rows:
-        diff = np.mean(rows["knn"]) - np.mean(rows["dense"])
-        sd = max(np.std(rows["knn"], ddof=1), np.std(rows["dense"], ddof=1)) if len(seeds) > 1 else 0.0
-        verdict = "within one std: not shown" if abs(diff) <= sd else ("knn better" if diff > 0 else "knn worse")
-        lines += ["", f"knn - dense final top-1: {diff:+.2f} points ({verdict}; std {sd:.2f})."]
+        d1, s1, h1 = claim(rows["knn"], rows["dense"], 2.0)
+        d2, s2, h2 = claim(per_method["knn"]["auc"], per_method["dense"]["auc"])
+        claims = {"final_top1": {"diff": d1, "pooled_std": s1, "holds": h1},
+                  "curve_area": {"diff": d2, "pooled_std": s2, "holds": h2}}
+        lines += ["", f"Claim knn >= dense + 2 points (final top-1): {d1:+.2f} points, pooled seed std {s1:.2f}: "
+                  f"{'holds' if h1 else 'does not hold'}.",
+                  f"Claim larger area under the top-1 curve: {d2:+.2f} points, pooled seed std {s2:.2f}: "
+                  f"{'holds' if h2 else 'does not hold'}.",
+                  "Paired per-seed differences knn - dense (final top-1): "
+                  + ", ".join(f"{a - b:+.1f}" for a, b in zip(rows["knn"], rows["dense"])) + "."]
     write_summary(
-        "knn_attention", "cluttered digits 32x32 (2 clutter fragments), tiny ViT (17 tokens), 400 steps",
-        "test top-1 accuracy",
-        rows, seeds, wall, {m: str(CONFIGS[m].relative_to(HERE.parent)) for m in methods} | {"quick": args.quick},
-        out_dir=out_dir, notes="\n".join(lines), curves=curves,
+        name, BENCH, "test top-1 accuracy at the last step", rows, seeds, wall,
+        {m: str(CONFIGS[m].relative_to(HERE.parent)) for m in methods} | {"quick": args.quick, "suite": args.suite},
+        out_dir=out_dir, notes="\n".join(lines), curves=curves, curves_x={title: steps},
+        curves_xlabel="training step",
         extra={"steps": steps, "curves": {m: [r["curve"] for r in res[m]] for m in methods},
-               "per_method": per_method})
+               "per_method": per_method, "claims": claims, "suite": args.suite})
     print((out_dir / "summary.md").read_text())
     return 0
 

@@ -39,12 +39,13 @@ class ModelConfig:
     embed_dim: int | None = None
     depth: int | None = None
     num_heads: int | None = None
+    global_pool: str = ""  # "" keeps the arch's own (DeiT: token); "avg" pools the patch tokens (miniature)
     init_weights: str = ""  # local dense/k-NN checkpoint (DeiT keys load unchanged)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "imagenet"  # imagenet | cluttered_digits
+    dataset: str = "imagenet"  # imagenet | cluttered_digits | distractor_digits (the k-NN miniature, data.py)
     root: str = ""
     img_size: int = 224
     crop_pct: float = 0.875
@@ -62,8 +63,8 @@ class DataConfig:
     # cluttered_digits only
     n_train: int = 6000
     n_test: int = 1000
-    data_seed: int = 0
-    clutter: int = 4  # fragments of other digits per image (foundation default)
+    data_seed: int = -1  # embedded data draw; -1: follow engine.seed (each seed its own draw)
+    clutter: int = 4  # fragments of other digits per image (foundation default; distractor_digits: distractors)
     noise: float = 0.15  # Gaussian pixel noise (foundation default)
     epoch_samples: int = 0  # > 0: an engine epoch is this many samples (evaluate every N steps)
     attn_stats: bool = True
@@ -81,6 +82,8 @@ def build_model(m: ModelConfig) -> nn.Module:
         raise ValueError(f"model.attention must be dense | knn, got '{m.attention}'")
     over = {k: getattr(m, k) for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
             if getattr(m, k) is not None}
+    if m.global_pool:
+        over["global_pool"] = m.global_pool
     kw = dict(pretrained=False, num_classes=m.num_classes, drop_path_rate=m.drop_path, **over)
     if m.attention == "dense":
         model = timm.create_model(m.arch, **kw)
@@ -105,9 +108,10 @@ class KNNTask(Task):
     def __init__(self, cfg: KNNConfig):
         self.cfg = cfg
         d = cfg.data
-        if d.dataset == "cluttered_digits":
-            self.digits = DigitsWithMasks(d.n_train, d.n_test, d.data_seed, cfg.model.patch_size or 16,
-                                          d.clutter, d.noise)
+        if d.dataset in ("cluttered_digits", "distractor_digits"):
+            data_seed = d.data_seed if d.data_seed >= 0 else cfg.engine.seed
+            self.digits = DigitsWithMasks(d.n_train, d.n_test, data_seed, cfg.model.patch_size or 16,
+                                          d.clutter, d.noise, generator=d.dataset)
             self.train_base = self.digits.train
             self.val = None
         elif d.dataset == "imagenet":
@@ -117,7 +121,7 @@ class KNNTask(Task):
                 d.root, d.img_size, d.crop_pct, d.auto_augment, d.color_jitter, d.reprob, d.remode,
                 d.interpolation)
         else:
-            raise ValueError(f"data.dataset must be imagenet | cluttered_digits, got '{d.dataset}'")
+            raise ValueError(f"data.dataset must be imagenet | cluttered_digits | distractor_digits, got '{d.dataset}'")
         self.mixup = None
         if d.mixup > 0 or d.cutmix > 0:
             self.mixup = Mixup(mixup_alpha=d.mixup, cutmix_alpha=d.cutmix, switch_prob=d.mixup_switch_prob,
@@ -140,14 +144,14 @@ class KNNTask(Task):
 
     def train_dataset(self, epoch: int):
         d, seed = self.cfg.data, self.cfg.engine.seed
-        if d.dataset == "cluttered_digits":
+        if d.dataset != "imagenet":
             return epoch_chunk(self.train_base, epoch, d.epoch_samples, seed)
         return self.train_base
 
     def train_sampler(self, dataset, epoch: int, world_size: int, rank: int):
         """DeiT's ``--repeated-aug`` (``RASampler``, timm ``RepeatAugSampler``): each chosen image
         ``repeated_aug`` times per epoch, the copies sent to different ranks; epoch-seeded as in DeiT."""
-        if self.cfg.data.dataset == "cluttered_digits" or self.cfg.data.repeated_aug <= 1:
+        if self.cfg.data.dataset != "imagenet" or self.cfg.data.repeated_aug <= 1:
             return None
         from timm.data.distributed_sampler import RepeatAugSampler
 
@@ -166,7 +170,7 @@ class KNNTask(Task):
         d = self.cfg.data
         per_rank = self.cfg.engine.batch_size // (trainer.world_size if trainer is not None else 1)
         bs = d.eval_batch_size or int(1.5 * per_rank)
-        if d.dataset == "cluttered_digits":
+        if d.dataset != "imagenet":
             x, y = self.digits.test_x, self.digits.test_y
             logits = torch.cat([model(x[i:i + bs].to(device)).cpu() for i in range(0, len(x), bs)])
             out = {"top1": top1(logits, y)}

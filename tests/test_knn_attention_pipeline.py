@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -104,15 +105,69 @@ def test_configs_load_and_unknown_keys_are_named():
 
 @pytest.mark.slow
 def test_reproduce_quick_smoke(tmp_path):
-    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0", "--methods", "dense,knn,knn_k4"]) == 0
+    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0",
+                           "--methods", "dense,knn,knn_k0.25", "--jobs", "1"]) == 0
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert [r["method"] for r in s["rows"]] == ["dense", "knn", "knn_k4"]
+    assert [r["method"] for r in s["rows"]] == ["dense", "knn", "knn_k0.25"]
     assert all(0 <= r["mean"] <= 100 for r in s["rows"])
-    assert set(s["per_method"]["knn"]) >= {"cls_digit_share", "s_per_step", "key_distance"}
+    assert set(s["per_method"]["knn"]) >= {"auc", "cls_digit_share", "s_per_step", "key_distance"}
+    assert set(s["claims"]) == {"final_top1", "curve_area"}
     assert (tmp_path / "summary.png").is_file() and (tmp_path / "summary.md").is_file()
-    # k-NN attention is sparser than dense: lower mean attention entropy, in every seed.
-    assert s["per_method"]["knn_k4"]["attn_entropy"][0] < s["per_method"]["knn"]["attn_entropy"][0]
+    # k-NN attention is sparser than dense: lower mean attention entropy, and sparser still at smaller k.
+    assert s["per_method"]["knn_k0.25"]["attn_entropy"][0] < s["per_method"]["knn"]["attn_entropy"][0]
     assert s["per_method"]["knn"]["attn_entropy"][0] < s["per_method"]["dense"]["attn_entropy"][0]
+
+
+@pytest.mark.slow
+def test_reproduce_same_seeds_same_numbers_and_suite_folder(tmp_path):
+    """Issue 22: two runs with the same seeds give identical numbers (single-thread runs, in parallel
+    processes or not); ``--suite k_sweep`` runs its own rows."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert reproduce.main(["--quick", "--out", str(a), "--seeds", "0,1", "--jobs", "2"]) == 0
+    assert reproduce.main(["--quick", "--out", str(b), "--seeds", "0,1", "--jobs", "1"]) == 0
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert [r["per_seed"] for r in sa["rows"]] == [r["per_seed"] for r in sb["rows"]]
+    assert sa["curves"] == sb["curves"]
+    for m in ("dense", "knn"):
+        for k in ("auc", "attn_entropy", "cls_digit_share"):
+            assert sa["per_method"][m][k] == sb["per_method"][m][k]
+    c = tmp_path / "c"
+    assert reproduce.main(["--quick", "--out", str(c), "--seeds", "0", "--suite", "k_sweep", "--jobs", "1"]) == 0
+    sc = json.loads((c / "summary.json").read_text())
+    assert [r["method"] for r in sc["rows"]] == ["knn_k0.25", "knn_k0.5", "knn_k0.75"] and sc["suite"] == "k_sweep"
+
+
+def test_k_of_each_row_is_fixed_by_its_config():
+    """k = floor(N / 2) for ``knn`` and int(r * N) for the sweep, N = 64 patches + CLS = 65 keys."""
+    from knn_attention.model import resolve_topk
+
+    ks = {}
+    for m, path in reproduce.CONFIGS.items():
+        cfg = load_config(path, KNNConfig)
+        n = (cfg.model.img_size // cfg.model.patch_size) ** 2 + 1
+        assert n == 65 and cfg.data.dataset == "distractor_digits"
+        if cfg.model.attention == "knn":
+            ks[m] = resolve_topk(cfg.model.topk if cfg.model.topk > 0 else float(cfg.model.topk_ratio), n)
+    assert ks == {"knn": 32, "knn_k0.25": 16, "knn_k0.5": 32, "knn_k0.75": 48}
+
+
+def test_claim_needs_margin_and_pooled_std():
+    d, sd, ok = reproduce.claim([50.0, 52.0, 54.0], [47.0, 48.0, 49.0], 2.0)
+    assert d == pytest.approx(4.0) and sd == pytest.approx((2.5) ** 0.5) and ok  # pooled var (4 + 1) / 2
+    assert not reproduce.claim([50.0, 50.5, 51.0], [49.0, 49.0, 49.0], 2.0)[2]  # +1.5 > std, < 2 points
+    assert not reproduce.claim([50.0, 60.0, 40.0], [45.0, 46.0, 47.0], 2.0)[2]  # +3 within the pooled std
+
+
+def test_distractor_digits_follow_the_seed_and_leave_most_patches_irrelevant():
+    from knn_attention.data import distractor_digits
+
+    a = distractor_digits(n_train=40, n_test=10, seed=3)
+    b = distractor_digits(n_train=40, n_test=10, seed=3)
+    c = distractor_digits(n_train=40, n_test=10, seed=4)
+    assert np.array_equal(a["train_x"], b["train_x"]) and not np.array_equal(a["train_x"], c["train_x"])
+    assert a["train_x"].shape == (40, 1, 32, 32) and a["test_x"].shape == (10, 1, 32, 32)
+    m = a["train_mask"].reshape(40, 8, 4, 8, 4).any(axis=(2, 4)).reshape(40, 64)
+    assert 1 <= m.sum(1).min() and m.sum(1).max() <= 25 and m.sum(1).mean() < 16  # the digit: a minority of 64
 
 
 def test_imagenet_deit_recipe_runs_a_few_engine_steps(tmp_path):
