@@ -21,6 +21,7 @@ With ``--data ROOT`` it launches the ImageNet DeiT-Tiny dense + k-NN runs instea
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -55,6 +56,7 @@ BENCH = ("distractor digits 32x32 (6 distractors, occluder, noise), tiny ViT (64
 def run_one(method: str, seed: int, run_dir: Path, quick: bool) -> dict:
     """One (row, seed) run, single-threaded (deterministic); returns its final numbers and curve."""
     torch.set_num_threads(1)
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run every time (never a stale last.pt or metrics)
     over = ["logger.progress=false", f"engine.seed={seed}"] + (QUICK if quick else [])
     cfg = load_config(CONFIGS[method], KNNConfig, over)
     t0 = time.time()
