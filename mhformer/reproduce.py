@@ -14,6 +14,7 @@ With ``--data ROOT``: runs ``mhformer/scripts/train_h36m.sh`` on the real Human3
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def run_method(method: str, seed: int, data_root: str, run_dir: str, quick: bool
     overrides = [f"data.root={data_root}", f"engine.seed={seed}", "logger.progress=false", "engine.device=cpu"]
     cfg = load_config(HERE / "configs" / METHODS[method], MHFormerConfig,
                       overrides + ((QUICK_COMMON + QUICK[method]) if quick else []))
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run dir every time (metrics.jsonl would append)
     trainer = Trainer(MHFormerTask(cfg), cfg, Path(run_dir))
     m = trainer.fit()
     out = {k: float(m[k]) for k in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjpe_noflip", "mpjpe_hard", "mpjpe_clean",
