@@ -133,6 +133,10 @@ class BPTripletTask(Task):
         if d.sampling not in ("random", "pk"):
             raise ValueError(f"data.sampling must be random | pk, got '{d.sampling}'")
         self.collate_fn = collate_chunks if d.sampling == "pk" else None
+        # The pseudo labels the current epoch's P x K dataset was built from. Labels refreshed mid-epoch
+        # act from the next epoch's dataset on; a mid-epoch resume must rebuild this epoch's dataset from
+        # these, not from the refreshed ones (else it draws different chunks and diverges).
+        self._epoch_pseudo: tuple[int, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ engine hooks
     def build_model(self) -> nn.Module:
@@ -152,8 +156,10 @@ class BPTripletTask(Task):
         n = d.pairs_per_epoch or max(len(self.domains.source), len(self.domains.target_train))
         if d.sampling == "random":
             return RandomPairDataset(self.domains.source, self.domains.target_train, self.cfg.engine.seed, epoch, n)
+        if self._epoch_pseudo is None or self._epoch_pseudo[0] != epoch:
+            self._epoch_pseudo = (epoch, self.pseudo.labels.numpy().copy())
         return ClassChunkPairs(self.domains.source, self.domains.source.labels, self.domains.target_train,
-                               self.pseudo.labels.numpy(), d.num_instances, self.cfg.engine.seed, epoch,
+                               self._epoch_pseudo[1], d.num_instances, self.cfg.engine.seed, epoch,
                                max(1, n // d.num_instances))
 
     def _set_inv_lr(self, trainer, step: int) -> None:
@@ -228,11 +234,18 @@ class BPTripletTask(Task):
         return out
 
     def state_dict(self) -> dict:
-        return {"pseudo": self.pseudo.state_dict()}
+        out = {"pseudo": self.pseudo.state_dict()}
+        if self._epoch_pseudo is not None:
+            out["epoch_pseudo"] = {"epoch": self._epoch_pseudo[0],
+                                   "labels": torch.from_numpy(np.asarray(self._epoch_pseudo[1], np.int64))}
+        return out
 
     def load_state_dict(self, state: dict) -> None:
         if "pseudo" in state:
             self.pseudo.load_state_dict(state["pseudo"])
+        if "epoch_pseudo" in state:
+            e = state["epoch_pseudo"]
+            self._epoch_pseudo = (int(e["epoch"]), e["labels"].numpy())
 
 
 def build_task(cfg: BPTripletConfig, run_dir: Path) -> BPTripletTask:

@@ -58,7 +58,9 @@ _KILL_AT_STEP = int(os.environ.get("VISIONREPRO_FAULT_KILL_AT_STEP", "0") or 0)
 # Config keys a resume may change: they do not change what is computed (where output goes, logging,
 # loader workers, checkpoint cadence). Anything else differing from the checkpoint's config is refused.
 RESUME_MAY_CHANGE = ("logger.", "engine.num_workers", "engine.log_every", "engine.eval_every", "engine.ckpt_every",
-                     "engine.ckpt_every_steps", "engine.device", "engine.deterministic")
+                     "engine.ckpt_every_steps", "engine.device", "engine.deterministic",
+                     # applied: the run continues to the new length, the LR schedule is rebuilt for it
+                     "engine.epochs")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -158,6 +160,7 @@ class Trainer:
         self._epoch_sums: dict[str, float] = {}
         self._epoch_n = 0
         self._saved_at_step: int | None = None  # global step of the state in last.pt (this process)
+        self._epochs_changed = False
         ckpt = resolve_resume(resume, self.run_dir)
         self._resume_state = None
         self.resumed_from = None
@@ -173,6 +176,11 @@ class Trainer:
     def _check_resume_config(self, saved: dict | None) -> None:
         if not saved:
             return
+        old_epochs = saved.get("engine", {}).get("epochs", self.cfg.engine.epochs)
+        self._epochs_changed = old_epochs != self.cfg.engine.epochs
+        if self._epochs_changed and self.is_main:
+            print(f"resume: engine.epochs {old_epochs} -> {self.cfg.engine.epochs} (applied; the LR schedule "
+                  f"is rebuilt for {self.cfg.engine.epochs} epochs)", flush=True)
         changes = config_changes(saved, to_dict(self.cfg))
         if changes:
             raise UserError(
@@ -251,7 +259,7 @@ class Trainer:
     def _load_state(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
         self.optimizer.load_state_dict(s["optimizer"])
-        if self.scheduler is not None and s["scheduler"]:
+        if self.scheduler is not None and s["scheduler"] and not self._epochs_changed:
             self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         if self.ema is not None and s["ema"]:
