@@ -12,17 +12,56 @@ unblock others first.
 
 ``fn`` must be picklable (a module-level function): with ``workers > 1`` each call runs in a fresh
 ``spawn`` process (no fork after torch has started its threads).
+
+Same seeds, same numbers: every job runs with exactly ``threads`` intra-op threads (default 1), whether it
+runs in a worker process or, with ``workers <= 1``, in this one. A CPU kernel's reduction order can
+depend on its thread count, so a job's numbers must not depend on ``--jobs``, on the machine's core
+count, or on which process ran it; OpenMP/MKL dynamic thread adjustment is switched off as well.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def pin_threads(threads: int) -> int:
+    """Set torch's intra-op threads (and the BLAS/OpenMP variables a fresh process reads) to ``threads``,
+    with dynamic thread adjustment off; returns the previous torch thread count."""
+    import torch
+
+    for k in _THREAD_ENV:
+        os.environ[k] = str(threads)
+    os.environ["OMP_DYNAMIC"] = "FALSE"
+    os.environ["MKL_DYNAMIC"] = "FALSE"
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return prev
+
+
+def _call_pinned(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
+    import torch
+
+    saved = {k: os.environ.get(k) for k in (*_THREAD_ENV, "OMP_DYNAMIC", "MKL_DYNAMIC")}
+    prev = pin_threads(threads)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(prev)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
 
 def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[Hashable, tuple]],
-             deps: Mapping[Hashable, Iterable[Hashable]] | None = None, workers: int = 1) -> dict[Hashable, Any]:
+             deps: Mapping[Hashable, Iterable[Hashable]] | None = None, workers: int = 1,
+             threads: int = 1) -> dict[Hashable, Any]:
     """``{key: fn(*args)}`` for every ``(key, args)`` in ``jobs``; a job waits for the keys in ``deps[key]``.
 
     ``workers <= 1`` runs everything in this process, in the same order. A dependency on a key that is
@@ -47,9 +86,24 @@ def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[Hashable, tuple]],
         while todo:
             k = ready(results)[0]
             todo.remove(k)
-            results[k] = fn(*args[k])
+            results[k] = _call_pinned(threads, fn, *args[k])
         return results
     ctx = multiprocessing.get_context("spawn")
+    saved = {k: os.environ.get(k) for k in (*_THREAD_ENV, "OMP_DYNAMIC", "MKL_DYNAMIC")}
+    for k in _THREAD_ENV:  # read by the spawned workers before torch starts its thread pools
+        os.environ[k] = str(threads)
+    os.environ["OMP_DYNAMIC"] = os.environ["MKL_DYNAMIC"] = "FALSE"
+    try:
+        return _run_pool(fn, args, todo, results, ready, ctx, workers, threads)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_pool(fn, args, todo, results, ready, ctx, workers: int, threads: int) -> dict:
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         running: dict = {}
         while todo or running:
@@ -57,7 +111,7 @@ def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[Hashable, tuple]],
                 if len(running) >= workers:
                     break
                 todo.remove(k)
-                running[pool.submit(fn, *args[k])] = k
+                running[pool.submit(_call_pinned, threads, fn, *args[k])] = k
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in done:
                 results[running.pop(f)] = f.result()
@@ -76,4 +130,4 @@ def _acyclic(keys: list, deps: Mapping[Hashable, list]) -> bool:
     return True
 
 
-__all__ = ["run_jobs"]
+__all__ = ["pin_threads", "run_jobs"]

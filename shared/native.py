@@ -3,12 +3,14 @@
 Some inner loops have no fast torch op on CPU (the ReID metric's compare-and-count, k-NN attention's
 per-row k-th largest score). Rather than a torch C++ extension (minutes of compiling against the torch
 headers, ninja), such a loop is a few lines of plain C built in well under a second into a private
-temporary directory of the process (no stale builds across versions) and called through ctypes, which
-drops the GIL, so rows are split over ``torch.get_num_threads()`` Python threads.
+temporary directory of the process (removed as soon as the library is loaded: nothing is left behind)
+and called through ctypes, which drops the GIL, so rows are split over ``torch.get_num_threads()``
+Python threads.
 
 Every caller keeps a pure-torch fallback: :func:`load_c` returns None without a compiler, when the build
-fails, or when ``VISIONREPRO_NATIVE=0`` (or the kernel's own variable, e.g. ``VISIONREPRO_REID_NATIVE=0``)
-is set, and the caller then runs the torch path.
+fails, when the library cannot be loaded (e.g. a ``noexec`` temp folder), or when ``VISIONREPRO_NATIVE=0``
+(or the kernel's own variable, e.g. ``VISIONREPRO_REID_NATIVE=0``) is set, and the caller then runs the
+torch path.
 """
 from __future__ import annotations
 
@@ -46,26 +48,45 @@ def load_c(name: str, source: str, functions: dict[str, Sequence[object]], env: 
     if not native_enabled(env):
         return None
     if name not in _libs:
-        _libs[name] = None
-        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-        if cc:
-            tmp = tempfile.mkdtemp(prefix=f"visionrepro_{name}_")
-            src, lib = os.path.join(tmp, f"{name}.c"), os.path.join(tmp, f"{name}.so")
-            with open(src, "w") as f:
-                f.write(source)
-            tries = [["-O3", "-march=native"], ["-O3"]]
-            if openmp:
-                tries = [[*t, "-fopenmp"] for t in tries] + tries
-            for flags in tries:
-                build = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", lib, src, "-lm"], capture_output=True)
-                if build.returncode == 0:
-                    dll = ctypes.CDLL(lib)
-                    for symbol, argtypes in functions.items():
-                        fn = getattr(dll, symbol)
-                        fn.restype, fn.argtypes = None, list(argtypes)
-                    _libs[name] = dll
-                    break
+        _libs[name] = _build(name, source, functions, openmp)
     return _libs[name]
+
+
+def _build(name: str, source: str, functions: dict[str, Sequence[object]], openmp: bool) -> ctypes.CDLL | None:
+    """Compile and load in a private temp folder, removed right after loading (the loaded library stays
+    mapped); None on any failure, e.g. no compiler, a failing build, or a ``noexec`` temp folder."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if not cc:
+        return None
+    tmp = tempfile.mkdtemp(prefix=f"visionrepro_{name}_")
+    try:
+        src, lib = os.path.join(tmp, f"{name}.c"), os.path.join(tmp, f"{name}.so")
+        with open(src, "w") as f:
+            f.write(source)
+        tries = [["-O3", "-march=native"], ["-O3"]]
+        if openmp:
+            tries = [[*t, "-fopenmp"] for t in tries] + tries
+        for flags in tries:
+            try:
+                build = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", lib, src, "-lm"], capture_output=True,
+                                       timeout=120)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if build.returncode != 0:
+                continue
+            try:
+                dll = ctypes.CDLL(lib)
+                for symbol, argtypes in functions.items():
+                    fn = getattr(dll, symbol)
+                    fn.restype, fn.argtypes = None, list(argtypes)
+            except (OSError, AttributeError):  # noexec temp folder, missing symbol: use the torch path
+                return None
+            return dll
+        return None
+    except OSError:  # temp folder not writable
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def parallel_rows(call: Callable[[int, int], None], rows: int, threads: int | None = None) -> None:

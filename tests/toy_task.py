@@ -22,6 +22,9 @@ class ToyConfig(RunConfig):
     dim: int = 6
     dropout: float = 0.1
     nan_at_step: int = 0  # return a NaN loss at this global step
+    blowup_at_step: int = 0  # after this global step's update, scale the weights by 1e30 (finite, useless)
+    fail_at_step: int = 0  # raise ``fail_with`` in this global step's training_step
+    fail_with: str = "OSError"
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(epochs=3, batch_size=8, log_every=1))
 
 
@@ -41,6 +44,9 @@ class ToyTask(Task):
 
     def training_step(self, model, batch, trainer):
         x, y = batch
+        if self.cfg.fail_at_step and trainer.global_step + 1 == self.cfg.fail_at_step:
+            import builtins
+            raise getattr(builtins, self.cfg.fail_with)("/data/img_0007.jpg: unreadable image (truncated)")
         loss = nn.functional.mse_loss(model(x), y)
         if self.cfg.nan_at_step and trainer.global_step + 1 == self.cfg.nan_at_step:
             loss = loss * float("nan")
@@ -52,6 +58,12 @@ class ToyTask(Task):
 
     def on_epoch_start(self, trainer, epoch):
         self.refreshes.append(epoch)
+
+    def on_step_end(self, trainer, step):
+        if self.cfg.blowup_at_step and step == self.cfg.blowup_at_step:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.mul_(1e30)
 
     def state_dict(self):
         return {"refreshes": torch.tensor(self.refreshes)}

@@ -195,6 +195,8 @@ def reid_evaluate(
         keep = np.flatnonzero(g_pids != junk_pid)
         gf, g_pids, g_camids = gf[torch.as_tensor(keep, device=device)], g_pids[keep], g_camids[keep]
     ng = gf.shape[0]
+    if ng == 0 or nq == 0:  # the documented error, before any indexing into an empty gallery
+        _summary(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), nq, max_rank, np.zeros(0, np.int64))
     native = None
     if counter != "torch" and torch.device(device).type == "cpu" and ng < 2**31:
         native = _native_count_before()
