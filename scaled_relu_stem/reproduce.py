@@ -47,8 +47,8 @@ STABILITY_METHODS = {
 STABILITY_LRS = [2e-3, 1.6e-2, 6.4e-2]
 STABILITY_WARMUPS = [0, 1]
 # shorter runs for the grid (same for every stem and cell); the rest comes from the embedded configs
-STABILITY_RUN = ["engine.epochs=2", "data.n_train=1600", "engine.batch_size=32", "data.n_test=500",
-                 "data.probe_images=100", "stability.blowup_factor=2.0"]  # 100 steps of 32: 72 runs in 600 s
+STABILITY_RUN = ["engine.epochs=2", "data.n_train=1280", "engine.batch_size=32", "data.n_test=500",
+                 "data.probe_images=100", "stability.blowup_factor=2.0"]  # 80 steps of 32: 72 runs in 600 s
 QUICK = ["data.n_train=128", "data.n_test=64", "data.probe_images=16", "data.eval_batch_size=64",
          "engine.epochs=1", "engine.batch_size=32"]
 STEADY_WINDOW = 50  # steps at the end of training over which loss steadiness is measured
