@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import load_config
 from .engine import Trainer
+from .engine.trainer import check_wandb
 from .errors import UserError, cli_errors
 
 
@@ -44,6 +45,7 @@ def train_main(prog: str, description: str, schema: type, build_task: Callable[[
         os.environ["VISIONREPRO_DEBUG"] = "1"
     with cli_errors(prog):
         cfg = load_config(args.config, schema, args.overrides)
+        check_wandb(cfg)  # before anything is built
         if args.deterministic:
             cfg.engine.deterministic = True
         run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)

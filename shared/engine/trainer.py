@@ -63,6 +63,45 @@ RESUME_MAY_CHANGE = ("logger.", "engine.num_workers", "engine.log_every", "engin
                      "engine.epochs")
 
 
+def check_wandb(cfg: RunConfig) -> None:
+    """``logger.wandb=true`` without wandb installed: an error when the config is loaded, not after the model."""
+    import importlib.util
+
+    if cfg.logger.wandb and importlib.util.find_spec("wandb") is None:
+        raise UserError("logger.wandb=true but wandb is not installed: pip install wandb "
+                        "(or pip install -e '.[wandb]'), or set logger.wandb=false")
+
+
+def wandb_logged_in() -> bool:
+    """A user's own wandb set-up: an API key, a mode, or a netrc entry for api.wandb.ai."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+_WEIGHT_FIELDS = ("pretrained", "imagenet_init", "init_checkpoint", "weights")
+
+
+def warn_real_run(cfg: Any, device: torch.device) -> None:
+    """A real-dataset config (``data.root`` set) on CPU by default is almost always a missing GPU: say so
+    loudly. Also say when such a run starts from scratch because every pretrained-weights field is empty."""
+    data, model = getattr(cfg, "data", None), getattr(cfg, "model", None)
+    if not str(getattr(data, "root", "") or ""):
+        return
+    if device.type == "cpu" and cfg.engine.device == "auto":
+            print("WARNING: a real-dataset config (data.root is set) is training on CPU: no usable GPU was found "
+              "(torch.cuda.is_available() is False). This will be very slow; set engine.device=cuda on a GPU "
+              "machine, or engine.device=cpu to silence this.", file=sys.stderr, flush=True)
+    fields = [f for f in _WEIGHT_FIELDS if model is not None and hasattr(model, f)]
+    if fields and not getattr(model, "from_scratch", False) and not any(getattr(model, f) for f in fields):
+        print(f"WARNING: model.{'/'.join(fields)} empty: training from scratch, unlike the paper's recipe "
+              f"(set model.from_scratch=true where the config has it to mean it)", file=sys.stderr, flush=True)
+
+
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(d, dict):
         out: dict[str, Any] = {}
@@ -93,6 +132,11 @@ class _SkipSampler(Sampler):
 
     def __len__(self) -> int:
         return max(0, len(self.sampler) - self.skip)
+
+
+def _fmt_metrics(m: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()
+                    if isinstance(v, (int, float)) and k not in ("epoch", "lr", "epoch_seconds")) or "-"
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -131,6 +175,9 @@ class Trainer:
         if e.amp == "fp16" and self.device.type == "cpu":
             # fp16 autocast on CPU is several times slower than fp32 and not what any paper ran.
             print("warning: engine.amp=fp16 has no effect on CPU (running in fp32)", file=sys.stderr)
+        check_wandb(cfg)
+        if self.is_main:
+            warn_real_run(cfg, self.device)
         seed_everything(e.seed, self.rank, e.deterministic)
 
         self.model = task.build_model().to(self.device)
@@ -315,10 +362,9 @@ class Trainer:
     def _init_wandb(self) -> None:
         if not (self.cfg.logger.wandb and self.is_main):
             return
-        import os
-
-        import wandb  # optional extra: pip install -e '.[wandb]'
-        os.environ.setdefault("WANDB_MODE", "offline")
+        import wandb  # optional extra: pip install -e '.[wandb]' (checked in __init__)
+        if not wandb_logged_in():  # respect a user's own login; offline only when none is set
+            os.environ.setdefault("WANDB_MODE", "offline")
         self._wandb = wandb.init(project=self.cfg.logger.wandb_project, dir=str(self.run_dir),
                                  config=to_dict(self.cfg))
 
@@ -366,6 +412,10 @@ class Trainer:
             metrics = self.history[-1] if self.history else {}
         if self._wandb is not None:
             self._wandb.finish()
+        if self.is_main:
+            best = f" (best {e.monitor} {self.best:.4g})" if e.monitor and self.best is not None else ""
+            print(f"final, epoch {self.epoch}/{e.epochs}: {_fmt_metrics(metrics)}{best}; run dir {self.run_dir}",
+                  flush=True)
         return metrics
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
@@ -413,7 +463,11 @@ class Trainer:
         self.task.on_epoch_end(self, epoch)
         last = epoch + 1 == e.epochs
         if last or (e.eval_every and (epoch + 1) % e.eval_every == 0):
-            row.update(self.evaluate())
+            evaluated = self.evaluate()
+            row.update(evaluated)
+            if self.is_main:  # one line per evaluation, also without progress bars (SLURM logs)
+                print(f"epoch {epoch + 1}/{e.epochs}: " + _fmt_metrics(
+                    {**{k: v for k, v in row.items() if k.startswith("train/")}, **evaluated}), flush=True)
         self.history.append(row)
         self.log({"epoch": epoch + 1, "step": self.global_step, **row})
         self._write_csv()

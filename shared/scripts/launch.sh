@@ -1,8 +1,43 @@
 #!/usr/bin/env bash
 # Sourced by every paper's scripts/*.sh:   source "$(dirname "$0")/../../shared/scripts/launch.sh"
 # run_train <python module> [args...]  -> python -m MODULE, or torchrun with GPUS>1 (DDP).
+# The one launcher convention (every script):
+#   DATA_ROOT=<dataset root> [GPUS=n] [OUT=<runs folder>] [weights variables the script names] \
+#       bash <paper>/scripts/<bench>.sh [key.sub=value ...]
+#   - inputs and outputs are environment variables; extra arguments are config overrides passed to every
+#     training command (``make reproduce PAPER=<p> DATA=<root> ARGS="--benchmark <b>"`` runs the same);
+#   - ``bash <script> --help`` prints the script's header;
+#   - a missing required variable stops with a line naming it (``require_env``);
+#   - relative DATA_ROOT / OUT / weight paths are resolved against the caller's folder before the
+#     launcher changes to the repository root.
 # Env: GPUS (default 1), PYTHON (default .venv/bin/python when present), MASTER_PORT (default 29511).
 set -euo pipefail
+_LAUNCH_SCRIPT="$0"
+_LAUNCH_CALLER_PWD="$PWD"
+
+launch_help() {  # the script's leading comment block, without the '#'
+  awk 'NR == 1 && /^#!/ { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$_LAUNCH_SCRIPT"
+  echo
+  echo "Convention: DATA_ROOT=<root> [GPUS=n] [OUT=<folder>] bash $_LAUNCH_SCRIPT [key.sub=value ...]"
+}
+case "${1:-}" in -h|--help) launch_help; exit 0 ;; esac
+
+require_env() {  # require_env VAR "what it is": stop with one line naming the variable to set
+  local name="$1"; shift
+  if [ -z "${!name:-}" ]; then
+    echo "$(basename "$_LAUNCH_SCRIPT"): error: set $name=<${*:-value}> (see: bash $_LAUNCH_SCRIPT --help)" >&2
+    exit 2
+  fi
+}
+
+# Paths given relative to where the user stands, resolved before the cd below.
+for _v in DATA_ROOT OUT INIT WEIGHTS PRETRAINED DINO CKPT TEACHER; do
+  if [ -n "${!_v:-}" ] && [[ "${!_v}" != /* ]]; then
+    export "$_v=$_LAUNCH_CALLER_PWD/${!_v}"
+  fi
+done
+require_env DATA_ROOT "the dataset root"
+
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
 if [ -z "${PYTHON:-}" ]; then

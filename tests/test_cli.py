@@ -1,0 +1,55 @@
+"""Issue 23 (daily use) through the toy task's real entry point: metric lines, wandb check, launcher."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = Path(__file__).parent / "toy_task.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "VISIONREPRO_DEBUG": "0"}
+
+
+def _toy(args, run_dir):
+    cmd = [sys.executable, str(TOY), "--config", os.devnull, "--run-dir", str(run_dir), *args]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+
+
+def test_one_metric_line_per_evaluation_and_a_final_summary_without_progress_bars(tmp_path):
+    r = _toy(["logger.progress=false", "engine.epochs=2"], tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert sum(ln.startswith("epoch ") and "val_mse=" in ln for ln in lines) == 2
+    assert lines[-1].startswith("final, epoch 2/2: ") and "val_mse=" in lines[-1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
+def test_wandb_requested_but_missing_fails_at_config_load_with_the_install_command(tmp_path):
+    r = _toy(["logger.wandb=true"], tmp_path / "run")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "pip install wandb" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_script_answers_help_and_names_a_missing_data_root():
+    scripts = sorted(p for p in ROOT.glob("*/scripts/*.sh") if not p.name.startswith("_") and p.parent.parent.name
+                     != "shared")
+    assert scripts
+    env = {k: v for k, v in ENV.items() if k != "DATA_ROOT"}
+    for s in scripts:
+        h = subprocess.run(["bash", str(s), "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert h.returncode == 0 and "DATA_ROOT" in h.stdout, (s, h.stdout, h.stderr)
+        m = subprocess.run(["bash", str(s)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert m.returncode == 2 and "set DATA_ROOT=" in m.stderr and "unbound" not in m.stderr, (s, m.stderr)
+
+
+def test_relative_data_root_is_resolved_before_the_launcher_changes_folder(tmp_path):
+    probe = (f'source "{ROOT}/shared/scripts/launch.sh"; echo "$DATA_ROOT|$OUT|$PWD"')
+    r = subprocess.run(["bash", "-c", probe], cwd=tmp_path, env={**ENV, "DATA_ROOT": "data/x", "OUT": "runs"},
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{tmp_path}/data/x|{tmp_path}/runs|{ROOT}"
