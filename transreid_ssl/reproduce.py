@@ -11,8 +11,9 @@ fine-tuned with the same supervised recipe and evaluated with the Market protoco
 * ``dino_random50``  -- DINO on a random 50% (the control CFS must beat), then fine-tune.
 
 Also reported: the share of person-like images in the CFS top 50% (random: 50%), which fixes the sign of
-the reconstructed score. Dropped for the 300 s budget: ICS + DINO pre-training, the BN-only stem
-(``model.stem=ics_bn``), USL/UDA. With ``--data ROOT`` it runs the real benchmark scripts instead.
+the reconstructed score. Dropped for the budget: ICS + DINO pre-training, the BN-only stem (``model.stem=ics_bn``).
+USL/UDA are the suite ``--suite usl_uda`` (:mod:`transreid_ssl.suite_usl_uda`). With ``--data ROOT`` it runs the
+real benchmark scripts instead.
 """
 from __future__ import annotations
 
@@ -138,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("transreid_ssl", __doc__.split("\n")[0], jobs=True)
     p.add_argument("--benchmark", default="market1501", choices=["market1501", "msmt17"],
                    help="with --data: which fine-tuning benchmark script to launch")
+    p.add_argument("--suite", default=None, choices=["usl_uda"],
+                   help="an extra study with its own budget: usl_uda (USL and UDA by cluster contrast, "
+                        "results/transreid_ssl-usl_uda/)")
     args = p.parse_args(argv)
+    if args.suite == "usl_uda" and not args.data:
+        from .suite_usl_uda import main as suite_main
+
+        return suite_main(args)
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
     seeds = parse_seeds(args.seeds)

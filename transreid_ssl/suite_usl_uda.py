@@ -1,0 +1,134 @@
+"""``make reproduce PAPER=transreid_ssl ARGS="--suite usl_uda"``: USL and UDA by cluster contrast on SynPerson.
+
+Per seed, two SynPerson draws (the data draw follows the seed):
+
+* the **target** (seed ``s``; the main reproduction's cameras): its train images are used *without labels*, its
+  query/gallery score every row (Market protocol, mAP %);
+* the **source** (seed ``s + 10000``, other identities, cameras with a 3x stronger colour cast): labelled.
+
+Rows (all scored at their last epoch):
+
+* ``usl_scratch``  -- cluster contrast on the target from a random initialisation;
+* ``usl``          -- the same from a DINO encoder pre-trained on the target's unlabelled pool (the issue asks for
+  the shipped encoders of issue 14, which do not exist yet: the encoder is pre-trained here with the main
+  reproduction's DINO recipe, and its minutes are inside this suite's budget);
+* ``uda_direct``   -- the supervised source model applied to the target (direct transfer);
+* ``uda``          -- cluster contrast on the target started from that source model (classifier and BN-neck
+  dropped, as the official UDA).
+
+Claims of the paper: ``usl`` > ``usl_scratch`` (pre-training carries over to USL) and ``uda`` > ``uda_direct``.
+The cluster count per epoch is logged (``clusters_per_epoch`` in summary.json).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.config import load_config
+from shared.engine import Trainer
+from shared.jobs import run_jobs
+from shared.results import write_summary
+
+from .train import TransReIDSSLConfig, build_task
+
+HERE = Path(__file__).resolve().parent
+DINO_CFG = HERE / "configs" / "dino_vit-tiny-d64_1xb32-10e_synperson.yaml"
+REID_CFG = HERE / "configs" / "transreid_vit-tiny-d64_1xb32-12e_synperson.yaml"
+USL_CFG = HERE / "configs" / "usl_vit-tiny-d64_1xb64-4e_synperson.yaml"
+ROWS = ["usl_scratch", "usl", "uda_direct", "uda"]
+SOURCE_SEED, SOURCE_CAM_STRENGTH = 10000, 1.5
+# job -> (config, prerequisites)
+JOBS = {"pre": (DINO_CFG, []), "src": (REID_CFG, []), "usl_scratch": (USL_CFG, []), "usl": (USL_CFG, ["pre"]),
+        "uda": (USL_CFG, ["src"])}
+QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine.epochs=1", "dino.warmup_epochs=0",
+         "sched.warmup_epochs=0", "usl.iters=2", "usl.k1=6", "usl.eps=0.7", "engine.batch_size=16"]
+
+
+def _overrides(job: str, seed: int, run: Path, quick: bool) -> list[str]:
+    out = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed}"]
+    if job == "src":
+        out = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed + SOURCE_SEED}",
+               f"data.cam_strength={SOURCE_CAM_STRENGTH}"]
+    if job == "usl":
+        out.append(f"model.pretrained={run / 'pre' / 'last.pt'}")
+    if job == "uda":
+        out.append(f"usl.init_checkpoint={run / 'src' / 'last.pt'}")
+    return out + (QUICK if quick else [])
+
+
+def run_job(seed: int, job: str, run: Path, quick: bool) -> dict:
+    """One engine run, single thread (two processes share the two cores)."""
+    from .train import reid_metrics, synperson_for
+
+    torch.set_num_threads(1)
+    t0 = time.time()
+    cfg = load_config(JOBS[job][0], TransReIDSSLConfig, _overrides(job, seed, run, quick))
+    trainer = Trainer(build_task(cfg), cfg, run / job)
+    trainer.fit()
+    out = {"seed": seed, "job": job, "history": trainer.history}
+    if job == "src":  # direct transfer: the source model on the target test set
+        target = load_config(USL_CFG, TransReIDSSLConfig, _overrides("usl_scratch", seed, run, quick))
+        t = synperson_for(target.data, target.model.img_size)
+        out["target"] = reid_metrics(trainer.model, t.query, t.gallery, cfg.model.img_size, 512, "cpu")
+    if cfg.stage == "usl":
+        out["clusters"] = [json_row["clusters"] for json_row in _cluster_rows(run / job)]
+    out["seconds"] = time.time() - t0
+    last = out["target"] if job == "src" else trainer.history[-1]
+    if "mAP" in last:
+        print(f"  seed {seed} {job}: mAP {last['mAP']:.2f}" + (f", clusters {out['clusters']}" if "clusters" in out
+                                                                else "") + f" ({out['seconds']:.0f} s)", flush=True)
+    return out
+
+
+def _cluster_rows(run_dir: Path) -> list[dict]:
+    import json
+
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "clusters" in r]
+
+
+def main(args) -> int:
+    from shared.cli import parse_seeds, reproduce_dirs
+
+    seeds = parse_seeds(args.seeds)
+    out_dir, run_root = reproduce_dirs("transreid_ssl-usl_uda", args)
+    import shutil
+
+    shutil.rmtree(run_root, ignore_errors=True)
+    start = time.time()
+    print(f"transreid_ssl suite usl_uda: seeds {seeds} -> {out_dir}", flush=True)
+    done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick)) for j in JOBS for s in seeds],
+                    deps={(s, j): [(s, d) for d in JOBS[j][1]] for j in JOBS for s in seeds},
+                    workers=max(1, args.jobs))
+    rows = {"usl_scratch": [done[(s, "usl_scratch")]["history"][-1]["mAP"] for s in seeds],
+            "usl": [done[(s, "usl")]["history"][-1]["mAP"] for s in seeds],
+            "uda_direct": [done[(s, "src")]["target"]["mAP"] for s in seeds],
+            "uda": [done[(s, "uda")]["history"][-1]["mAP"] for s in seeds]}
+    clusters = {j: {s: done[(s, j)]["clusters"] for s in seeds} for j in ("usl_scratch", "usl", "uda")}
+    target_cfg = load_config(USL_CFG, TransReIDSSLConfig, _overrides("usl_scratch", seeds[0], run_root, args.quick))
+    n_ids = target_cfg.data.n_train_ids
+    paired = {f"{a} - {b}": [x - y for x, y in zip(rows[a], rows[b])] for a, b in (("usl", "usl_scratch"),
+                                                                                   ("uda", "uda_direct"))}
+
+    def ms(v):
+        return f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.2f}"
+
+    notes = ("Paired per-seed differences, mAP points: " + "; ".join(
+        f"{k}: {ms(v)} ({', '.join(f'{x:+.1f}' for x in v)})" for k, v in paired.items()) + ".\n\n"
+        "Clusters per epoch (seed " + str(seeds[0]) + "): " + ", ".join(
+            f"{j} {clusters[j][seeds[0]]}" for j in clusters) + f" (the target's train set has {n_ids} identities).\n\n"
+        "The DINO encoder of `usl` is pre-trained inside this suite (the shipped encoders of issue 14 do not exist).")
+    write_summary(
+        "transreid_ssl-usl_uda", "SynPerson 64x32: target = main draw, source = other ids, 3x colour cast",
+        "mAP (Market protocol)", rows, seeds, time.time() - start,
+        {"usl": str(USL_CFG.relative_to(HERE.parent)), "dino": str(DINO_CFG.relative_to(HERE.parent)),
+         "reid": str(REID_CFG.relative_to(HERE.parent)), "source_seed_offset": SOURCE_SEED,
+         "source_cam_strength": SOURCE_CAM_STRENGTH, "quick": args.quick},
+        out_dir=out_dir, notes=notes,
+        extra={"clusters_per_epoch": clusters, "paired_differences": paired,
+               "job_seconds": {s: {j: round(done[(s, j)]["seconds"], 1) for j in JOBS} for s in seeds}})
+    print((out_dir / "summary.md").read_text())
+    return 0
