@@ -53,6 +53,21 @@ def test_killed_mid_epoch_and_resumed_matches_uninterrupted(tmp_path):
     assert rows[-1]["epoch"] == 3
 
 
+@pytest.mark.parametrize("kill_at, at", [(13, (1, 0, 12)), (5, (0, 4, 4))])
+def test_killed_then_resumed_from_an_epoch_boundary_or_mid_epoch_with_a_sampling_hook(tmp_path, kill_at, at):
+    # Step 13 dies before its own checkpoint: last.pt is the end-of-epoch-1 one (a boundary); the epoch-start
+    # hook draws from the global RNG, which the resumed run must replay from the checkpoint's state.
+    common = ["engine.ckpt_every_steps=1", "engine.epochs=2"]
+    assert _run(common, tmp_path / "full").returncode == 0
+    assert _run(common, tmp_path / "resumed", kill_at=kill_at).returncode == -9
+    ck = torch.load(tmp_path / "resumed" / "last.pt", map_location="cpu", weights_only=True)
+    assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == at
+    assert _run(common + ["--resume", "auto"], tmp_path / "resumed").returncode == 0
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "resumed" / "last.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_two_process_gloo_matches_one_process(tmp_path):
     args = ["dropout=0.0", "engine.epochs=2"]
     one = _run(args, tmp_path / "one")

@@ -40,11 +40,7 @@ def _train(module: str, config: str, overrides: list[str], run_dir: Path, kill_a
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-KNOWN_FAILING = {
-    # Found by this test (2026-12-04): CDTrans stage B resumed mid-epoch ends with different weights; the cause
-    # is inside cdtrans/ (its owner is told), not in the engine (the other families are bit-identical).
-    "uda_pairs": "cdtrans mid-epoch resume diverges (open; see the reliability report)",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 @pytest.mark.slow

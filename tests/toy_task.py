@@ -58,6 +58,7 @@ class ToyTask(Task):
 
     def on_epoch_start(self, trainer, epoch):
         self.refreshes.append(epoch)
+        torch.rand(3)  # like a pseudo-label refresh that samples: resume must not shift the random stream
 
     def on_step_end(self, trainer, step):
         if self.cfg.blowup_at_step and step == self.cfg.blowup_at_step:

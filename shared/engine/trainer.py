@@ -423,14 +423,21 @@ class Trainer:
         self.epoch = epoch
         resuming_mid = self._resume_state is not None and self.step_in_epoch > 0
         skip = self.step_in_epoch if resuming_mid else 0
+        if self._resume_state is not None and not resuming_mid:
+            # At an epoch boundary the checkpoint's RNG state was taken before this epoch's hook (which may
+            # draw, e.g. CDTrans' pair refresh) and dataset: restore it first (model init is behind us).
+            set_rng_state(self._resume_state["rng"])
+            self._resume_state = None
         self.task.on_epoch_start(self, epoch)
         if self.scheduler is not None and not self.cfg.sched.per_iter:
             self.scheduler.step(epoch + self.cfg.sched.t_offset)
+        loader = self.build_loader(self.task.train_dataset(epoch), epoch, skip_batches=skip)
         if self._resume_state is not None:
-            # RNG states last: everything above (model init, hooks) must not shift the random stream.
+            # Mid-epoch, the uninterrupted run had already run this epoch's hook and built its dataset (both
+            # may draw from the global RNG) when the checkpoint's RNG state was taken: restore it only now,
+            # so those draws do not shift the random stream.
             set_rng_state(self._resume_state["rng"])
             self._resume_state = None
-        loader = self.build_loader(self.task.train_dataset(epoch), epoch, skip_batches=skip)
         self.step_in_epoch = skip
         if not resuming_mid:
             self._epoch_sums, self._epoch_n = {}, 0
