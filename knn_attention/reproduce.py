@@ -69,7 +69,7 @@ def run_one(method: str, seed: int, run_dir: Path, quick: bool) -> dict:
         "top1": last["top1"],
         "auc": float(np.mean(curve)),
         "curve": curve,
-        "steps": [steps_per_epoch * (h["epoch"] + 1) for h in hist],
+        "steps": [steps_per_epoch * h["epoch"] for h in hist],  # history epochs count from 1
         "loss_auc": float(np.mean([h["train/loss"] for h in hist])),
         "s_per_step": float(sum(h["epoch_seconds"] for h in hist) / (steps_per_epoch * len(hist))),
         **{k: last[k] for k in STATS if k in last},
