@@ -36,3 +36,18 @@ def test_engine_steps_with_bootstrapping(tmp_path):
     assert task.teacher is not None  # refreshed at epoch 2 (e >= 1, e % 2 == 0)
     last = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
     assert "mIoU" in last["history"][-1]
+
+
+def test_colour_augment_is_decided_once_per_batch():
+    """Official colour augmentation: the same jitter / grayscale / blur for every image of a batch."""
+    from transfgu.pipeline import colour_augment
+
+    torch.manual_seed(0)
+    img = torch.randn(1, 3, 16, 16)
+    x = img.repeat(4, 1, 1, 1)  # four identical images
+    seen_change = False
+    for _ in range(30):
+        y = colour_augment(x)
+        assert torch.allclose(y, y[:1].expand_as(y), atol=1e-5)  # one decision for the whole batch
+        seen_change |= not torch.allclose(y, x, atol=1e-4)
+    assert seen_change

@@ -77,6 +77,19 @@ def augment(images: torch.Tensor, cams: torch.Tensor, patch: int, g: torch.Gener
     return x, y
 
 
+def colour_augment(x: torch.Tensor, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> torch.Tensor:
+    """Official train augmentation, colour part, on an ImageNet-normalised batch ``(B, 3, H, W)``: in [0, 1],
+    ColorJitter(.8, .8, .8, .2) with p .3, RandomGrayscale .2, GaussianBlur(3, sigma in [1, 2]) with p .2; each
+    decided **once per batch** (the official code applies them to the whole GPU batch), then normalised again."""
+    import torchvision.transforms as T
+
+    m, s = torch.tensor(mean, device=x.device).view(1, 3, 1, 1), torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    y = (x * s + m).clamp(0, 1)
+    y = T.Compose([T.RandomApply([T.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.3), T.RandomGrayscale(0.2),
+                   T.RandomApply([T.GaussianBlur(3, (1.0, 2.0))], p=0.2)])(y)
+    return (y - m) / s
+
+
 def patch_tokens(vit: nn.Module, x: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int, int]]:
     with torch.no_grad():
         _, p, _ = encode(vit, x)

@@ -26,7 +26,7 @@ from shared.engine import RunConfig, Task
 from .data import build_dataset
 from .losses import transfgu_loss
 from .model import MaskTransformer, create_encoder, load_dino_encoder
-from .pipeline import augment, bootstrap_refresh, patch_tokens, score_maps
+from .pipeline import augment, bootstrap_refresh, colour_augment, patch_tokens, score_maps
 
 
 @dataclass
@@ -63,6 +63,7 @@ class FGUConfig:
     start: int = 5  # bootstrapping start epoch (VOC 5; COCO 3; Cityscapes 1)
     intervals: list[int] = field(default_factory=lambda: [5, 5, 5, 5, 4, 4, 4, 4, 4, 3])
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 0.3, 1.0])
+    colour_aug: bool = True  # official jitter / grayscale / blur, each decided once per batch
 
 
 @dataclass
@@ -160,6 +161,8 @@ class TransFGUTask(Task):
         images, cams = (t.to(trainer.device) for t in batch)
         inner = getattr(model, "module", model)
         x, cam = augment(images, cams, inner.patch, self.gen)  # official: crops resized to H/2
+        if self.cfg.fgu.colour_aug:
+            x = colour_augment(x)
         if self.teacher is None:
             (logits, emb), t_logits = model(x), None
         else:  # through the (DDP-wrapped) model, so that gradients are synchronised
