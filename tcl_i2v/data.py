@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from shared.data.listfile import read_text_lines
 from shared.data.verify import check_counts, register
 
 
@@ -203,11 +204,7 @@ def load_veri(root: str | Path) -> dict[str, list[Tracklet]]:
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a UTF-8 text file ({e.reason})") from None
-    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return [ln.strip() for ln in read_text_lines(path) if ln.strip()]
 
 
 @register("veri", paper="tcl_i2v", doc="<root>/{image_train,image_query,image_test}/*.jpg + name_train.txt, "

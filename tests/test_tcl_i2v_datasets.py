@@ -94,7 +94,7 @@ def test_veri_malformed_lists_name_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"test_track\.txt:4: a track line needs"):
         load_veri(tmp_path)
     (tmp_path / "name_query.txt").write_bytes(b"\xff\xfe0006")
-    with pytest.raises(ValueError, match=r"name_query\.txt: not a UTF-8"):
+    with pytest.raises(ValueError, match=r"name_query\.txt:1: not UTF-8"):
         load_veri(tmp_path)
     (tmp_path / "name_train.txt").unlink()
     with pytest.raises(FileNotFoundError, match="name_train.txt"):
