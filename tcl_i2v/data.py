@@ -101,15 +101,21 @@ def augment_gallery(query: list[Tracklet], gallery: list[Tracklet]) -> list[Trac
 @register("mars", paper="tcl_i2v", doc="<root>/{bbox_train,bbox_test}/<pid4>/<pid4>C<c>T<t4>F<f3>.jpg + info/"
           "{train_name,test_name}.txt, tracks_{train,test}_info.mat, query_IDX.mat")
 def verify_mars(root: Path) -> list[str]:
+    return _verify_tracklets(load_mars, root, MARS_COUNTS, lambda d: {
+        "train tracklets": len(d["train"]), "train ids": len({t.pid for t in d["train"]}),
+        "query": len(d["query"]), "gallery": len(d["gallery"])})
+
+
+def _verify_tracklets(loader, root: Path, expected: dict[str, int], count) -> list[str]:
+    """A ``verify`` entry: the loader's one-line error, or the first frame of up to 50 tracklets per split that
+    is missing, plus the counts (``count(splits)``) that differ from the official ones."""
     try:
-        d = load_mars(root)
+        d = loader(root)
     except (FileNotFoundError, ValueError) as e:
         return [str(e)]
-    problems = [f"{p}: missing frame" for t in d["train"][:50] + d["gallery"][:50] for p in t.frames[:1]
+    problems = [f"{p}: missing image" for split in d.values() for t in split[:50] for p in t.frames[:1]
                 if not Path(p).is_file()]
-    found = {"train tracklets": len(d["train"]), "train ids": len({t.pid for t in d["train"]}),
-             "query": len(d["query"]), "gallery": len(d["gallery"])}
-    return problems + check_counts(found, MARS_COUNTS)
+    return problems + check_counts(count(d), expected)
 
 
 # ---------------------------------------------------------------- DukeMTMC-VideoReID
@@ -152,13 +158,9 @@ def load_duke(root: str | Path) -> dict[str, list[Tracklet]]:
 
 @register("duke_video", paper="tcl_i2v", doc="<root>/{train,query,gallery}/<pid4>/<trk4>/<pid4>_C<c>_F<f4>_X<x5>.jpg")
 def verify_duke_video(root: Path) -> list[str]:
-    try:
-        d = load_duke(root)
-    except (FileNotFoundError, ValueError) as e:
-        return [str(e)]
-    found = {"train tracklets": len(d["train"]), "train ids": len({t.pid for t in d["train"]}),
-             "query": len(d["query"]), "gallery": len(d["gallery"])}
-    return check_counts(found, DUKE_COUNTS)
+    return _verify_tracklets(load_duke, root, DUKE_COUNTS, lambda d: {
+        "train tracklets": len(d["train"]), "train ids": len({t.pid for t in d["train"]}),
+        "query": len(d["query"]), "gallery": len(d["gallery"])})
 
 
 # ---------------------------------------------------------------- VeRi-776
@@ -210,15 +212,9 @@ def _read_lines(path: Path) -> list[str]:
 @register("veri", paper="tcl_i2v", doc="<root>/{image_train,image_query,image_test}/*.jpg + name_train.txt, "
           "name_query.txt, test_track.txt")
 def verify_veri(root: Path) -> list[str]:
-    try:
-        d = load_veri(root)
-    except (FileNotFoundError, ValueError) as e:
-        return [str(e)]
-    problems = [f"{p}: missing image" for t in d["train"][:50] + d["query"][:50] + d["gallery"][:50]
-                for p in t.frames[:1] if not Path(p).is_file()]
-    found = {"train ids": len({t.pid for t in d["train"]}), "query": len(d["query"]),
-             "gallery images": sum(len(t.frames) for t in d["gallery"])}
-    return problems + check_counts(found, VERI_COUNTS)
+    return _verify_tracklets(load_veri, root, VERI_COUNTS, lambda d: {
+        "train ids": len({t.pid for t in d["train"]}), "query": len(d["query"]),
+        "gallery images": sum(len(t.frames) for t in d["gallery"])})
 
 
 def load_tracklets(dataset: str, root: str | Path) -> dict[str, list[Tracklet]]:
