@@ -160,6 +160,8 @@ def test_cfs_cli_ranks_a_luperson_folder(tmp_path):
     assert sorted(names) == sorted(p.name for p in (tmp_path / "LUP" / "images").glob("*.jpg"))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="fp16 AMP runs on CUDA only: the engine never autocasts to fp16 on CPU (issue 23)")
 def test_dino_pre_step_hook_sees_unscaled_fp16_gradients(tmp_path):
     task, tr = tiny_dino_run(tmp_path / "amp", ["data.pool_size=192", "engine.amp=fp16"])
     seen, orig = [], task._pre_step

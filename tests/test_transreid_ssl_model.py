@@ -152,7 +152,9 @@ def test_every_config_loads_and_names_its_recipe():
 
     for path in sorted(Path("transreid_ssl/configs").glob("*.yaml")):
         cfg = load_config(path, TransReIDSSLConfig, [])
-        assert cfg.stage == ("dino" if path.name.startswith(("dino", "base_dino")) else "reid"), path.name
+        want = "dino" if path.name.startswith(("dino", "base_dino")) else \
+            "usl" if path.name.startswith(("usl", "uda", "base_usl")) else "reid"
+        assert cfg.stage == want, path.name
         if "vit-small" in path.name:
             assert (cfg.model.embed_dim, cfg.model.num_heads) == (384, 6)
             assert cfg.model.stem == ("ics" if "-ics" in path.name else "patchify"), path.name
