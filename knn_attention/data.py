@@ -90,13 +90,14 @@ def epoch_chunk(dataset: Dataset, epoch: int, samples: int, seed: int) -> Datase
 # ----------------------------------------------------------------------------- k-NN miniature (64 tokens)
 def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, digit_px: int = 14,
                       distractors: int = 6, frag_px: tuple[int, int] = (5, 9),
-                      frag_gain: tuple[float, float] = (0.4, 0.7), noise: float = 0.2, occluders: int = 1) -> dict[str, np.ndarray]:
+                      frag_gain: tuple[float, float] = (0.4, 0.7), noise: float = 0.2,
+                      occluders: int = 1) -> dict[str, np.ndarray]:
     """The embedded data of the k-NN miniature: a small digit among many irrelevant tokens.
 
     32x32 canvas (with ``patch 4``: 8x8 = 64 patch tokens). One rendered digit (the evidence), resized to
-    ``digit_px`` px at a random place, covers 9-16 of the 64 patches (about 3/4 of the tokens hold no evidence); the rest hold only irrelevant
-    content: ``distractors`` fragments (random ``frag_px`` crops of other digits, gain ``frag_gain``),
-    ``occluders`` random dark bars that may also cut through the digit, and Gaussian pixel noise
+    ``digit_px`` px at a random place, covers 9-16 of the 64 patches (about 3/4 of the tokens hold no evidence);
+    the rest hold only irrelevant content: ``distractors`` fragments (random ``frag_px`` crops of other digits,
+    gain ``frag_gain``), ``occluders`` random dark bars that may also cut through the digit, and Gaussian pixel noise
     ``noise`` everywhere. Every draw follows ``seed`` (train from ``seed``, test from a separate stream).
     Returns float32 ``{train,test}_x`` (n, 1, 32, 32) normalised, int64 ``_y``, bool ``_mask`` (n, 32, 32)
     digit pixels.
@@ -110,7 +111,7 @@ def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, di
         mask = np.zeros((n, 32, 32), bool)
         for i in range(n):
             c = x[i]
-            for j in range(distractors):
+            for _ in range(distractors):
                 g = glyphs[int(rng.integers(0, n))]  # a fragment of another image's digit
                 fh, fw = rng.integers(frag_px[0], frag_px[1] + 1, size=2)
                 small = cv2.resize(g, (digit_px, digit_px), interpolation=cv2.INTER_AREA)

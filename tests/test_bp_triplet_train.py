@@ -145,7 +145,8 @@ def test_evaluate_cli_wrong_checkpoint_is_one_line(tmp_path, capsys):
     from bp_triplet import evaluate
 
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "other.pt")
-    cfg = Path(__file__).resolve().parents[1] / "bp_triplet/configs/bp-triplet_embeddednet_1xb32-25e_digits-embedded.yaml"
+    cfg = (Path(__file__).resolve().parents[1] / "bp_triplet/configs"
+           / "bp-triplet_embeddednet_1xb32-25e_digits-embedded.yaml")
     assert evaluate.main(["--config", str(cfg), "--checkpoint", str(tmp_path / "other.pt")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other.pt" in err[0] and "missing" in err[0]
