@@ -1,6 +1,6 @@
 """Evaluate a trained BP-Triplet checkpoint: target top-1 / mean-class accuracy and the A-distance.
 
-    python -m bp_triplet.evaluate --config <run>/config.yaml --checkpoint <run>/last.pt
+    python -m bp_triplet.evaluate --config <run>/config.yaml --checkpoint <run>/last.pt [--out eval.json]
 
 Protocols: top-1 over all target test images with a single centre crop (thuml/CDAN reports 10-crop and
 the best test accuracy seen during training, thuml/CDAN#4; we report the checkpoint given, by default
@@ -12,8 +12,7 @@ classifier on the bottleneck features (50/50 split of the source+target features
 """
 from __future__ import annotations
 
-import argparse
-import sys
+import os
 
 import numpy as np
 import torch
@@ -78,27 +77,28 @@ def evaluate_model(model: nn.Module, domains, device: torch.device | str = "cpu"
 
 def main(argv: list[str] | None = None) -> int:
     from shared.backbones import load_weights
-    from shared.config import ConfigError, load_config
+    from shared.cli import evaluate_parser, finish_evaluation
+    from shared.config import load_config
+    from shared.errors import cli_errors
 
     from .train import BPTripletConfig, BPTripletTask
 
-    ap = argparse.ArgumentParser(prog="python -m bp_triplet.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--checkpoint", required=True, help="last.pt / best.pt of a run, or a bare state dict")
-    ap.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    args = ap.parse_args(argv)
+    prog = "python -m bp_triplet.evaluate"
+    p = evaluate_parser(prog, __doc__, "last.pt / best.pt of a run, or a bare state dict")
+    args = p.parse_intermixed_args(argv)
+    if args.debug:
+        os.environ["VISIONREPRO_DEBUG"] = "1"
     try:
-        cfg = load_config(args.config, BPTripletConfig, args.overrides)
-        task = BPTripletTask(cfg)
-        model = task.build_model()
-        load_weights(model, args.checkpoint)  # strict: a mismatch is one line naming the file and the keys
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-        print(f"bp_triplet.evaluate: error: {e}", file=sys.stderr)
-        return 1
-    device = "cuda" if torch.cuda.is_available() and cfg.engine.device != "cpu" else "cpu"
-    res = evaluate_model(model.to(device), task.domains, device, cfg.engine.seed, cfg.data.eval_batch_size)
-    for k, v in res.items():
-        print(f"{k}: {v:.2f}")
+        with cli_errors(prog):
+            cfg = load_config(args.config, BPTripletConfig, args.overrides)
+            task = BPTripletTask(cfg)
+            model = task.build_model()
+            load_weights(model, args.checkpoint)  # strict: a mismatch is one line naming the file and the keys
+            device = "cuda" if torch.cuda.is_available() and cfg.engine.device != "cpu" else "cpu"
+            res = evaluate_model(model.to(device), task.domains, device, cfg.engine.seed, cfg.data.eval_batch_size)
+            finish_evaluation(res, args.out)
+    except SystemExit as e:  # cli_errors printed the one line
+        return int(e.code or 0)
     return 0
 
 

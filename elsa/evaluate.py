@@ -1,56 +1,67 @@
 """Top-1 of a released ELSA-Swin checkpoint (official layout) or one of our runs on a dataset's eval split.
 
     python -m elsa.evaluate --config elsa/configs/elsa_swin-tiny_8xb128-310e_in1k.yaml \\
-        --official /weights/elsa_swin_tiny.pth data.root=/data/imagenet         # README: 82.7
+        --checkpoint /weights/elsa_swin_tiny.pth data.root=/data/imagenet         # README: 82.7
     python -m elsa.evaluate --config elsa/configs/elsa_swin-base_8xb128-310e_in1k.yaml \\
-        --official /weights/elsa_swin_base.pth --ema data.root=/data/imagenet   # README: 84.0 (EMA)
-    python -m elsa.evaluate --config <cfg> --run runs/.../best.pt                # our engine checkpoint
+        --checkpoint /weights/elsa_swin_base.pth --ema data.root=/data/imagenet   # README: 84.0 (EMA)
+    python -m elsa.evaluate --config <cfg> --checkpoint runs/.../best.pt --out eval.json   # our engine run
 
+``--checkpoint`` takes a released file (official ``ELSASwin`` layout) or our engine's ``last.pt``/``best.pt``
+and tells them apart by their keys (``--official`` and ``--run`` are accepted for it).
 Protocol (official ``validate.py``): 224 px, crop 0.9, bicubic; here the checkpoint loads strictly.
 """
 from __future__ import annotations
 
-import argparse
-import sys
+import os
+from pathlib import Path
 
 import torch
 
-from shared.config import ConfigError, load_config
+from shared.cli import evaluate_parser, finish_evaluation
+from shared.config import load_config
+from shared.errors import cli_errors
 
 from .checkpoint import load_official_checkpoint
 from .data import build_datasets
 from .train import ElsaConfig, build_model, evaluate_top1
 
 
-def main(argv: list[str] | None = None) -> float:
-    p = argparse.ArgumentParser(prog="python -m elsa.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--official", help="released checkpoint (official ELSASwin layout)")
-    src.add_argument("--run", help="a checkpoint written by our engine (last.pt / best.pt)")
-    p.add_argument("--ema", action="store_true", help="use the EMA weights (state_dict_ema / ema)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    args = p.parse_args(argv)
+def engine_state(path: str | Path) -> dict | None:
+    """Our engine checkpoint (``{'model', 'optimizer', ...}``) as loaded, or ``None`` for anything else
+    (a released file holds an ``argparse.Namespace`` that ``weights_only`` refuses)."""
     try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception:  # noqa: BLE001 - not loadable as an engine checkpoint: the official loader decides
+        return None
+    return state if isinstance(state, dict) and "model" in state and "optimizer" in state else None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    prog = "python -m elsa.evaluate"
+    p = evaluate_parser(prog, __doc__, "released ELSA-Swin file or our last.pt/best.pt", ("--official", "--run"))
+    p.add_argument("--ema", action="store_true", help="use the EMA weights (state_dict_ema / ema)")
+    args = p.parse_intermixed_args(argv)
+    if args.debug:
+        os.environ["VISIONREPRO_DEBUG"] = "1"
+    with cli_errors(prog):
         cfg = load_config(args.config, ElsaConfig, args.overrides)
         model = build_model(cfg.model, cfg.data.num_classes)
-        if args.official:
-            load_official_checkpoint(model, args.official, use_ema=args.ema)
+        state = engine_state(args.checkpoint)
+        if state is None:
+            load_official_checkpoint(model, args.checkpoint, use_ema=args.ema)
         else:
-            state = torch.load(args.run, map_location="cpu", weights_only=True)
             sd = state["ema"] if args.ema else state["model"]
             if args.ema:  # timm ModelEmaV3 state: the wrapped model's keys under 'module.'
                 sd = {k.removeprefix("module."): v for k, v in sd.items()}
             model.load_state_dict(sd)
         _, eval_set = build_datasets(cfg.data, cfg.model.img_size)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        print(f"python -m elsa.evaluate: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    top1 = evaluate_top1(model.to(device).eval(), eval_set, cfg.data.eval_batch_size, device)
-    print(f"top-1 {top1:.2f} % on {cfg.data.dataset} ({len(eval_set)} images)")
-    return top1
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        top1 = evaluate_top1(model.to(device).eval(), eval_set, cfg.data.eval_batch_size, device)
+        metrics = {"top1": top1, "images": len(eval_set)}
+        text = f"top-1 {top1:.2f} % on {cfg.data.dataset} ({len(eval_set)} images)"
+        return finish_evaluation(metrics, args.out, text)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ un-flip the second, average), take the centre frame, set the root to 0, then per
 first space; sub-sequences and the 4 cameras pooled) the mean error, and the unweighted mean of the
 action means. P1 = MPJPE, P2 = P-MPJPE (Procrustes), plus N-MPJPE (scale only; not in MHFormer's code).
 MPI-INF-3DHP: PCK@150 mm, AUC (0:5:150 mm) and MPJPE over the valid test frames.
+``--out`` writes every number (per action too) as strict JSON (an empty subset's mean is ``null``).
 """
 from __future__ import annotations
 
-import argparse
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,30 +105,30 @@ def format_table(metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shared.config import ConfigError, load_config
+    from shared.cli import evaluate_parser, finish_evaluation
+    from shared.config import load_config
+    from shared.errors import cli_errors
 
-    from .data import DataFormatError
     from .model import load_official_checkpoint
     from .train import MHFormerConfig, MHFormerTask
 
-    ap = argparse.ArgumentParser(prog="python -m mhformer.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--checkpoint", required=True,
-                    help="released model_XXXX.pth (plain state_dict) or an engine checkpoint (best.pt/last.pt)")
-    ap.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    args = ap.parse_args(argv)
+    prog = "python -m mhformer.evaluate"
+    args = evaluate_parser(prog, __doc__, "released model_XXXX.pth (plain state_dict) or an engine checkpoint "
+                           "(best.pt/last.pt)").parse_intermixed_args(argv)
+    if args.debug:
+        os.environ["VISIONREPRO_DEBUG"] = "1"
     try:
-        cfg = load_config(args.config, MHFormerConfig, args.overrides)
-        task = MHFormerTask(cfg)
-        model = task.build_model()
-        load_official_checkpoint(model, Path(args.checkpoint))
-        device = torch.device("cuda" if torch.cuda.is_available() and cfg.engine.device != "cpu" else "cpu")
-        metrics = evaluate_windows(model.to(device), task.test_windows(), cfg.data.benchmark,
-                                   cfg.engine.batch_size, cfg.data.flip_test, device)
-    except (ConfigError, DataFormatError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"mhformer.evaluate: error: {e}", file=sys.stderr)
-        return 1
-    print(format_table(metrics))
+        with cli_errors(prog):
+            cfg = load_config(args.config, MHFormerConfig, args.overrides)
+            task = MHFormerTask(cfg)
+            model = task.build_model()
+            load_official_checkpoint(model, Path(args.checkpoint))
+            device = torch.device("cuda" if torch.cuda.is_available() and cfg.engine.device != "cpu" else "cpu")
+            metrics = evaluate_windows(model.to(device), task.test_windows(), cfg.data.benchmark,
+                                       cfg.engine.batch_size, cfg.data.flip_test, device)
+            finish_evaluation(metrics, args.out, format_table(metrics))
+    except SystemExit as e:  # cli_errors printed the one line
+        return int(e.code or 0)
     return 0
 
 

@@ -112,3 +112,64 @@ def parse_seeds(text: str) -> list[int]:
         return [int(s) for s in str(text).split(",") if s.strip()]
     except ValueError:
         raise SystemExit(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
+# --- evaluate: one convention for every paper's ``python -m <paper>.evaluate`` ---------------------------
+
+def evaluate_parser(prog: str, description: str, checkpoint_help: str = "checkpoint: a run's last.pt/best.pt "
+                    "or the paper's released file", aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """``--config``, ``--checkpoint`` (``--weights`` and ``aliases`` are accepted for it), ``--out`` (strict
+    JSON), ``--debug`` and dotted overrides: the flags every paper's ``evaluate`` takes."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML config (a run's config.yaml works)")
+    p.add_argument("--checkpoint", "--weights", *aliases, dest="checkpoint", required=True, help=checkpoint_help)
+    p.add_argument("--out", default=None, help="also write the metrics to this file as strict JSON (NaN -> null)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="dotted config overrides, e.g. data.root=/data/office31")
+    return p
+
+
+def strict_json_value(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, inf) replaced by ``None`` and numpy/torch scalars made
+    Python numbers, so ``json.dumps(..., allow_nan=False)`` writes standard JSON (``NaN`` is not JSON)."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): strict_json_value(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json_value(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy / torch scalars and arrays
+        return strict_json_value(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_metrics_json(metrics: dict, path: str | Path) -> Path:
+    """Write ``metrics`` to ``path`` as strict JSON (see :func:`strict_json_value`), creating the folder."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(strict_json_value(metrics), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def format_metrics(metrics: dict, digits: int = 2) -> str:
+    """One ``name value`` line per scalar metric (nested dicts and lists are left to ``--out``)."""
+    lines = []
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        lines.append(f"{k:<24} {v:.{digits}f}" if isinstance(v, float) else f"{k:<24} {v}")
+    return "\n".join(lines)
+
+
+def finish_evaluation(metrics: dict, out: str | Path | None, text: str | None = None) -> dict:
+    """Print ``text`` (default: :func:`format_metrics`) and write ``--out``; return ``metrics``."""
+    print(text if text is not None else format_metrics(metrics), flush=True)
+    if out:
+        print(f"wrote {write_metrics_json(metrics, out)}")
+    return metrics

@@ -3,7 +3,7 @@
 # Env: DATA_ROOT (ImageNet folder: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG), SIZE tiny|small|base (default tiny),
 #      GPUS (default 1; the paper used 8 -> torchrun), OUT (default runs/elsa), EXTRA (more dotted overrides).
 # With fewer GPUs the global batch stays 1024 (engine.batch_size is global); lower it with EXTRA if memory is short.
-# Evaluate a released checkpoint instead: python -m elsa.evaluate --config <cfg> --official <file> data.root=...
+# Evaluate a released checkpoint instead: python -m elsa.evaluate --config <cfg> --checkpoint <file> data.root=...
 source "$(dirname "${BASH_SOURCE[0]}")/../../shared/scripts/launch.sh"
 : "${DATA_ROOT:?set DATA_ROOT to the ImageNet-1k folder, e.g. DATA_ROOT=/data/imagenet}"
 SIZE="${SIZE:-tiny}"
