@@ -1,7 +1,8 @@
 # visionrepro: two commands do all set-up on a fresh clone:
 #   make reproduce PAPER=cdtrans     (embedded default; DATA=<root> for the real benchmark)
 #   make test
-# Each creates .venv when it is missing or older than pyproject.toml.
+# Each creates .venv when it is missing or older than pyproject.toml / constraints.txt; the venv gets
+# the exact tested versions in constraints.txt (pyproject.toml declares the supported ranges).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -20,10 +21,10 @@ help:
 	@echo "make reproduce PAPER=<folder> [DATA=<root>] [SEEDS=0,1,2] [GPUS=n] [ARGS='...']"
 	@echo "make test | make results | make bench | make lint"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -c constraints.txt
 	@touch $(STAMP)
 
 venv: $(STAMP)
