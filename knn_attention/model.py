@@ -1,4 +1,5 @@
-"""k-NN attention (KVT, Wang et al., ECCV 2022, arXiv 2106.00515), for timm ViT/DeiT and Swin.
+"""k-NN attention (KVT, Wang et al., ECCV 2022, arXiv 2106.00515), for timm ViT/DeiT and Swin
+(PVT-v2 and Twins: :mod:`knn_attention.spatial_reduction`).
 
 Per head, with ``q, k, v`` of shape ``(B, h, N, d)``::
 
@@ -139,7 +140,8 @@ def knn_attention_gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk
                          bias: torch.Tensor | None = None, attn_drop: nn.Module | None = None) -> torch.Tensor:
     """The "slow" form: gather the k selected values per query, softmax over those k scores only.
 
-    Memory (B, h, N, k, d): a reference for tests, not for training.
+    ``k, v`` may hold M != N keys (B, h, M, d). Memory (B, h, N, k, d): a reference for tests, not for
+    training.
     """
     s = _scores(q, k, scale, bias)
     kk = resolve_topk(topk, s.shape[-1])
@@ -147,8 +149,9 @@ def knn_attention_gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk
     p = top.softmax(dim=-1)
     if attn_drop is not None:
         p = attn_drop(p)
-    b, h, n, d = v.shape
-    v_sel = v.unsqueeze(2).expand(b, h, n, v.shape[2], d).gather(
+    b, h, m, d = v.shape  # M keys/values (M != N after a spatial reduction: PVT, Twins)
+    n = q.shape[-2]
+    v_sel = v.unsqueeze(2).expand(b, h, n, m, d).gather(
         3, index.unsqueeze(-1).expand(b, h, n, kk, d))  # (B, h, N, k, d)
     return (p.unsqueeze(-1) * v_sel).sum(dim=3)
 
@@ -214,7 +217,29 @@ def knn_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: TopK,
     return _FORMS[impl](q, k, v, topk, scale, bias, attn_drop)
 
 
-class KNNAttention(Attention):
+def check_impl(impl: str) -> str:
+    """``impl`` when it names one of the forms, else a one-line ``ValueError``."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {' | '.join(IMPLS)}, got '{impl}'")
+    return impl
+
+
+class KNNSelection:
+    """Mixin of every k-NN attention module: the ``topk`` and ``impl`` it runs with (what
+    :func:`knn_modules` finds and :func:`set_topk` sets)."""
+
+    topk: TopK
+    impl: str
+
+    def _init_knn(self, topk: TopK, impl: str) -> None:
+        resolve_topk(topk, 10**9)  # validate type/range now; k vs the number of keys is checked per call
+        self.topk, self.impl = topk, check_impl(impl)
+
+    def extra_repr(self) -> str:
+        return f"topk={self.topk}, impl={self.impl}"
+
+
+class KNNAttention(KNNSelection, Attention):
     """timm ``Attention`` with k-NN selection; a drop-in ``attn_layer`` for ``VisionTransformer``.
 
     Same parameters and state-dict keys as ``timm.layers.Attention`` (``qkv``, ``proj``, optional
@@ -226,10 +251,7 @@ class KNNAttention(Attention):
     def __init__(self, dim: int, num_heads: int = 8, *, topk: TopK = 0.5, impl: str = "fast",
                  **kwargs) -> None:
         super().__init__(dim, num_heads=num_heads, **kwargs)
-        resolve_topk(topk, 10**9)  # validate type/range now; k vs N is checked per call
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {' | '.join(IMPLS)}, got '{impl}'")
-        self.topk, self.impl = topk, impl
+        self._init_knn(topk, impl)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                 is_causal: bool = False) -> torch.Tensor:
@@ -254,9 +276,6 @@ class KNNAttention(Attention):
         s = _scores(self.q_norm(q), self.k_norm(k), self.scale, None)
         return knn_probs_scatter(s, self.topk) if self.impl == "scatter" else knn_probs_threshold(s, self.topk)
 
-    def extra_repr(self) -> str:
-        return f"topk={self.topk}, impl={self.impl}"
-
 
 def _additive_bias(n: int, q: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool):
     if is_causal:
@@ -266,7 +285,7 @@ def _additive_bias(n: int, q: torch.Tensor, attn_mask: torch.Tensor | None, is_c
     return attn_mask
 
 
-class KNNWindowAttention(WindowAttention):
+class KNNWindowAttention(KNNSelection, WindowAttention):
     """Swin window attention with k-NN selection inside each window (``N = Wh*Ww`` keys, 49 for 7x7).
 
     The relative position bias and the shifted-window mask (-100 between regions) are added to the
@@ -276,10 +295,7 @@ class KNNWindowAttention(WindowAttention):
 
     def __init__(self, dim: int, num_heads: int, *, topk: TopK = 0.5, impl: str = "fast", **kwargs):
         super().__init__(dim, num_heads, **kwargs)
-        resolve_topk(topk, 10**9)
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {' | '.join(IMPLS)}, got '{impl}'")
-        self.topk, self.impl = topk, impl
+        self._init_knn(topk, impl)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: (num_windows*B, N, C); ``mask``: (num_windows, N, N) 0/-100 or None."""
@@ -294,14 +310,11 @@ class KNNWindowAttention(WindowAttention):
         x = x.transpose(1, 2).reshape(B_, N, -1)
         return self.proj_drop(self.proj(x))
 
-    def extra_repr(self) -> str:
-        return f"topk={self.topk}, impl={self.impl}"
-
 
 # ----------------------------------------------------------------------------- model surgery
 def knn_modules(model: nn.Module) -> list[nn.Module]:
     """Every k-NN attention module of ``model``, in order."""
-    return [m for m in model.modules() if isinstance(m, (KNNAttention, KNNWindowAttention))]
+    return [m for m in model.modules() if isinstance(m, KNNSelection)]
 
 
 def set_topk(model: nn.Module, topk: TopK | Sequence[TopK], impl: str | None = None) -> nn.Module:
@@ -316,9 +329,7 @@ def set_topk(model: nn.Module, topk: TopK | Sequence[TopK], impl: str | None = N
         resolve_topk(kk, 10**9)
         m.topk = kk
         if impl is not None:
-            if impl not in IMPLS:
-                raise ValueError(f"impl must be one of {' | '.join(IMPLS)}, got '{impl}'")
-            m.impl = impl
+            m.impl = check_impl(impl)
     return model
 
 
@@ -340,7 +351,9 @@ def knnify_swin(model: nn.Module, topk: TopK = 0.5, impl: str = "fast") -> nn.Mo
 
 def dense_to_knn(model: nn.Module, topk: TopK | Sequence[TopK] = 0.5,
                  impl: str = "fast") -> nn.Module:
-    """Turn a built timm ViT (``timm.layers.Attention``) or Swin into k-NN attention in place."""
+    """Turn a built timm ViT (``timm.layers.Attention``), Swin, PVT-v2 or Twins into k-NN attention in place."""
+    from .spatial_reduction import knnify_spatial_reduction  # it imports this module
+
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if type(child) is Attention:
@@ -349,11 +362,12 @@ def dense_to_knn(model: nn.Module, topk: TopK | Sequence[TopK] = 0.5,
                 new.topk, new.impl = 0.5, impl
                 setattr(parent, child_name, new)
     knnify_swin(model, 0.5, impl)
+    knnify_spatial_reduction(model, 0.5, impl)
     return set_topk(model, topk, impl)
 
 
 __all__ = [
-    "KNNAttention", "KNNWindowAttention", "resolve_topk", "topk_threshold_mask", "knn_attention",
+    "KNNAttention", "KNNWindowAttention", "KNNSelection", "resolve_topk", "topk_threshold_mask", "knn_attention",
     "knn_attention_fast", "knn_attention_threshold", "knn_attention_scatter", "knn_attention_gather",
     "knn_probs_threshold", "knn_probs_scatter", "knn_scores_scatter", "knn_modules", "set_topk", "knnify_swin",
     "dense_to_knn",

@@ -21,11 +21,12 @@ from shared.engine import RunConfig, Task
 from .data import DigitsWithMasks, epoch_chunk, imagenet_datasets
 from .evaluate import attention_stats, top1
 from .model import KNNAttention, set_topk
+from .spatial_reduction import knnify_spatial_reduction
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "deit_tiny_patch16_224"  # any timm VisionTransformer name
+    arch: str = "deit_tiny_patch16_224"  # any timm VisionTransformer name, or a PVT-v2 / Twins name
     attention: str = "knn"  # dense | knn
     topk: int = 0  # absolute k per query (official DeiT: 100); 0 -> use topk_ratio
     topk_ratio: float = 0.5  # k = max(1, int(ratio * N_keys))
@@ -77,7 +78,7 @@ class KNNConfig(RunConfig):
 
 
 def build_model(m: ModelConfig) -> nn.Module:
-    """A timm ViT with dense or k-NN attention in every block."""
+    """A timm ViT (or PVT-v2 / Twins: top-k over the reduced keys) with dense or k-NN attention in every block."""
     if m.attention not in ("dense", "knn"):
         raise ValueError(f"model.attention must be dense | knn, got '{m.attention}'")
     over = {k: getattr(m, k) for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
@@ -85,15 +86,20 @@ def build_model(m: ModelConfig) -> nn.Module:
     if m.global_pool:
         over["global_pool"] = m.global_pool
     kw = dict(pretrained=False, num_classes=m.num_classes, drop_path_rate=m.drop_path, **over)
+    topk = m.topk if m.topk > 0 else float(m.topk_ratio)
     if m.attention == "dense":
         model = timm.create_model(m.arch, **kw)
+    elif m.arch.startswith(("pvt_v2", "twins")):
+        # keys per stage depend on the input size (49 at 224 px); an absolute k too large for a stage
+        # fails at the first forward with a one-line error naming k and the stage's key count
+        model = set_topk(knnify_spatial_reduction(timm.create_model(m.arch, **kw)), topk, m.impl)
     else:
         model = timm.create_model(m.arch, attn_layer=KNNAttention, **kw)
-        set_topk(model, m.topk if m.topk > 0 else float(m.topk_ratio), m.impl)
+        set_topk(model, topk, m.impl)
         n_keys = model.patch_embed.num_patches + model.num_prefix_tokens
         from .model import resolve_topk
 
-        resolve_topk(m.topk if m.topk > 0 else float(m.topk_ratio), n_keys)  # fail now, not mid-run
+        resolve_topk(topk, n_keys)  # fail now, not mid-run
     if m.init_weights:
         from shared.backbones import load_weights
 
@@ -137,7 +143,7 @@ class KNNTask(Task):
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         # DeiT (timm create_optimizer): no weight decay on 1-D params (norms, biases) and on
-        # model.no_weight_decay() = {pos_embed, cls_token, dist_token}.
+        # model.no_weight_decay() = {pos_embed, cls_token, dist_token} (Twins: its PosConv, PVT-v2: none).
         from timm.optim import param_groups_weight_decay
 
         return param_groups_weight_decay(model, self.cfg.optim.weight_decay, model.no_weight_decay())
