@@ -6,6 +6,7 @@ lists begin with a space, so lines are split on whitespace). Frames: ``<root>/<r
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from torch.utils.data import Dataset
 
 from shared.data.listfile import ListFileError
 from shared.data.verify import register
+
+from .depth import RawDepthOptions, is_raw_depth, preprocess_raw_depth
 
 
 # --------------------------------------------------------------------------- FRP motion maps
@@ -107,21 +110,64 @@ def sample_frames(n: int, t: int, train: bool, rng: np.random.Generator | None =
     return [int((a + b - 1) // 2) for a, b in zip(lo, hi)]
 
 
-DEPTH_SUB = {"nvgesture": ("rgb", "depth"), "isogd": ("M_", "K_"), "thu_read": ("RGB_", "D_"),
-             "ntu": ("Images", "nturgb+d_depth_masked")}
+DEPTH_SUB = {"nvgesture": ("rgb", "depth"), "isogd": ("M_", "K_"), "thu_read": ("RGB_", "D_")}
+# Frame file name and the index of a video's first frame, per dataset and modality (official get_path).
+FRAME_FORMAT = {("ntu", "rgb"): ("%06d.jpg", 1), ("ntu", "depth"): ("MDepth-%08d.png", 1)}
+DEFAULT_FORMAT = ("%06d.jpg", 0)
+
+
+def ntu_dirs(root: Path, rel: str) -> tuple[Path, Path]:
+    """NTU RGB+D folders of a list name ``S001C001P001R001A001_rgb``: ``Images/<name>`` and
+    ``nturgb+d_depth_masked/<name minus _rgb>`` (official ``NTU.py`` cuts the last 4 characters)."""
+    return root / "Images" / rel, root / "nturgb+d_depth_masked" / rel[:-4]
+
+
+def read_frame(path: Path, raw_depth: RawDepthOptions | None = None) -> np.ndarray:
+    """One frame as RGB uint8 (H, W, 3). A frame that is not H x W x 3 (NTU's 16-bit depth PNGs) is raw
+    depth: contour crop + JET colormap (:mod:`motion_rgbd.depth`); 3-channel depth JPEGs are used as they are."""
+    import cv2
+
+    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if im is None:
+        raise FileNotFoundError(f"{path}: missing or unreadable frame")
+    if is_raw_depth(im):
+        return preprocess_raw_depth(im, raw_depth or RawDepthOptions(), path)
+    return np.ascontiguousarray(im[:, :, ::-1])
+
+
+def eval_geometry(im: np.ndarray, size: int, resize: tuple[int, int] | None = None, crop: int = 0,
+                  offset: tuple[int, int] | None = None) -> np.ndarray:
+    """Official test transform: resize to ``resize`` (w, h), crop ``crop`` x ``crop`` at ``offset`` (left, top;
+    default the centre; NvGesture's loader uses (32, 32)), resize to ``size`` (pixels). Without ``resize``
+    the frame is resized straight to ``size``."""
+    import cv2
+
+    if resize:
+        im = cv2.resize(im, tuple(resize))
+        if crop:
+            w, h = resize
+            left, top = offset or ((w - crop) // 2, (h - crop) // 2)
+            im = im[top:top + crop, left:left + crop]
+    return cv2.resize(im, (size, size))
 
 
 class RGBDVideoDataset(Dataset):
     """Frames from an official folder layout: item (clip (3, T, S, S), motion map (1, T, S, S), label),
-    or for ``modality='rgbd'`` ((rgb, depth), (g_rgb, g_depth), label). Test: centre crop, middle frames."""
+    or for ``modality='rgbd'`` ((rgb, depth), (g_rgb, g_depth), label). Test: centre crop, middle frames.
+
+    ``drop_short``: videos with at most this many frames are left out (official: 16, train and test lists).
+    """
 
     def __init__(self, root: str | Path, list_file: str | Path, dataset: str, modality: str = "rgb",
-                 frames: int = 64, size: int = 224, window: int = 10, train: bool = False, pattern="%06d.jpg",
-                 first_index: int = 0):
+                 frames: int = 64, size: int = 224, window: int = 10, train: bool = False,
+                 resize: tuple[int, int] | None = None, crop: int = 0, drop_short: int = 0,
+                 raw_depth: RawDepthOptions | None = None, crop_offset: tuple[int, int] | None = None):
         self.root, self.dataset, self.modality = Path(root), dataset, modality
-        self.entries = parse_video_list(list_file)
+        self.entries = [e for e in parse_video_list(list_file) if e.frames > drop_short]
+        if not self.entries:
+            raise ListFileError(f"{list_file}: no video with more than {drop_short} frames")
         self.frames, self.size, self.window, self.train = frames, size, window, train
-        self.pattern, self.first = pattern, first_index
+        self.resize, self.crop, self.raw_depth, self.crop_offset = resize, crop, raw_depth, crop_offset
 
     def __len__(self):
         return len(self.entries)
@@ -129,20 +175,19 @@ class RGBDVideoDataset(Dataset):
     def _dir(self, rel: str, depth: bool) -> Path:
         if self.dataset == "nvgesture":
             return self.root / ("depth" if depth else "rgb") / rel
+        if self.dataset == "ntu":
+            return ntu_dirs(self.root, rel)[int(depth)]
         a, b = DEPTH_SUB[self.dataset]
         return self.root / (rel.replace(a, b) if depth else rel)
 
-    def _clip(self, folder: Path, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        import cv2
+    def frame_path(self, rel: str, depth: bool, i: int) -> Path:
+        """Path of 0-based frame ``i`` of video ``rel``."""
+        pattern, first = FRAME_FORMAT.get((self.dataset, "depth" if depth else "rgb"), DEFAULT_FORMAT)
+        return self._dir(rel, depth) / (pattern % (i + first))
 
-        imgs = []
-        for i in idx:
-            p = folder / (self.pattern % (i + self.first))
-            im = cv2.imread(str(p))
-            if im is None:
-                raise FileNotFoundError(f"{p}: missing or unreadable frame")
-            im = cv2.resize(im[:, :, ::-1], (self.size, self.size)).astype(np.float32) / 255.0
-            imgs.append(im)
+    def _clip(self, rel: str, depth: bool, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        imgs = [eval_geometry(read_frame(self.frame_path(rel, depth, i), self.raw_depth), self.size, self.resize,
+                              self.crop, self.crop_offset).astype(np.float32) / 255.0 for i in idx]
         x = normalise(np.stack(imgs))
         g = frp_maps(x, self.window)
         return torch.from_numpy(x).permute(3, 0, 1, 2).float(), torch.from_numpy(g)[None]
@@ -151,14 +196,15 @@ class RGBDVideoDataset(Dataset):
         e = self.entries[i]
         idx = sample_frames(e.frames, self.frames, self.train)
         if self.modality == "rgbd":
-            (xr, gr), (xd, gd) = self._clip(self._dir(e.rel, False), idx), self._clip(self._dir(e.rel, True), idx)
+            (xr, gr), (xd, gd) = self._clip(e.rel, False, idx), self._clip(e.rel, True, idx)
             return (xr, xd), (gr, gd), e.label
-        x, g = self._clip(self._dir(e.rel, self.modality == "depth"), idx)
+        x, g = self._clip(e.rel, self.modality == "depth", idx)
         return x, g, e.label
 
 
 def _verify_lists(root: Path, lists: dict[str, Path], dataset: str, num_classes: int, check_depth: bool = True,
                   max_check: int = 50) -> list[str]:
+    """List files parse; the first ``max_check`` videos of each have their folders and first/last frames."""
     problems = []
     for lf in lists.values():
         try:
@@ -172,8 +218,11 @@ def _verify_lists(root: Path, lists: dict[str, Path], dataset: str, num_classes:
                 d = ds._dir(e.rel, depth)
                 if not d.is_dir():
                     problems.append(f"{lf}: {e.rel}: missing folder {d}")
-                elif len(list(d.glob("*.jpg"))) < min(e.frames, 1):
-                    problems.append(f"{lf}: {e.rel}: no frames in {d}")
+                    continue
+                for i in sorted({0, max(e.frames - 1, 0)}):
+                    if not ds.frame_path(e.rel, depth, i).is_file():
+                        problems.append(f"{lf}: {e.rel}: missing frame {ds.frame_path(e.rel, depth, i)} "
+                                        f"(list says {e.frames} frames)")
     return problems
 
 
@@ -197,6 +246,49 @@ def verify_thu_read(root: Path) -> list[str]:
     root = Path(root)
     return _verify_lists(root, {s: root / "dataset_splits" / "@CS1" / f"{s}.txt" for s in ("train", "valid")},
                          "thu_read", 40)
+
+
+# NTU RGB+D 60 protocols (Shahroudy et al. 2016; official data_preprose_for_NTU.py GeneratLabel).
+NTU_CS_TRAIN_SUBJECTS = frozenset({1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38})
+NTU_CV_TEST_CAMERA = 1
+NTU_NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})_rgb$")
+
+
+def ntu_split_problems(list_file: Path, protocol: str, split: str) -> list[str]:
+    """Names, labels (action - 1) and split membership of an NTU list: @CS train = the 20 training subjects,
+    @CV valid = camera C001 (the other two cameras train). One ``file:line: what`` per problem."""
+    problems = []
+    for ln, raw in enumerate(list_file.read_text().splitlines(), 1):
+        parts = raw.split()
+        if not parts:
+            continue
+        m = NTU_NAME.match(parts[0])
+        if not m:
+            problems.append(f"{list_file}:{ln}: {parts[0]!r} is not an NTU name 'SsssCcccPpppRrrrAaaa_rgb'")
+            continue
+        cam, subj, action = int(m[2]), int(m[3]), int(m[5])
+        if len(parts) >= 3 and parts[2].lstrip("-").isdigit() and int(parts[2]) != action - 1:
+            problems.append(f"{list_file}:{ln}: label {parts[2]} but action A{action:03d} (label = action - 1)")
+        in_train = subj in NTU_CS_TRAIN_SUBJECTS if protocol == "@CS" else cam != NTU_CV_TEST_CAMERA
+        if in_train != (split == "train"):
+            why = f"subject P{subj:03d}" if protocol == "@CS" else f"camera C{cam:03d}"
+            problems.append(f"{list_file}:{ln}: {why} belongs to the {protocol} "
+                            f"{'train' if in_train else 'valid'} split, not {split}")
+    return problems
+
+
+@register("ntu_rgbd", paper="motion_rgbd", doc="<root>/Images/<S..C..P..R..A.._rgb>/%06d.jpg (1-indexed) + "
+          "<root>/nturgb+d_depth_masked/<S..A..>/MDepth-%08d.png + <root>/dataset_splits/{@CS,@CV}/{train,valid}.txt")
+def verify_ntu(root: Path) -> list[str]:
+    root = Path(root)
+    problems = []
+    for proto in ("@CS", "@CV"):
+        lists = {s: root / "dataset_splits" / proto / f"{s}.txt" for s in ("train", "valid")}
+        problems += _verify_lists(root, lists, "ntu", 60)
+        for split, lf in lists.items():
+            if lf.is_file():
+                problems += ntu_split_problems(lf, proto, split)[:20]
+    return problems
 
 
 # --------------------------------------------------------------------------- embedded synthetic set

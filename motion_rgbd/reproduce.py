@@ -65,7 +65,7 @@ def run_seed(seed: int, sizes: dict, run_root: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("motion_rgbd", __doc__.split("\n")[0], jobs=True)
-    p.add_argument("--benchmark", default="nvgesture", choices=["nvgesture", "isogd", "thu_read"],
+    p.add_argument("--benchmark", default="nvgesture", choices=["nvgesture", "isogd", "thu_read", "ntu"],
                    help="with --data: which benchmark script to launch")
     args = p.parse_args(argv)
     if args.data:

@@ -23,6 +23,7 @@ from shared.engine import RunConfig, Task, Trainer
 from shared.metrics import top1_accuracy
 
 from .data import RGBDVideoDataset, SynRGBD
+from .depth import RawDepthOptions
 from .losses import ce_ls, unimodal_loss
 from .model import CrossFusionNet, MotionNet, load_official_checkpoint, unimodal_to_fusion
 
@@ -55,7 +56,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "nvgesture"  # nvgesture | isogd | thu_read | ntu
+    name: str = "nvgesture"  # nvgesture | isogd | thu_read | ntu (NTU RGB+D 60, verify name ntu_rgbd)
     root: str = ""
     train_list: str = "dataset_splits/train.txt"
     valid_list: str = "dataset_splits/valid.txt"
@@ -64,6 +65,16 @@ class DataConfig:
     size: int = 224
     window: int = 10  # FRP window w (NvGesture 4)
     eval_batch_size: int = 8
+    # Official test geometry: resize to (w, h), centre crop `crop`, resize to `size`; [] resizes straight to size.
+    resize: list[int] = field(default_factory=list)
+    crop: int = 0
+    crop_offset: list[int] = field(default_factory=list)  # test crop (left, top); [] = centre (NvGesture: 32, 32)
+    drop_short: int = 16  # official: videos with <= 16 frames are dropped from every list (0 keeps all)
+    # Raw depth (NTU's 16-bit PNGs; motion_rgbd/depth.py). Official: wrap / error / bgr; the others are ours.
+    raw_depth_scale: str = "wrap"  # wrap (np.uint8(255 * v), official) | range (ours: raw_depth_range_mm -> 0..255)
+    raw_depth_range_mm: list[float] = field(default_factory=lambda: [500.0, 4500.0])
+    raw_depth_empty: str = "error"  # error (official crashes; ours: one line) | centre (ours: crop the centre)
+    raw_depth_jet_order: str = "bgr"  # bgr (official: OpenCV's BGR JET fed as RGB) | rgb (ours)
 
 
 @dataclass
@@ -177,7 +188,9 @@ class MotionTask(Task):
         d, root = self.cfg.data, Path(self.cfg.data.root)
         lst = root / (d.train_list if train else d.valid_list)
         mod = "rgbd" if self.cfg.stage == "fusion" else d.modality
-        return RGBDVideoDataset(root, lst, d.name, mod, self.cfg.model.frames, d.size, d.window, train)
+        return RGBDVideoDataset(root, lst, d.name, mod, self.cfg.model.frames, d.size, d.window, train,
+                                tuple(d.resize) or None, d.crop, d.drop_short, raw_depth_options(d),
+                                tuple(d.crop_offset) or None)
 
     def build_model(self) -> nn.Module:
         c, kw = self.cfg, net_kwargs(self.cfg.model, self.cfg.engine.epochs)
@@ -224,6 +237,10 @@ class MotionTask(Task):
             ys.append(y)
         lg, yy = torch.cat(logits), torch.cat(ys)
         return {"acc": top1_accuracy(lg, yy), "loss": float(ce_ls(lg, yy, 0.0))}
+
+
+def raw_depth_options(d: DataConfig) -> RawDepthOptions:
+    return RawDepthOptions(d.raw_depth_scale, tuple(d.raw_depth_range_mm), d.raw_depth_empty, d.raw_depth_jet_order)
 
 
 def build_task(cfg: MotionConfig) -> MotionTask:

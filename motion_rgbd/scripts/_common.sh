@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# run_motion <config stem without -rgb/-depth>: RGB net, depth net, then CAPF from their best checkpoints.
-# Env: DATA_ROOT, GPUS (torchrun when > 1; the paper used 8), OUT (default runs/motion_rgbd), EXTRA overrides.
+# Sourced by the motion_rgbd scripts (not run directly): the shared launcher, then run_motion.
 source "$(dirname "${BASH_SOURCE[0]}")/../../shared/scripts/launch.sh"
-: "${DATA_ROOT:?set DATA_ROOT to the dataset folder, e.g. DATA_ROOT=/data/NvGesture}"
 OUT="${OUT:-runs/motion_rgbd}"
+
+# run_motion <config stem without -rgb/-depth> <fusion config stem> <run tag> [key=value ...]:
+# RGB net, depth net (each from $INIT when set), then CAPF from their best.pt; run dirs $OUT/<tag>-{rgb,depth,capf}.
 run_motion() {
-  local stem="$1" fusion="$2"
+  local stem="$1" fusion="$2" tag="$3"; shift 3
+  local init=()
+  if [ -n "${INIT:-}" ]; then init=(model.init_checkpoint="$INIT"); fi
   for mod in rgb depth; do
-    run_train motion_rgbd.train --config "motion_rgbd/configs/${stem}-${mod}.yaml" --run-dir "$OUT/${stem}-${mod}" \
-      data.root="$DATA_ROOT" ${EXTRA:-}
+    run_train motion_rgbd.train --config "motion_rgbd/configs/${stem}-${mod}.yaml" --run-dir "$OUT/${tag}-${mod}" \
+      data.root="$DATA_ROOT" "${init[@]}" "$@"
   done
-  run_train motion_rgbd.train --config "motion_rgbd/configs/${fusion}.yaml" --run-dir "$OUT/${fusion}" \
-    data.root="$DATA_ROOT" model.rgb_checkpoint="$OUT/${stem}-rgb/best.pt" \
-    model.depth_checkpoint="$OUT/${stem}-depth/best.pt" ${EXTRA:-}
+  run_train motion_rgbd.train --config "motion_rgbd/configs/${fusion}.yaml" --run-dir "$OUT/${tag}-capf" \
+    data.root="$DATA_ROOT" model.rgb_checkpoint="$OUT/${tag}-rgb/best.pt" \
+    model.depth_checkpoint="$OUT/${tag}-depth/best.pt" "$@"
 }
