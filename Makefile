@@ -14,12 +14,13 @@ DATA ?=
 SEEDS ?=
 GPUS ?=
 ARGS ?=
+RUNS ?=
 
 .PHONY: help venv reproduce test results bench lint clean-venv
 
 help:
 	@echo "make reproduce PAPER=<folder> [DATA=<root>] [SEEDS=0,1,2] [GPUS=n] [ARGS='...']"
-	@echo "make test | make results | make bench | make lint"
+	@echo "make test | make results [RUNS=<dir with run folders>] | make bench | make lint"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +37,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 results: $(STAMP)
-	$(PY) -m shared.results
+	$(PY) -m shared.results $(if $(RUNS),--runs $(RUNS))
 
 bench: $(STAMP)
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done

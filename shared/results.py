@@ -5,12 +5,20 @@ Schema of ``summary.json`` (read by other tooling, keep it stable)::
     {"paper", "benchmark", "metric", "higher_is_better", "unit", "seeds": [..],
      "rows": [{"method", "mean", "std", "per_seed": [..]}], "wall_seconds", "config", "git_sha"}
 
-Extra keys (``extra``) may be added beside these. ``python -m shared.results`` aggregates every
-summary into ``results/README.md`` with one overview plot.
+Extra keys (``extra``) may be added beside these; ``"method"`` and ``"baseline"`` (row names) mark the
+paper's method and its baseline in the overview (else ``results/papers.yaml`` says which).
+
+``python -m shared.results [--runs DIR ...]`` (``make results [RUNS=DIR]``) aggregates every summary into
+``results/README.md`` and ``results/overview.png`` (one panel per summary: mean ± std over seeds, the
+method and its baseline marked), and with ``--runs`` adds the real-benchmark runs found under DIR beside
+the papers' numbers (the rule: ``shared/real_runs.py``).
 """
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -118,44 +126,121 @@ def _plot(s: dict, path: Path, curves=None, curves_x=None, xlabel: str = "evalua
             a.plot(np.arange(1, len(ys) + 1) if xs is None else xs[:len(ys)], ys, marker=".", label=method)
         a.set_title(title, fontsize=9)
         a.set_xlabel(xlabel if curves_x and title in curves_x else "evaluation", fontsize=8)
+        _integer_ticks_if_integral(a, (curves_x or {}).get(title))
         a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def aggregate(results_dir: str | Path = RESULTS) -> Path:
-    """Collect every ``results/*/summary.json`` into ``results/README.md`` and ``overview.png``."""
+def _integer_ticks_if_integral(ax, xs: Sequence[float] | None) -> None:
+    """Epochs, steps and evaluation indices are whole numbers: no 1.25, 1.5 ticks between them."""
+    from matplotlib.ticker import MaxNLocator
+
+    if xs is None or all(float(x).is_integer() for x in xs):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _marks(s: dict, papers: Mapping) -> tuple[str | None, str | None]:
+    """(method, baseline) row names of a summary: its own keys, else ``results/papers.yaml``."""
+    entry = papers.get(s.get("paper"), {}) or {}
+    names = {r["method"] for r in s["rows"]}
+    method = s.get("method") or entry.get("method")
+    baseline = s.get("baseline") or entry.get("baseline")
+    return (method if method in names else None), (baseline if baseline in names else None)
+
+
+def _wrap(label: str, width: int = 24) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
+def plot_overview(summaries: Sequence[dict], path: str | Path, papers: Mapping | None = None,
+                  ncols: int = 3) -> Path:
+    """One panel per summary in a grid: horizontal bars of the seed mean with ± std error bars and the
+    per-seed points, method names on the y axis (long names wrap, never overlap), the paper's method in
+    orange and its baseline in grey, a dashed line at the baseline's mean."""
+    plt = _mpl()
+    papers = papers or {}
+    n = max(1, len(summaries))
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    rows_max = max((len(s["rows"]) for s in summaries), default=1)
+    panel_h = 0.95 + 0.36 * rows_max
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, panel_h * nrows), squeeze=False)
+    for ax in axes.flat[len(summaries):]:
+        ax.axis("off")
+    for ax, s in zip(axes.flat, summaries):
+        method, baseline = _marks(s, papers)
+        rows = s["rows"]
+        y = np.arange(len(rows))[::-1]  # first row on top
+        colours = ["#fd8d3c" if r["method"] == method else "#bdbdbd" if r["method"] == baseline else "#9ecae1"
+                   for r in rows]
+        ax.barh(y, [r["mean"] for r in rows], xerr=[r["std"] for r in rows], color=colours, edgecolor="#3c3c3c",
+                linewidth=0.6, capsize=3, height=0.7, error_kw={"elinewidth": 1})
+        for yi, r in zip(y, rows):
+            ax.scatter(r["per_seed"], np.full(len(r["per_seed"]), yi), color="k", s=6, zorder=3)
+        labels = [_wrap(r["method"]) + (" (method)" if r["method"] == method else
+                                        " (baseline)" if r["method"] == baseline else "") for r in rows]
+        ax.set_yticks(y, labels, fontsize=7)
+        if baseline is not None:
+            ax.axvline(next(r["mean"] for r in rows if r["method"] == baseline), color="#636363", ls="--", lw=0.8)
+        arrow = "higher is better" if s.get("higher_is_better", True) else "lower is better"
+        ax.set_xlabel(f"{s['metric']} ({s['unit']}), {arrow}; {len(s['seeds'])} seeds", fontsize=7)
+        ax.set_title(_wrap(f"{s['paper']}: {s['benchmark']}", 70), fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def aggregate(results_dir: str | Path = RESULTS, runs: Sequence[str | Path] = ()) -> Path:
+    """Collect every ``results/*/summary.json`` into ``results/README.md`` and ``overview.png``; with
+    ``runs``, add the real-benchmark runs under those folders (``shared.real_runs``)."""
+    from .real_runs import gather_runs, load_papers, markdown
+
     results_dir = Path(results_dir)
+    papers = load_papers(results_dir / "papers.yaml")
     summaries = []
     for f in sorted(results_dir.glob("*/summary.json")):
         try:
             summaries.append(json.loads(f.read_text()))
         except json.JSONDecodeError as e:
             raise ValueError(f"{f}: not valid JSON ({e})") from None
-    lines = ["# Results (embedded defaults)", "",
-             "Made by `make results` from every `results/<paper>/summary.json`.", "",
+    lines = ["# Results", "",
+             "Made by `make results` from every `results/<paper>/summary.json` (embedded defaults) and, with "
+             "`make results RUNS=<dir>`, the real-benchmark runs under `<dir>`.", "",
+             "## Embedded defaults", "",
              "| paper | benchmark | metric | method | mean ± std | seeds |", "| --- | --- | --- | --- | --- | --- |"]
     for s in summaries:
+        method, baseline = _marks(s, papers)
         for r in s["rows"]:
-            lines.append(f"| {s['paper']} | {s['benchmark']} | {s['metric']} ({s['unit']}) | {r['method']} | "
+            tag = " (method)" if r["method"] == method else " (baseline)" if r["method"] == baseline else ""
+            lines.append(f"| {s['paper']} | {s['benchmark']} | {s['metric']} ({s['unit']}) | {r['method']}{tag} | "
                          f"{r['mean']:.2f} ± {r['std']:.2f} | {len(r['per_seed'])} |")
-    lines += ["", "![overview](overview.png)"]
-    (results_dir / "README.md").write_text("\n".join(lines) + "\n")
-    plt = _mpl()
-    n = max(1, len(summaries))
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
-    for ax, s in zip(axes[0], summaries):
-        names = [r["method"] for r in s["rows"]]
-        ax.bar(range(len(names)), [r["mean"] for r in s["rows"]], yerr=[r["std"] for r in s["rows"]],
-               capsize=3, color="#a1d99b", edgecolor="#31a354")
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
-        ax.set_title(f"{s['paper']}\n{s['metric']}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(results_dir / "overview.png", dpi=100)
-    plt.close(fig)
+    lines += ["", "![overview](overview.png)", ""]
+    if runs:
+        lines += markdown(gather_runs(list(runs), papers))
+    (results_dir / "README.md").write_text("\n".join(lines).rstrip() + "\n")
+    plot_overview(summaries, results_dir / "overview.png", papers)
     return results_dir / "README.md"
 
 
+def main(argv: list[str] | None = None) -> int:
+    from .errors import cli_errors
+
+    p = argparse.ArgumentParser(prog="make results", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="*", default=[], metavar="DIR",
+                   help="folders holding run folders (config.yaml + metrics.jsonl) to gather, e.g. runs")
+    p.add_argument("--results", default=str(RESULTS), help="results folder (default: results/)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    args = p.parse_args(argv)
+    with cli_errors("make results", argv):
+        print(aggregate(args.results, args.runs))
+    return 0
+
+
 if __name__ == "__main__":
-    print(aggregate())
+    raise SystemExit(main())
