@@ -49,6 +49,7 @@ class ModelConfig:
     temp: list[float] = field(default_factory=lambda: [0.04, 0.07])
     temp_warm_epochs: int = 30
     init_checkpoint: str = ""  # unimodal: pretrained (e.g. Jester / NTU) official checkpoint, heads skipped
+    from_scratch: bool = False  # true where the paper trains without init_checkpoint (NTU); silences the warning
     rgb_checkpoint: str = ""  # fusion
     depth_checkpoint: str = ""
     official_view: bool = True  # fusion: the official un-permuted .view in the spatial interaction
