@@ -5,12 +5,14 @@ cluttered digits.
         data.root=/data/imagenet
     torchrun --nproc_per_node=8 -m scaled_relu_stem.train --config ... data.root=/data/imagenet
     python -m scaled_relu_stem.train --config ... model.stem.act=none      # the no-ReLU ablation
+    python -m scaled_relu_stem.train --config ... optim.sam_rho=0.05       # SAM around AdamW (sam.py)
 
 Logged besides the loss: top-1, ``max_grad_norm`` (global gradient norm, the stability signal) and the
 patch-token similarity after the stem and after the last block (:mod:`scaled_relu_stem.diversity`).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -18,12 +20,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from shared.cli import train_main
-from shared.engine import EngineConfig, OptimConfig, RunConfig, SchedConfig, Task
+from shared.engine import EngineConfig, NonFiniteLossError, OptimConfig, RunConfig, SchedConfig, Task
 from shared.engine.dist import world_size
+from shared.errors import UserError
 
 from .data import DataConfig, build_datasets
 from .diversity import layerwise_token_similarity_both
 from .model import StemConfig, create_stem_vit, load_deit_weights, stem_embed_layer
+from .sam import SAM, frozen_bn_stats
 from .stability import LossBlowupError, StabilityConfig, detect_divergence
 
 
@@ -45,6 +49,18 @@ class ModelConfig:
 
 
 @dataclass
+class SRStemOptimConfig(OptimConfig):
+    """The engine's optimiser settings plus SAM (Foret et al.) around the optimiser ``name`` (its base).
+
+    ``shared.engine`` builds sgd | adam | adamw only, so SAM is a switch here rather than ``name: sam``:
+    ``sam_rho > 0`` wraps the built base in :class:`scaled_relu_stem.sam.SAM` when training starts.
+    """
+
+    sam_rho: float = 0.0  # > 0: SAM radius (Foret et al.'s default 0.05); 0: plain ``name``
+    sam_adaptive: bool = False  # ASAM (Kwon et al. 2021): perturbation scaled by |w|
+
+
+@dataclass
 class SRStemConfig(RunConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -53,7 +69,8 @@ class SRStemConfig(RunConfig):
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(epochs=300, batch_size=1024,
                                                                       num_workers=10, amp="bf16",
                                                                       monitor="top1"))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="adamw", lr=1e-3, weight_decay=0.05))
+    optim: SRStemOptimConfig = field(default_factory=lambda: SRStemOptimConfig(name="adamw", lr=1e-3,
+                                                                               weight_decay=0.05))
     sched: SchedConfig = field(default_factory=lambda: SchedConfig(name="cosine", warmup_epochs=5,
                                                                    warmup_lr_factor=1e-3, min_lr_factor=1e-2))
 
@@ -82,6 +99,11 @@ class SRStemTask(Task):
     def __init__(self, cfg: SRStemConfig):
         self.cfg = cfg
         stem_embed_layer(cfg.model.stem)  # a bad stem switch fails here, before the run dir is written
+        if cfg.optim.name.lower() == "sam":
+            raise UserError("optim.name=sam: shared.engine builds sgd | adam | adamw only; set optim.name to "
+                            "SAM's base optimiser (adamw) and optim.sam_rho=0.05 (scaled_relu_stem/sam.py)")
+        if cfg.optim.sam_rho < 0:
+            raise UserError(f"optim.sam_rho must be >= 0 (0: no SAM), got {cfg.optim.sam_rho}")
         # the embedded data draw follows the run's seed unless data.draw_seed pins it
         draw = cfg.engine.seed if cfg.data.draw_seed is None else cfg.data.draw_seed
         self.train_set, self.val_set = build_datasets(cfg.data, cfg.model.img_size, draw)
@@ -122,13 +144,41 @@ class SRStemTask(Task):
 
         return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=3)
 
+    def on_train_start(self, trainer) -> None:
+        o = self.cfg.optim
+        if o.sam_rho > 0:
+            if trainer.scaler.is_enabled():
+                # GradScaler.step refuses a closure and would not scale SAM's second backward
+                raise UserError("optim.sam_rho > 0 with engine.amp=fp16 is not supported: use engine.amp=bf16 "
+                                "or off")
+            # before the scheduler and a resume's optimizer state: both then go through SAM to the base
+            trainer.optimizer = SAM(trainer.optimizer, rho=o.sam_rho, adaptive=o.sam_adaptive)
+
+    def _loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y.ndim == 2:  # mixup/cutmix soft targets, smoothing included
+            return torch.sum(-y * torch.log_softmax(model(x).float(), dim=-1), dim=-1).mean()
+        return nn.functional.cross_entropy(model(x).float(), y, label_smoothing=self.cfg.data.smoothing)
+
+    def _sam_second_pass(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, trainer) -> torch.Tensor:
+        """SAM's gradient at the perturbed weights: same batch (same mixup draw), same autocast, BN running
+        statistics frozen so the batch is not counted twice. Runs inside ``SAM.step`` (the engine's step)."""
+        amp = (torch.autocast(trainer.device.type, dtype=trainer.amp_dtype) if trainer.amp_dtype is not None
+               else nullcontext())
+        with frozen_bn_stats(model), amp:
+            loss = self._loss(model, x, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss {float(loss)} in SAM's second pass at step "
+                                     f"{trainer.global_step + 1}; stopped before updating the weights")
+        loss.backward()
+        return loss.detach()
+
     def training_step(self, model: nn.Module, batch, trainer) -> dict[str, torch.Tensor]:
         x, y = batch
         if self.mixup is not None:
             x, y = self.mixup(x, y)  # y -> (B, classes) soft targets, smoothing included
-            loss = torch.sum(-y * torch.log_softmax(model(x).float(), dim=-1), dim=-1).mean()
-        else:
-            loss = nn.functional.cross_entropy(model(x).float(), y, label_smoothing=self.cfg.data.smoothing)
+        loss = self._loss(model, x, y)
+        if isinstance(trainer.optimizer, SAM):
+            trainer.optimizer.set_closure(lambda: self._sam_second_pass(model, x, y, trainer))
         self.step_losses.append(float(loss.detach()))
         st = self.cfg.stability
         if st.blowup_factor > 0 and len(self.step_losses) >= st.window:
