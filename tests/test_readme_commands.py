@@ -23,7 +23,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 READMES = [REPO / "README.md", *sorted(REPO.glob("*/README.md"))]
-TOP = {p.name for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".")}
+# top-level folders of the repository; runs/ (outputs, git-ignored) names what a command will write
+TOP = {p.name for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".")
+       and p.name not in ("runs", "visionrepro.egg-info")}
 PAPERS = sorted(p.parent.name for p in REPO.glob("*/reproduce.py"))
 PATH_RE = re.compile(r"(?<![\w/.$<{-])((?:[\w{},-]+/)+[\w{},.-]+\.(?:py|sh|yaml|md|json|txt|png))(?![\w/])")
 CONFIG_RE = re.compile(r"(?<![\w/.{},-])([\w.{},-]+_\d+xb\d+-[\w.-]+\.yaml)")
