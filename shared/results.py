@@ -108,17 +108,17 @@ def _markdown(s: dict, notes: str = "") -> str:
 def _plot(s: dict, path: Path, curves=None, curves_x=None, xlabel: str = "evaluation") -> None:
     plt = _mpl()
     ncol = 1 + (len(curves) if curves else 0)
-    fig, axes = plt.subplots(1, ncol, figsize=(4.5 * ncol, 3.6), squeeze=False)
+    n = len(s["rows"])
+    fig, axes = plt.subplots(1, ncol, figsize=(4.8 * ncol, max(3.6, 1.2 + 0.36 * n)), squeeze=False)
     ax = axes[0, 0]
-    names = [r["method"] for r in s["rows"]]
-    x = np.arange(len(names))
-    ax.bar(x, [r["mean"] for r in s["rows"]], yerr=[r["std"] for r in s["rows"]], capsize=4,
-           color="#9ecae1", edgecolor="#3182bd")
-    for i, r in enumerate(s["rows"]):
-        ax.scatter(np.full(len(r["per_seed"]), i), r["per_seed"], color="k", s=12, zorder=3)
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylabel(f"{s['metric']} ({s['unit']})")
-    ax.set_title(f"{s['paper']}: {s['benchmark']}", fontsize=9)
+    y = np.arange(n)[::-1]  # first row on top; horizontal bars keep long method names readable
+    ax.barh(y, [r["mean"] for r in s["rows"]], xerr=[r["std"] for r in s["rows"]], capsize=4,
+            color="#9ecae1", edgecolor="#3182bd", height=0.7)
+    for yi, r in zip(y, s["rows"]):
+        ax.scatter(r["per_seed"], np.full(len(r["per_seed"]), yi), color="k", s=12, zorder=3)
+    ax.set_yticks(y, [_wrap(r["method"]) for r in s["rows"]], fontsize=8)
+    ax.set_xlabel(f"{s['metric']} ({s['unit']})", fontsize=8)
+    ax.set_title(_wrap(f"{s['paper']}: {s['benchmark']}", 60), fontsize=9)
     for j, (title, series) in enumerate((curves or {}).items(), start=1):
         a = axes[0, j]
         for method, ys in series.items():
