@@ -177,7 +177,7 @@ class SRStemTask(Task):
         if self.mixup is not None:
             x, y = self.mixup(x, y)  # y -> (B, classes) soft targets, smoothing included
         loss = self._loss(model, x, y)
-        if isinstance(trainer.optimizer, SAM):
+        if isinstance(getattr(trainer, "optimizer", None), SAM):
             trainer.optimizer.set_closure(lambda: self._sam_second_pass(model, x, y, trainer))
         self.step_losses.append(float(loss.detach()))
         st = self.cfg.stability

@@ -166,6 +166,11 @@ def test_train_cli_runs_with_sam_and_names_the_switch_for_optim_name_sam(tmp_pat
     cfg, over, _ = _tiny_cfg(tmp_path)
     metrics = main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), *over])
     assert 0 <= metrics["top1"] <= 100 and (tmp_path / "run" / "last.pt").is_file()
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["optimizer"]["state"] and "exp_avg" in next(iter(state["optimizer"]["state"].values()))  # AdamW's
+    resumed = main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), "--resume", "auto", *over,
+                    "engine.epochs=2"])  # the base's state loads back through the wrapper
+    assert 0 <= resumed["top1"] <= 100
     with pytest.raises(SystemExit):
         main(["--config", str(cfg), "--run-dir", str(tmp_path / "bad"), *over, "optim.name=sam"])
     err = capsys.readouterr().err.strip().splitlines()
