@@ -16,10 +16,11 @@ GPUS ?=
 ARGS ?=
 RUNS ?=
 
-.PHONY: help venv reproduce test results bench lint clean-venv
+.PHONY: help venv reproduce pretrain test results bench lint clean-venv
 
 help:
 	@echo "make reproduce PAPER=<folder> [DATA=<root>] [SEEDS=0,1,2] [GPUS=n] [ARGS='...']"
+	@echo "make pretrain PAPER=<transreid_ssl|transfgu> [SEEDS=0,1,2] [ARGS='...']  (regenerates the shipped encoders)"
 	@echo "make test | make results [RUNS=<dir with run folders>] | make bench | make lint"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +33,9 @@ venv: $(STAMP)
 
 reproduce: $(STAMP)
 	@$(PY) -m shared.reproduce "$(PAPER)" $(if $(DATA),--data "$(DATA)") $(if $(SEEDS),--seeds "$(SEEDS)") $(if $(GPUS),--gpus "$(GPUS)") $(ARGS)
+
+pretrain: $(STAMP)
+	@$(PY) -m shared.pretrain "$(PAPER)" $(if $(SEEDS),--seeds "$(SEEDS)") $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests

@@ -28,7 +28,7 @@ FAMILIES = {
                        ["engine.epochs=2", "engine.batch_size=16", "data.train_ids=8", "data.test_ids=6",
                         "model.tiny_widths=[8,8,8,8]", "engine.eval_every=0"]),
     # DINO self-distillation (student, EMA teacher, centre)
-    "dino": ("transreid_ssl.train", "transreid_ssl/configs/dino_vit-tiny-d64_1xb32-10e_synperson.yaml",
+    "dino": ("transreid_ssl.train", "transreid_ssl/configs/dino_vit-tiny-d64_1xb64-pretrain_synperson.yaml",
              ["engine.epochs=2", "engine.eval_every=0", "data.pool_size=64"]),
 }
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from shared.config import load_config
+from shared.dino import DINOHead
 from shared.engine import Trainer
 from transreid_ssl.cfs import catastrophic_forgetting_score, cfs_order, person_precision
 from transreid_ssl.checkpoints import load_backbone, load_reid_checkpoint, resize_pos_embed_hw
-from transreid_ssl.model import DINOHead, ReIDModel, ReIDViT
+from transreid_ssl.model import ReIDModel, ReIDViT
 from transreid_ssl.train import TransReIDSSLConfig, build_task
 
 
@@ -115,7 +116,7 @@ def test_cfs_score_order_and_precision():
 def tiny_dino_run(run_dir, extra):
     """A 1-epoch, 1-block DINO run on a tiny SynPerson pool (not started: call ``fit``)."""
     torch.manual_seed(0)
-    cfg = load_config("transreid_ssl/configs/dino_vit-tiny-d64_1xb32-10e_synperson.yaml", TransReIDSSLConfig,
+    cfg = load_config("transreid_ssl/configs/dino_vit-tiny-d64_1xb64-pretrain_synperson.yaml", TransReIDSSLConfig,
                       ["logger.progress=false", "engine.epochs=1", "data.n_train_ids=4", "data.n_test_ids=4",
                        "model.depth=1", "engine.batch_size=16"] + extra)
     task = build_task(cfg)

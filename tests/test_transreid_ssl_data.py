@@ -8,8 +8,8 @@ from PIL import Image
 
 from shared.data.listfile import ListFileError
 from shared.data.verify import REGISTRY
+from shared.dino import DINOMultiCrop
 from transreid_ssl.data import (
-    DINOMultiCrop,
     ReIDDataset,
     luperson_images,
     market1501,

@@ -56,7 +56,7 @@ def _dino_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def create_encoder(embed_dim: int = 384, depth: int = 12, num_heads: int = 6, patch_size: int = 8,
-                   pretrain_size: int = 224) -> nn.Module:
+                   pretrain_size: int = 224, drop_path_rate: float = 0.0) -> nn.Module:
     """DINO ViT (timm layout, = DINO's names), LN eps 1e-6, attention left un-fused so that the post-softmax
     attention (and its gradient, needed by the CAM) exists as a tensor.
 
@@ -65,7 +65,8 @@ def create_encoder(embed_dim: int = 384, depth: int = 12, num_heads: int = 6, pa
     is resampled at forward time exactly as DINO does (:func:`dino_interpolate_pos_encoding`).
     """
     vit = create_vit("vit_small_patch8_224", num_classes=0, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                     patch_size=patch_size, img_size=pretrain_size, dynamic_img_size=True)
+                     patch_size=patch_size, img_size=pretrain_size, dynamic_img_size=True,
+                     drop_path_rate=drop_path_rate)
     vit._pos_embed = types.MethodType(_dino_pos_embed, vit)
     for blk in vit.blocks:
         blk.attn.fused_attn = False

@@ -1,7 +1,9 @@
 """``make reproduce PAPER=transfgu``: the TransFGU pipeline vs bottom-up k-means on embedded textured scenes.
 
-Per seed (one single-thread process each, ``--jobs`` at a time): train a tiny ViT/8 with DINO on the train scenes
-(no pretrained weight can be downloaded), then, with that encoder frozen,
+Per seed k (one single-thread process each, ``--jobs`` at a time; train and val scenes are drawn from k): load the
+shipped tiny DINO ViT/8 ``transfgu/encoders/dino_vit8_seed<k mod 3>.pth`` (``make pretrain PAPER=transfgu``
+regenerates it; this command never pre-trains; sha256-checked, loaded strictly through ``load_dino_encoder``
+as a user's ``dino_deitsmall8_pretrain.pth``), then, with that encoder frozen,
   (a) ``cam_pseudo_labels``: concept discovery (fg/bg crops -> k-means, 4 things + 3 stuff) and CAM argmax;
   (b) ``transfgu``: the Segmenter decoder trained on the CAM pseudo labels with bootstrapping (last epoch;
       the official best-on-val epoch is reported beside it);
@@ -21,23 +23,31 @@ import torch
 
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.jobs import run_jobs
+from shared.pretrain import check_encoder
 from shared.results import write_summary
 
 from .data import textured_scenes
-from .dino_lite import train_dino
-from .model import create_encoder
+from .model import create_encoder, load_dino_encoder
 from .pipeline import build_concepts, decoder_logits, generate_cams, kmeans_baseline, score_maps, train_decoder
 
 HERE = Path(__file__).resolve().parent
-DATA_SEED = 1234
-FULL = {"n_train": 500, "n_val": 150, "n_crop": 120, "size": 96, "dino_steps": 200, "dino_batch": 32,
-        "n_local": 2, "epochs": 8, "dec_batch": 32}
-QUICK = {"n_train": 40, "n_val": 16, "n_crop": 8, "size": 64, "dino_steps": 2, "dino_batch": 8,
-         "n_local": 1, "epochs": 3, "dec_batch": 8}
+ENCODERS = HERE / "encoders"
+N_SHIPPED = 3
+TRAIN_SEED, VAL_SEED = 1000, 2000  # scene draws of seed k: TRAIN_SEED + k, VAL_SEED + k (pre-training: 50_000 + k)
+FULL = {"n_train": 500, "n_val": 150, "n_crop": 120, "size": 96, "epochs": 8, "dec_batch": 32}
+QUICK = {"n_train": 40, "n_val": 16, "n_crop": 8, "size": 64, "epochs": 3, "dec_batch": 8}
+ENCODER = {"embed_dim": 64, "depth": 4, "num_heads": 4, "patch_size": 8, "pretrain_size": 64}
+
+
+def load_encoder(seed: int, encoders: Path = ENCODERS):
+    """The shipped DINO encoder of pre-training seed ``seed mod 3``, frozen (strict load, sha256 checked)."""
+    vit = create_encoder(**ENCODER)
+    load_dino_encoder(vit, check_encoder(encoders, f"dino_vit8_seed{seed % N_SHIPPED}.pth"))
+    return vit.eval().requires_grad_(False)
 METHODS = ("transfgu", "cam_pseudo_labels", "kmeans_patch_tokens", "cam_wrong_sign", "kmeans_random_vit")
 
 
-def run_seed(seed: int, quick: bool) -> dict:
+def run_seed(seed: int, quick: bool, encoders: Path = ENCODERS) -> dict:
     """All arms of one seed; returns mIoU / acc per arm, the decoder history and timings."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -47,16 +57,14 @@ def run_seed(seed: int, quick: bool) -> dict:
     def log(m: str) -> None:
         print(f"  [seed {seed}] {m.strip()}", flush=True)
 
-    train = textured_scenes(p["n_train"], DATA_SEED, p["size"])
-    val = textured_scenes(p["n_val"], DATA_SEED + 1, p["size"])
-    patch, k = 8, train.num_classes
-    vit = create_encoder(64, 4, 4, patch, pretrain_size=p["size"])
+    train = textured_scenes(p["n_train"], TRAIN_SEED + seed, p["size"])
+    val = textured_scenes(p["n_val"], VAL_SEED + seed, p["size"])
+    patch, k = ENCODER["patch_size"], train.num_classes
     res = {"seed": seed, "timing": {}}
-    res["kmeans_random_vit"] = score_maps(kmeans_baseline(vit, train.images, val.images, k, patch, seed), val.labels, k)
-    res["dino"] = train_dino(vit, train.images, steps=p["dino_steps"], batch=p["dino_batch"], n_local=p["n_local"],
-                             seed=seed, log_every=max(1, p["dino_steps"] // 4), log=log)
-    vit.requires_grad_(False)
-    res["timing"]["dino"] = time.time() - t0
+    rand = create_encoder(**ENCODER).eval().requires_grad_(False)
+    res["kmeans_random_vit"] = score_maps(kmeans_baseline(rand, train.images, val.images, k, patch, seed), val.labels,
+                                          k)
+    vit = load_encoder(seed, encoders)
     res["kmeans_patch_tokens"] = score_maps(kmeans_baseline(vit, train.images, val.images, k, patch, seed),
                                             val.labels, k)
     mu, res["crops"] = build_concepts(vit, train.images[:p["n_crop"]], patch, train.n_things, train.n_stuff,
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = reproduce_parser("transfgu", __doc__.split("\n")[0], jobs=True)
     ap.add_argument("--benchmark", default="voc", choices=["voc", "coco", "cityscapes", "lip"],
                     help="with --data: which benchmark script to launch")
+    ap.add_argument("--encoders", default=str(ENCODERS),
+                    help="folder of the DINO encoders and their manifest.json (default: the shipped ones)")
     args = ap.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir, _ = reproduce_dirs("transfgu", args)
     start = time.time()
     print(f"transfgu embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
-    done = run_jobs(run_seed, [(s, (s, args.quick)) for s in seeds], workers=max(1, args.jobs))
+    done = run_jobs(run_seed, [(s, (s, args.quick, Path(args.encoders))) for s in seeds], workers=max(1, args.jobs))
     res = [done[s] for s in seeds]
     rows = {m: [r[m]["mIoU"] for r in res] for m in METHODS}
     acc = {m: float(np.mean([r[m]["acc"] for r in res])) for m in METHODS}
@@ -112,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     curves_x = {title: [h["epoch"] for h in res[0]["history"]]}
     write_summary("transfgu", "textured scenes (3 stuff + 4 thing textures, 96 px), tiny DINO ViT/8",
                   "val mIoU (Hungarian, whole set)", rows, seeds, time.time() - start,
-                  {"sizes": QUICK if args.quick else FULL, "data_seed": DATA_SEED, "quick": args.quick},
+                  {"sizes": QUICK if args.quick else FULL, "scene_seeds": f"train {TRAIN_SEED}+k, val {VAL_SEED}+k",
+                   "encoders": args.encoders, "encoder": ENCODER, "quick": args.quick},
                   out_dir=out_dir, notes=notes, curves=curves, curves_x=curves_x, curves_xlabel="epoch",
                   extra={"pixel_accuracy": acc, "transfgu_best_on_val": best,
                          "per_seed": [{k: v for k, v in r.items()} for r in res]})

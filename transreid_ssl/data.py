@@ -7,14 +7,12 @@ person-shaped multi-crop (ImageNet mean/std).
 """
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
@@ -218,53 +216,3 @@ def reid_train_transform(size: tuple[int, int], pad: int = 10, re_prob: float = 
 def reid_test_transform(size: tuple[int, int]) -> T.Compose:
     """TransReID test (and the CFS scoring transform of issue #3): bilinear resize, Normalize(.5, .5)."""
     return T.Compose([T.Resize(size), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
-
-
-class RandomGaussianBlur:
-    """DINO's ``GaussianBlur``: PIL blur with radius U[min, max] applied with probability ``p``."""
-
-    def __init__(self, p: float, radius_min: float = 0.1, radius_max: float = 2.0):
-        self.p, self.lo, self.hi = p, radius_min, radius_max
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        if random.random() >= self.p:
-            return img
-        return img.filter(ImageFilter.GaussianBlur(radius=random.uniform(self.lo, self.hi)))
-
-
-class RandomSolarize:
-    def __init__(self, p: float):
-        self.p = p
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return ImageOps.solarize(img) if random.random() < self.p else img
-
-
-class DINOMultiCrop:
-    """DINO's ``DataAugmentationDINO`` with person-shaped crops (TransReID-SSL fork).
-
-    2 global crops ``global_size`` (scale ``global_scale``), ``n_local`` crops ``local_size``; flip,
-    ColorJitter(.4,.4,.2,.1) p .8, grayscale p .2; blur p 1.0 / 0.1 / 0.5 (global 1 / global 2 / locals);
-    solarize p .2 on global 2; ImageNet mean/std. Returns a list of 2 + n_local tensors.
-    """
-
-    def __init__(self, global_size=(256, 128), local_size=(128, 64), n_local: int = 8,
-                 global_scale=(0.4, 1.0), local_scale=(0.05, 0.4), blur_radius_max: float = 2.0):
-        bic = T.InterpolationMode.BICUBIC
-        flip_color = T.Compose([T.RandomHorizontalFlip(0.5),
-                                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), T.RandomGrayscale(0.2)])
-        norm = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-        def blur(p):
-            return RandomGaussianBlur(p, 0.1, blur_radius_max)
-
-        self.global1 = T.Compose([T.RandomResizedCrop(global_size, scale=tuple(global_scale), interpolation=bic),
-                                  flip_color, blur(1.0), norm])
-        self.global2 = T.Compose([T.RandomResizedCrop(global_size, scale=tuple(global_scale), interpolation=bic),
-                                  flip_color, blur(0.1), RandomSolarize(0.2), norm])
-        self.local = T.Compose([T.RandomResizedCrop(local_size, scale=tuple(local_scale), interpolation=bic),
-                                flip_color, blur(0.5), norm])
-        self.n_local = n_local
-
-    def __call__(self, img: Image.Image) -> list[torch.Tensor]:
-        return [self.global1(img), self.global2(img)] + [self.local(img) for _ in range(self.n_local)]

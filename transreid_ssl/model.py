@@ -1,18 +1,14 @@
-"""TransReID-SSL networks: ViT with a patchify or IBN conv stem (ICS), the DINO head and wrapper, the ReID head.
+"""TransReID-SSL networks: ViT with a patchify or IBN conv stem (ICS) and the ReID head (DINO: ``shared.dino``).
 
 * :class:`IBN`, :class:`ConvStem` -- the paper's IBN-based convolution stem ("ICS"), official
   ``dino/ours_vit.py`` / ``vit_pytorch.py`` ``PatchEmbed_overlap``-free conv stem. Key layout
   ``patch_embed.conv.{0..8}`` + ``patch_embed.proj`` as in the released checkpoints.
 * :class:`ReIDViT` -- a timm ``VisionTransformer`` (flat keys = the official flat layout) whose forward
   resamples ``pos_embed`` the way DINO does for crops of another size (``interpolate_pos_encoding``).
-* :class:`DINOHead`, :class:`MultiCropWrapper` -- DINO's projection head (``mlp.{0,2,4}``,
-  weight-normed ``last_layer``) and the one-backbone-pass-per-resolution wrapper.
 * :class:`ReIDModel` -- ``build_transformer``: CLS -> BNNeck (frozen zero bias) -> bias-free classifier;
   triplet on the pre-BN feature, CE on the post-BN logits, test feature = pre-BN (``NECK_FEAT before``).
 """
 from __future__ import annotations
-
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -121,89 +117,6 @@ class ReIDViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_tokens(x)[:, 0]
-
-
-# ----------------------------------------------------------------------------- DINO
-class DINOHead(nn.Module):
-    """MLP d -> hidden -> hidden -> bottleneck (GELU), L2-normalise, weight-normed Linear -> K (no bias).
-
-    ``norm_last_layer``: ``last_layer.weight_g`` fixed at 1 (not trained). (B, d) -> (B, K).
-    """
-
-    def __init__(self, in_dim: int, out_dim: int = 65536, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 nlayers: int = 3, norm_last_layer: bool = True):
-        super().__init__()
-        dims = [in_dim] + [hidden_dim] * (nlayers - 1) + [bottleneck_dim]
-        layers: list[nn.Module] = []
-        for i in range(nlayers):
-            layers.append(nn.Linear(dims[i], dims[i + 1]))
-            if i < nlayers - 1:
-                layers.append(nn.GELU())
-        self.mlp = nn.Sequential(*layers)
-        for m in self.mlp:
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-        with warnings.catch_warnings():  # the old API keeps the official weight_g / weight_v key names
-            warnings.simplefilter("ignore", FutureWarning)
-            self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
-        self.last_layer.weight_g.data.fill_(1)
-        self.last_layer.weight_g.requires_grad = not norm_last_layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(self.mlp(x), dim=-1, p=2)
-        return self.last_layer(x)
-
-
-class MultiCropWrapper(nn.Module):
-    """Backbone once per run of same-resolution crops, CLS features concatenated, head once.
-
-    ``forward([x_1, ..., x_V])`` with ``x_v`` (B, 3, H_v, W_v) -> (V*B, K), views in input order.
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, crops: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
-        if torch.is_tensor(crops):
-            crops = [crops]
-        sizes = torch.tensor([c.shape[-2] * 10000 + c.shape[-1] for c in crops])
-        ends = torch.cumsum(torch.unique_consecutive(sizes, return_counts=True)[1], 0).tolist()
-        feats, start = [], 0
-        for end in ends:
-            feats.append(self.backbone(torch.cat(crops[start:end])))
-            start = end
-        return self.head(torch.cat(feats))
-
-
-class DINOModel(nn.Module):
-    """Student and teacher (same architecture; the teacher gets no gradient and follows the student by EMA).
-
-    The teacher starts as an exact copy of the student (official ``load_state_dict(student.state_dict())``).
-    """
-
-    def __init__(self, student: MultiCropWrapper, teacher: MultiCropWrapper):
-        super().__init__()
-        self.student, self.teacher = student, teacher
-        self.teacher.load_state_dict(self.student.state_dict())
-        for p in self.teacher.parameters():
-            p.requires_grad = False
-
-    def forward(self, crops: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Student logits on every crop (V*B, K); teacher logits (no grad) on the 2 global crops (2*B, K).
-
-        One forward for both keeps DDP's gradient sync on the student (the teacher has no trainable
-        parameters, so DDP ignores it)."""
-        with torch.no_grad():
-            teacher_out = self.teacher(crops[:2])
-        return self.student(crops), teacher_out
-
-    @torch.no_grad()
-    def update_teacher(self, momentum: float) -> None:
-        """theta_t <- m theta_t + (1 - m) theta_s over backbone and head parameters (buffers not averaged)."""
-        for ps, pt in zip(self.student.parameters(), self.teacher.parameters()):
-            pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
 
 
 # ----------------------------------------------------------------------------- supervised ReID

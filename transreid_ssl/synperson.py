@@ -30,6 +30,7 @@ class SynPerson:
     pool: ReIDSplit
     pool_is_person: np.ndarray  # (N_pool,) bool
     pool_kind: np.ndarray  # (N_pool,) index into POOL_KINDS
+    heldout_query: ReIDSplit | None = None  # test ids under a camera with a colour cast no other camera has
 
 
 def _identity(rng: np.random.Generator) -> dict:
@@ -144,8 +145,12 @@ def _shots(ids, cams, rng, size, n_cams_range=(2, 4), per_cam=(4, 6)):
 
 def make_synperson(seed: int = 0, n_train_ids: int = 80, n_test_ids: int = 80, n_distractors: int = 20,
                    pool_size: int = 3000, n_cams: int = 6, size=(64, 32), per_cam=(4, 6),
-                   cam_strength: float = 0.5) -> SynPerson:
-    """Generate the whole set in memory (deterministic in ``seed``)."""
+                   cam_strength: float = 0.5, heldout_strength: float = 2.0) -> SynPerson:
+    """Generate the whole set in memory (deterministic in ``seed``).
+
+    ``heldout_query``: two shots of every test id under one extra camera (cam id ``n_cams``) whose colour cast
+    is ``heldout_strength`` times the spec's (the others: ``cam_strength``), drawn from a separate generator so
+    that every other split is the same with or without it; match it against ``gallery``."""
     rng = np.random.default_rng(seed)
     cams = [_camera(rng, cam_strength) for _ in range(n_cams)]
     train_ids = [(i, _identity(rng)) for i in range(n_train_ids)]
@@ -175,7 +180,16 @@ def make_synperson(seed: int = 0, n_train_ids: int = 80, n_test_ids: int = 80, n
         pool.append(render(_identity(rng), cam, rng, size) if kind[-1] == 0
                     else _off_domain(kind[-1] - 1, cam, rng, size))
     kind = np.asarray(kind)
-    return SynPerson(train, query, gallery, ReIDSplit(pool, [0] * pool_size, [0] * pool_size), kind == 0, kind)
+    hrng = np.random.default_rng([seed, 7])
+    hcam = _camera(hrng, heldout_strength)
+    held = ReIDSplit([], [], [])
+    for pid, ident in test_ids:
+        for _ in range(2):
+            held.sources.append(render(ident, hcam, hrng, size))
+            held.pids.append(pid)
+            held.camids.append(n_cams)
+    return SynPerson(train, query, gallery, ReIDSplit(pool, [0] * pool_size, [0] * pool_size), kind == 0, kind,
+                     held)
 
 
 def write_market_tree(data: SynPerson, root: str | Path, n_junk: int = 3) -> Path:
@@ -196,3 +210,38 @@ def write_market_tree(data: SynPerson, root: str | Path, n_junk: int = 3) -> Pat
     for i, img in enumerate(data.pool.sources):
         Image.fromarray(img).save(lup / f"{i:02d}_00_0000_{i:08d}.jpg")
     return root
+
+
+GENERIC_SHAPES = ("ellipse", "box", "triangle", "full")
+
+
+def generic_images(n: int, seed: int, size=(64, 32), n_cams: int = 6,
+                   cam_strength: float = 0.5) -> tuple[list[np.ndarray], list[int]]:
+    """A labelled *generic* (non-person) image set: the stand-in for ImageNet in the ``supervised_generic``
+    arm. Class = texture (5) x shape (ellipse, box, triangle, full frame) = 20 classes; colours, placement
+    and size random, on a camera background under the SynPerson camera model. Deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    cams = [_camera(rng, cam_strength) for _ in range(n_cams)]
+    h, w = size
+    imgs, labels = [], []
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(n):
+        tex, shape = int(rng.integers(len(TEXTURES))), int(rng.integers(len(GENERIC_SHAPES)))
+        cam = cams[int(rng.integers(n_cams))]
+        canvas = np.ones((h, w, 3)) * cam["bg"] + rng.normal(0, 8, (h, w, 3))
+        fill = _texture(tex, h, w, rng.uniform(0, 255, 3), rng.uniform(0, 255, 3), rng).astype(float)
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        ry, rx = rng.uniform(0.2, 0.4) * h, rng.uniform(0.25, 0.45) * w
+        name = GENERIC_SHAPES[shape]
+        if name == "ellipse":
+            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        elif name == "box":
+            m = (abs(yy - cy) <= ry) & (abs(xx - cx) <= rx)
+        elif name == "triangle":
+            m = (yy >= cy - ry) & (yy <= cy + ry) & (abs(xx - cx) <= rx * (yy - cy + ry) / (2 * ry))
+        else:
+            m = np.ones((h, w), bool)
+        canvas[m] = fill[m]
+        imgs.append(_apply_camera(canvas, cam, rng))
+        labels.append(tex * len(GENERIC_SHAPES) + shape)
+    return imgs, labels

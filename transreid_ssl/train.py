@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,12 +21,13 @@ from torch.utils.data import DataLoader
 
 from shared.cli import train_main
 from shared.data.samplers import IdentitySampler
+from shared.dino import DINOConfig, DINOMultiCrop
+from shared.dino import DINOTask as SharedDINOTask
 from shared.engine import RunConfig, Task, Trainer
 from shared.metrics.reid import reid_evaluate
 
 from .checkpoints import load_backbone
 from .data import (
-    DINOMultiCrop,
     ReIDDataset,
     ReIDSplit,
     luperson_images,
@@ -38,8 +38,8 @@ from .data import (
     reid_test_transform,
     reid_train_transform,
 )
-from .losses import DINOLoss, reid_loss
-from .model import DINOHead, DINOModel, MultiCropWrapper, ReIDModel, ReIDViT
+from .losses import reid_loss
+from .model import ReIDModel, ReIDViT
 from .usl import (
     ClusterMemory,
     MultiGallerySampler,
@@ -90,30 +90,6 @@ class DataConfig:
     n_test_ids: int = 80
     pool_size: int = 3000
     cam_strength: float = 0.5  # colour cast of the cameras (the UDA suite's source domain uses a stronger one)
-
-
-@dataclass
-class DINOConfig:
-    out_dim: int = 65536
-    hidden_dim: int = 2048
-    bottleneck_dim: int = 256
-    norm_last_layer: bool = True
-    n_local: int = 8
-    local_size: list[int] = field(default_factory=lambda: [128, 64])
-    global_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
-    local_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
-    blur_radius_max: float = 2.0
-    base_lr: float = 0.0005  # peak lr = base_lr * batch / 256
-    min_lr: float = 1e-6
-    warmup_epochs: int = 10
-    weight_decay: float = 0.04
-    weight_decay_end: float = 0.4
-    clip_grad: float = 3.0  # per parameter tensor
-    freeze_last_layer: int = 1
-    momentum_teacher: float = 0.996
-    warmup_teacher_temp: float = 0.04
-    teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: int = 0
 
 
 @dataclass
@@ -190,6 +166,8 @@ class ReIDTask(Task):
         self.cfg = cfg
         d, size = cfg.data, cfg.model.img_size
         self.train_split, self.query, self.gallery = reid_splits(d, size, cfg.stage)
+        # SynPerson: also the test ids under a held-out camera with a colour cast no training camera has
+        self.heldout = synperson_for(d, size).heldout_query if d.name == "synperson" else None
         self.dataset = ReIDDataset(self.train_split, reid_train_transform(tuple(size), d.pad, d.re_prob))
 
     def build_model(self) -> nn.Module:
@@ -213,8 +191,12 @@ class ReIDTask(Task):
         return reid_loss(logits, feat, pid)
 
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
-        return reid_metrics(model, self.query, self.gallery, self.cfg.model.img_size, self.cfg.data.eval_batch_size,
-                            trainer.device)
+        size, bs = self.cfg.model.img_size, self.cfg.data.eval_batch_size
+        out = reid_metrics(model, self.query, self.gallery, size, bs, trainer.device)
+        if self.heldout is not None:
+            held = reid_metrics(model, self.heldout, self.gallery, size, bs, trainer.device)
+            out |= {"heldout_mAP": held["mAP"], "heldout_rank1": held["rank1"]}
+        return out
 
 
 class USLTask(Task):
@@ -299,25 +281,12 @@ def _all_gather(t: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-def cosine_schedule(base: float, final: float, epochs: int, niter_per_ep: int, warmup_epochs: int = 0,
-                    start_warmup_value: float = 0.0) -> np.ndarray:
-    """DINO ``utils.cosine_scheduler``: linear warm-up prefix, then cosine over the remaining iterations."""
-    warmup = np.linspace(start_warmup_value, base, warmup_epochs * niter_per_ep) if warmup_epochs else np.array([])
-    iters = np.arange(epochs * niter_per_ep - len(warmup))
-    sched = final + 0.5 * (base - final) * (1 + np.cos(np.pi * iters / max(len(iters), 1)))
-    return np.concatenate((warmup, sched))
-
-
-class DINOTask(Task):
-    """DINO pre-training (``dino/main_dino.py``) on LUPerson, a CFS-ranked subset, or the SynPerson pool.
-
-    The engine runs the loop; DINO's own per-iteration lr / weight-decay / teacher-momentum arrays, the
-    per-tensor gradient clipping and the frozen last layer of epoch 0 live in an optimizer pre-step hook
-    (after backward, DDP sync and AMP unscaling, before the update: where the official loop does them).
-    """
+class DINOTask(SharedDINOTask):
+    """DINO pre-training (``dino/main_dino.py``, :class:`shared.dino.DINOTask`) on LUPerson, a CFS-ranked
+    subset, or the SynPerson pool; person-shaped crops (global = ``model.img_size``, local = ``dino.local_size``);
+    SyncBN in the conv stem under DDP as the official ICS runs."""
 
     def __init__(self, cfg: TransReIDSSLConfig):
-        self.cfg = cfg
         d, g = cfg.data, cfg.dino
         if d.subset not in ("ranked", "random"):
             raise ValueError(f"data.subset must be 'ranked' or 'random', got {d.subset!r}")
@@ -338,75 +307,10 @@ class DINOTask(Task):
             pick = np.random.default_rng(d.subset_seed).permutation(len(split))[: d.keep_num]
             split = ReIDSplit([split.sources[i] for i in sorted(pick)], [0] * len(pick), [0] * len(pick))
         self.split = split
-        self.dataset = ReIDDataset(split, DINOMultiCrop(tuple(cfg.model.img_size), tuple(g.local_size), g.n_local,
-                                                        g.global_scale, g.local_scale, g.blur_radius_max))
-        self.schedules: dict[str, np.ndarray] = {}
-
-    def build_model(self) -> nn.Module:
-        m, g = self.cfg.model, self.cfg.dino
-
-        def wrapper(dpr):
-            return MultiCropWrapper(build_backbone(m, dpr), DINOHead(m.embed_dim, g.out_dim, g.hidden_dim,
-                                                                     g.bottleneck_dim, 3, g.norm_last_layer))
-
-        model = DINOModel(wrapper(m.drop_path_rate), wrapper(0.0))
-        if m.stem != "patchify" and torch.distributed.is_available() and torch.distributed.is_initialized():
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # official: SyncBN in the ICS stem under DDP
-        model.dino_loss = DINOLoss(g.out_dim, 2 + g.n_local, g.warmup_teacher_temp, g.teacher_temp,
-                                   g.warmup_teacher_temp_epochs, self.cfg.engine.epochs)
-        return model
-
-    def param_groups(self, model):
-        """``utils.get_params_groups``: biases and 1-D tensors are not regularised."""
-        reg, noreg = [], []
-        for n, p in model.student.named_parameters():
-            if p.requires_grad:
-                (noreg if n.endswith(".bias") or p.ndim == 1 else reg).append(p)
-        return [{"params": reg}, {"params": noreg, "weight_decay": 0.0}]
-
-    def train_dataset(self, epoch: int):
-        return self.dataset
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        g, e = self.cfg.dino, self.cfg.engine
-        per_ep = len(self.dataset) // e.batch_size if e.drop_last else math.ceil(len(self.dataset) / e.batch_size)
-        if per_ep < 1:
-            raise ValueError(f"data: {len(self.dataset)} images give no full batch of engine.batch_size={e.batch_size}")
-        peak = g.base_lr * e.batch_size / 256.0  # linear scaling rule, total batch
-        self.schedules = {
-            "lr": cosine_schedule(peak, g.min_lr, e.epochs, per_ep, g.warmup_epochs),
-            "wd": cosine_schedule(g.weight_decay, g.weight_decay_end, e.epochs, per_ep),
-            "momentum": cosine_schedule(g.momentum_teacher, 1.0, e.epochs, per_ep),
-        }
-        trainer.optimizer.register_step_pre_hook(lambda opt, args, kwargs: self._pre_step(trainer))
-
-    def _it(self, trainer: Trainer) -> int:
-        return min(trainer.global_step, len(self.schedules["lr"]) - 1)
-
-    def _pre_step(self, trainer: Trainer) -> None:
-        it, g = self._it(trainer), self.cfg.dino
-        for i, group in enumerate(trainer.optimizer.param_groups):
-            group["lr"] = float(self.schedules["lr"][it])
-            if i == 0:  # only the regularised group
-                group["weight_decay"] = float(self.schedules["wd"][it])
-        student = trainer.model.student
-        if g.clip_grad:
-            for p in student.parameters():
-                if p.grad is not None:
-                    coef = g.clip_grad / (p.grad.norm(2) + 1e-6)
-                    p.grad.mul_(coef.clamp(max=1.0))
-        if trainer.epoch < g.freeze_last_layer:
-            for p in student.head.last_layer.parameters():
-                p.grad = None
-
-    def training_step(self, model, batch, trainer):
-        student_out, teacher_out = model(batch[0])
-        dino_loss = trainer.model.dino_loss
-        return {"loss": dino_loss(student_out, teacher_out, trainer.epoch), **dino_loss.last_entropies}
-
-    def on_step_end(self, trainer: Trainer, global_step: int) -> None:
-        trainer.model.update_teacher(float(self.schedules["momentum"][min(global_step - 1,
-                                                                          len(self.schedules["momentum"]) - 1)]))
+        dataset = ReIDDataset(split, DINOMultiCrop(tuple(cfg.model.img_size), tuple(g.local_size), g.n_local,
+                                                   g.global_scale, g.local_scale, g.blur_radius_max))
+        super().__init__(cfg, dataset, lambda dpr: build_backbone(cfg.model, dpr), cfg.model.drop_path_rate,
+                         sync_bn=cfg.model.stem != "patchify")
 
 
 def build_task(cfg: TransReIDSSLConfig, run_dir: Path | None = None) -> Task:

@@ -1,0 +1,162 @@
+"""``make pretrain PAPER=<paper>``: regenerate a paper's shipped encoders on embedded data, on the CPU.
+
+    python -m shared.pretrain transreid_ssl [--seeds 0,1,2] [--arms dino_full,dino_random50] [--resume auto]
+    python -m shared.pretrain transfgu --seeds 0
+
+Two papers start from an encoder pre-trained for days (DINO ViT-S/16 on LUPerson, DINO ViT-S/8 on ImageNet)
+that users download. The embedded reproductions work the same way: ``<paper>.pretrain`` pre-trains tiny
+encoders once, writes each teacher backbone in the *released file layout* (so it goes through the loader a
+user's real file goes through), and ``make reproduce`` starts from the committed files, never pre-training.
+
+This module holds what both papers share: the dispatcher, the export of the teacher backbone from an engine
+checkpoint, hashing, and the manifest ``<paper>/encoders/manifest.json``::
+
+    {"encoders": {"<arm>_seed<k>.pth": {"arm", "seed", "recipe", "data", "wall_seconds", "git_sha",
+                                        "sha256", "bytes", "command"}},
+     "attempts": [{"when", "what", "settings", "outcome", "kept"}]}
+
+``attempts`` lists every pre-training attempt made while developing the recipe, kept or not, with its outcome.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+PAPERS = ("transreid_ssl", "transfgu")
+MAX_BYTES = 10 * 2 ** 20  # the repo rule for a committed encoder
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def teacher_backbone(ckpt: str | Path, prefix: str = "teacher.backbone.") -> OrderedDict:
+    """The DINO teacher backbone of an engine checkpoint (``model`` = a :class:`shared.dino.DINOModel` state),
+    as flat backbone keys: the layout of the released files (``dino_deitsmall8_pretrain.pth``, TransReID-SSL's
+    converted LUPerson ViTs)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    sd = state.get("model", state)
+    out = OrderedDict((k[len(prefix):], v.clone()) for k, v in sd.items() if k.startswith(prefix))
+    if not out:
+        raise KeyError(f"{ckpt}: no '{prefix}*' keys (not a DINO engine checkpoint)")
+    return out
+
+
+def save_encoder(sd: dict, path: str | Path) -> dict:
+    """``torch.save`` a flat state dict (fp32, contiguous copies); returns ``{"sha256", "bytes"}``.
+    Refuses a file over the repo's 10 MB limit for committed encoders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(OrderedDict((k, v.detach().float().contiguous().clone() if v.is_floating_point() else v.clone())
+                           for k, v in sd.items()), path)
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        path.unlink()
+        raise ValueError(f"{path}: {size / 2 ** 20:.1f} MB is over the 10 MB limit for a committed encoder")
+    return {"sha256": file_sha256(path), "bytes": size}
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        return {"encoders": {}, "attempts": []}
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    m.setdefault("encoders", {})
+    m.setdefault("attempts", [])
+    return m
+
+
+def write_manifest(path: str | Path, manifest: dict) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def record_encoder(manifest_path: str | Path, name: str, entry: dict) -> None:
+    m = read_manifest(manifest_path)
+    m["encoders"][name] = entry
+    write_manifest(manifest_path, m)
+
+
+def record_attempt(manifest_path: str | Path, what: str, settings: dict, outcome: dict | str, kept: bool) -> None:
+    """Append one development attempt (kept or not) to the manifest's ``attempts``."""
+    m = read_manifest(manifest_path)
+    m["attempts"].append({"when": time.strftime("%Y-%m-%d %H:%M"), "what": what, "settings": settings,
+                          "outcome": outcome, "kept": kept})
+    write_manifest(manifest_path, m)
+
+
+def check_encoder(folder: str | Path, name: str) -> Path:
+    """The path of shipped encoder ``name`` after checking its sha256 against the manifest (a one-line error
+    names the file and says how to regenerate it)."""
+    folder = Path(folder)
+    path, m = folder / name, read_manifest(folder / "manifest.json")
+    if name not in m["encoders"]:
+        raise FileNotFoundError(f"{folder / 'manifest.json'}: no entry for {name} (make pretrain PAPER=... "
+                                "regenerates the shipped encoders)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: shipped encoder missing (git checkout it, or make pretrain)")
+    digest = file_sha256(path)
+    if digest != m["encoders"][name]["sha256"]:
+        raise ValueError(f"{path}: sha256 {digest[:12]}... differs from the manifest's "
+                         f"{m['encoders'][name]['sha256'][:12]}... (modified or regenerated without the manifest)")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print(f"\npapers: {', '.join(PAPERS)}; `python -m shared.pretrain <paper> --help` lists its options")
+        return 0 if argv else 2
+    paper, rest = argv[0], argv[1:]
+    if paper not in PAPERS:
+        print(f"shared.pretrain: PAPER must be one of {', '.join(PAPERS)}, got {paper!r}", file=sys.stderr)
+        return 2
+    return importlib.import_module(f"{paper}.pretrain").main(rest)
+
+
+def pretrain_parser(paper: str, arms: list[str], description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m shared.pretrain {paper}", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="0,1,2", help="pre-training seeds (default 0,1,2: one file per arm and seed)")
+    p.add_argument("--arms", default=",".join(arms), help=f"comma list of {', '.join(arms)} (default: all)")
+    p.add_argument("--resume", default="auto", metavar="auto|none",
+                   help="'auto' (default) resumes an interrupted run from runs/pretrain/<paper>/...; 'none' restarts")
+    p.add_argument("--jobs", type=int, default=2, help="single-thread processes at a time (default 2 = 2 cores)")
+    p.add_argument("--out", default=None, help="where the .pth files and manifest go (default <paper>/encoders)")
+    p.add_argument("--run-root", default=None, help="engine run folders (default runs/pretrain/<paper>)")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests); never ship its files")
+    return p
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

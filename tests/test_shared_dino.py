@@ -1,0 +1,69 @@
+"""shared.dino: DINO head / multi-crop wrapper / teacher EMA / loss / schedules / augmentation (spec dino.md)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from shared.dino import DINOHead, DINOLoss, DINOModel, MultiCropWrapper, cosine_schedule
+from transreid_ssl.model import ReIDViT
+
+
+def tiny_vit():
+    return ReIDViT((32, 16), 8, 32, 2, 2, 2.0, 0.0, stem="patchify")
+
+
+def test_dino_head_layout_and_multicrop_equivalence():
+    torch.manual_seed(0)
+    head = DINOHead(32, 50, 16, 8)
+    keys = set(head.state_dict())
+    assert {"mlp.0.weight", "mlp.2.weight", "mlp.4.weight", "last_layer.weight_g", "last_layer.weight_v"} <= keys
+    assert not head.last_layer.weight_g.requires_grad
+    vit = tiny_vit().eval()
+    wrap = MultiCropWrapper(vit, head)
+    crops = [torch.randn(2, 3, 32, 16), torch.randn(2, 3, 32, 16), torch.randn(2, 3, 16, 8)]
+    ref = head(torch.cat([vit(c) for c in crops]))
+    assert torch.allclose(wrap(crops), ref, atol=1e-5)
+
+
+def test_dino_model_teacher_starts_as_student_and_follows_by_ema():
+    torch.manual_seed(0)
+    mk = lambda: MultiCropWrapper(tiny_vit(), DINOHead(32, 20, 16, 8))  # noqa: E731
+    m = DINOModel(mk(), mk())
+    for ps, pt in zip(m.student.parameters(), m.teacher.parameters()):
+        assert torch.equal(ps, pt) and not pt.requires_grad
+    with torch.no_grad():
+        for p in m.student.parameters():
+            p.add_(1.0)
+    t0 = [p.clone() for p in m.teacher.parameters()]
+    m.update_teacher(0.9)
+    for a, b, s in zip(m.teacher.parameters(), t0, m.student.parameters()):
+        assert torch.allclose(a, 0.9 * b + 0.1 * s)
+
+
+def test_dino_loss_hand_computed_and_center():
+    torch.manual_seed(0)
+    b, k, n_crops = 3, 5, 3
+    s, t = torch.randn(n_crops * b, k), torch.randn(2 * b, k)
+    loss_fn = DINOLoss(k, n_crops, 0.04, 0.04, 0, 10, 0.1, 0.9)
+    loss_fn.center.fill_(0.2)
+    got = loss_fn(s, t, epoch=0)
+    p = [F.softmax((t[i * b:(i + 1) * b] - 0.2) / 0.04, -1) for i in range(2)]
+    q = [F.log_softmax(s[v * b:(v + 1) * b] / 0.1, -1) for v in range(n_crops)]
+    pairs = [(i, v) for i in range(2) for v in range(n_crops) if v != i]
+    assert len(pairs) == 2 * n_crops - 2
+    ref = sum(-(p[i] * q[v]).sum(-1).mean() for i, v in pairs) / len(pairs)
+    assert torch.allclose(got, ref, atol=1e-6)
+    assert torch.allclose(loss_fn.center, 0.9 * 0.2 + 0.1 * t.mean(0, keepdim=True), atol=1e-6)
+
+
+def test_teacher_temperature_schedule():
+    f = DINOLoss(4, 2, 0.04, 0.07, 3, 10)
+    assert np.allclose(f.teacher_temp_schedule[:4], [0.04, 0.055, 0.07, 0.07]) and len(f.teacher_temp_schedule) == 10
+
+
+def test_dino_cosine_schedule_is_a_warmup_prefix():
+    s = cosine_schedule(1.0, 0.0, epochs=4, niter_per_ep=5, warmup_epochs=1)
+    assert len(s) == 20 and s[0] == 0.0 and s[4] == 1.0 and s[5] == 1.0  # cosine restarts after the prefix
+    assert s[-1] > 0 and s[-1] < 0.05
+    m = cosine_schedule(0.996, 1.0, 2, 3)
+    assert m[0] == pytest.approx(0.996) and m[-1] < 1.0 and np.all(np.diff(m) > 0)
