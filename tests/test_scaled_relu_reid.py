@@ -59,7 +59,8 @@ def test_ics_bn_is_the_scaled_relu_stem(tmp_path):
                 m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
     torch.save({"model": ours.state_dict()}, tmp_path / "ours.pth")
     assert convert_main([str(tmp_path / "ours.pth"), str(tmp_path / "reid.pth")]) == 0
-    theirs = ReIDViT((64, 32), 16, 32, 1, 2, 4.0, 0.1, stem="ics_bn", stem_hidden=64, stem_kernel=7)
+    theirs = ReIDViT(img_size=(64, 32), patch_size=16, embed_dim=32, depth=1, num_heads=2, stem="ics_bn",
+                     stem_hidden=64, stem_kernel=7)
     load_backbone(theirs, tmp_path / "reid.pth")  # strict (head.* is skipped by transreid_ssl)
     x = torch.randn(3, 3, 64, 32)
     for train in (False, True):
