@@ -193,3 +193,43 @@ def test_eval_ema_switch_chooses_the_evaluated_model(tmp_path):
         t = Trainer(Probe(cfg), cfg, tmp_path / flag)
         t.fit()
         assert seen[-1] is (t.ema.module if flag == "true" else t.model)
+
+
+def test_plateau_decays_when_the_monitored_metric_stalls(tmp_path):
+    """ReduceLROnPlateau semantics (MotionRGBD IsoGD): mode max, patience 1, cooldown 0, x0.1; the metric
+    improves at the first two evaluations and then stalls, so the lr drops once patience runs out."""
+    values = iter([1.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+
+    class Stalling(ToyTask):
+        def evaluate(self, model, trainer):
+            return {"acc": next(values)}
+
+    cfg = load_config(None, ToyConfig, ["engine.epochs=6", "engine.eval_every=1", "engine.monitor=acc",
+                                        "sched.name=plateau", "sched.patience_epochs=1", "sched.decay_rate=0.1",
+                                        "optim.lr=0.1", "logger.progress=false"])
+    Trainer(Stalling(cfg), cfg, tmp_path).fit()
+    lrs = [r["lr"] for r in torch.load(tmp_path / "last.pt", weights_only=True)["history"]]
+    # epoch e's lr is set at its start from the evaluation of epoch e-1: 1, 2 (better), 2 (1 bad), 2 (2 bad > 1)
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_plateau_warmup_then_decay_and_resume_keeps_its_state(tmp_path):
+    """Warm-up (timm's linear form) for 2 epochs, then plateau; the scheduler state is in the checkpoint."""
+    from shared.engine.optim import PlateauScheduler
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    opt.param_groups[0]["initial_lr"] = 1.0
+    s = PlateauScheduler(opt, 0.5, patience=0, cooldown=0, mode="max", warmup_t=2, warmup_lr_init=0.1)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    s.step(1, None)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.55)
+    s.step(2, 3.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0)
+    s.step(3, 2.0)  # worse, patience 0: halve
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+    state = s.state_dict()
+    s2 = PlateauScheduler(opt, 0.5, patience=0, cooldown=0, mode="max")
+    s2.load_state_dict(state)
+    s2.step(4, 2.5)  # still below the best 3.0 kept in the state: halve again
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.25)

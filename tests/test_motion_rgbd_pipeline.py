@@ -90,12 +90,9 @@ ISOGD = "motion_rgbd/configs/motionrgbd_i3d-dsn_8xb6-300e_isogd-rgb.yaml"
 
 def test_isogd_end_to_end(tmp_path):
     write_isogd(tmp_path / "data")
-    # sched.name=cosine: the config's plateau scheduler does not start (shared engine, see the xfail below)
     _train_and_evaluate(tmp_path, tmp_path / "data", ISOGD, "rgb", ["sched.name=cosine"])
 
 
-@pytest.mark.xfail(reason="shared/engine/optim.py passes t_in_epochs to timm's PlateauLRScheduler, which "
-                   "does not take it (TypeError): the IsoGD configs' plateau schedule cannot start", strict=False)
 def test_isogd_plateau_config_starts(tmp_path):
     from motion_rgbd import train
 

@@ -39,6 +39,10 @@ class SchedConfig:
     # scheduler.step(epoch) with 1-based epochs, i.e. t_offset = 1 (its warmup quirk depends on it).
     t_offset: int = 0
     per_iter: bool = False  # step per optimiser update instead of per epoch
+    # plateau: decay by decay_rate when engine.monitor (mode engine.monitor_mode) has not improved for
+    # patience_epochs evaluations, then wait plateau_cooldown_epochs (torch ReduceLROnPlateau semantics)
+    patience_epochs: int = 10
+    plateau_cooldown_epochs: int = 0
 
 
 @dataclass

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, PlateauLRScheduler, StepLRScheduler
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, StepLRScheduler
 from torch import nn
 
 from .config import OptimConfig, SchedConfig
@@ -40,9 +40,47 @@ def build_optimizer(params: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
     raise ValueError(f"optim.name: unknown optimiser '{cfg.name}' (sgd | adam | adamw)")
 
 
+class PlateauScheduler:
+    """torch's ``ReduceLROnPlateau`` (what MotionRGBD's official code calls) behind the timm scheduler calls the
+    trainer makes: ``step(epoch, metric)`` once per epoch start with the last evaluation's metric (``None``
+    before the first: no change), ``step_update`` a no-op; its state (best, bad epochs, cooldown) is saved in
+    checkpoints, so a resumed run decays exactly as an uninterrupted one (timm's plateau scheduler does not).
+    A linear warm-up over the first ``warmup_t`` epochs (timm's form: ``init + t (lr - init) / warmup_t``)
+    comes first; the plateau logic starts after it."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: float, patience: int, cooldown: int, mode: str,
+                 warmup_t: int = 0, warmup_lr_init: float = 0.0):
+        self.optimizer, self.warmup_t, self.warmup_lr_init = optimizer, warmup_t, warmup_lr_init
+        self.inner = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=factor,
+                                                                patience=patience, cooldown=cooldown)
+        if warmup_t:
+            self.step(0)
+
+    def step(self, epoch: int, metric: float | None = None) -> None:
+        if epoch < self.warmup_t:
+            for g in self.optimizer.param_groups:
+                g["lr"] = self.warmup_lr_init + epoch * (g["initial_lr"] - self.warmup_lr_init) / self.warmup_t
+            return
+        if epoch == self.warmup_t:
+            for g in self.optimizer.param_groups:
+                g["lr"] = g["initial_lr"]
+        if metric is not None:
+            self.inner.step(metric)
+
+    def step_update(self, num_updates: int, metric: float | None = None) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, base_lr: float,
-                    epochs: int, steps_per_epoch: int = 1):
-    """A timm scheduler; ``t`` is in epochs, or in updates when ``per_iter``."""
+                    epochs: int, steps_per_epoch: int = 1, monitor_mode: str = "max"):
+    """A timm scheduler; ``t`` is in epochs, or in updates when ``per_iter``. ``plateau`` watches the engine's
+    ``monitor`` metric (the trainer passes it to ``step``), in ``monitor_mode``."""
     name = cfg.name.lower()
     scale = steps_per_epoch if cfg.per_iter else 1
     # timm schedulers write group['lr'] from group['initial_lr']; give each group its factor-scaled lr.
@@ -63,7 +101,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, base_lr:
         return MultiStepLRScheduler(optimizer, decay_t=[m * scale for m in cfg.decay_milestones],
                                     decay_rate=cfg.decay_rate, **common)
     if name == "plateau":
-        return PlateauLRScheduler(optimizer, decay_rate=cfg.decay_rate, **common)
+        if cfg.per_iter:
+            raise ValueError("sched.name=plateau steps once per evaluation: set sched.per_iter=false")
+        return PlateauScheduler(optimizer, cfg.decay_rate, cfg.patience_epochs, cfg.plateau_cooldown_epochs,
+                                monitor_mode, cfg.warmup_epochs, base_lr * cfg.warmup_lr_factor)
     if name in ("const", "none"):
         return None
     raise ValueError(f"sched.name: unknown scheduler '{cfg.name}' (cosine | step | multistep | plateau | const)")

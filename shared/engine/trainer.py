@@ -398,7 +398,7 @@ class Trainer:
         if self.cfg.sched.per_iter:
             probe_len = len(self.build_loader(self.task.train_dataset(0), 0))
         self.scheduler = build_scheduler(self.optimizer, self.cfg.sched, self.cfg.optim.lr, e.epochs,
-                                         probe_len or 1)
+                                         probe_len or 1, e.monitor_mode)
         if self._resume_state is not None:
             self._load_state(self._resume_state)
             if self.is_main:
@@ -418,6 +418,13 @@ class Trainer:
                   flush=True)
         return metrics
 
+    def _last_monitored(self) -> float | None:
+        """``engine.monitor`` at the last evaluation (rank 0 evaluates; broadcast so every rank decays alike)."""
+        m = self.cfg.engine.monitor
+        rows = [r for r in self.history if m and m in r]
+        value = float(rows[-1][m]) if rows else None
+        return dist.broadcast_object(value) if self.world_size > 1 else value
+
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         e = self.cfg.engine
         self.epoch = epoch
@@ -430,7 +437,10 @@ class Trainer:
             self._resume_state = None
         self.task.on_epoch_start(self, epoch)
         if self.scheduler is not None and not self.cfg.sched.per_iter:
-            self.scheduler.step(epoch + self.cfg.sched.t_offset)
+            if self.cfg.sched.name.lower() == "plateau":  # the monitored metric of the last evaluation
+                self.scheduler.step(epoch + self.cfg.sched.t_offset, self._last_monitored())
+            else:
+                self.scheduler.step(epoch + self.cfg.sched.t_offset)
         loader = self.build_loader(self.task.train_dataset(epoch), epoch, skip_batches=skip)
         if self._resume_state is not None:
             # Mid-epoch, the uninterrupted run had already run this epoch's hook and built its dataset (both
