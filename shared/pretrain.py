@@ -131,6 +131,16 @@ def check_encoder(folder: str | Path, name: str) -> Path:
     return path
 
 
+def pick_encoder(folder: str | Path, arm: str, seed: int, n_shipped: int = 3) -> Path:
+    """The encoder a fine-tuning seed starts from: ``<arm>_seed<seed>.pth`` when the manifest has it, else
+    pre-training seed ``seed mod n_shipped`` (the shipped seeds 0..n-1); sha256-checked."""
+    folder = Path(folder)
+    exact = f"{arm}_seed{seed}.pth"
+    shipped = read_manifest(folder / "manifest.json")["encoders"]
+    name = exact if exact in shipped else f"{arm}_seed{seed % n_shipped}.pth"
+    return check_encoder(folder, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):

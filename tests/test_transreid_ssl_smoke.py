@@ -32,7 +32,7 @@ def test_pretrain_then_reproduce_quick(tmp_path):
     assert [r["method"] for r in summary["rows"]] == reproduce.ROWS
     assert set(summary["heldout_mAP"]) == set(reproduce.ROWS)
     assert (out / "summary.png").exists()
-    m = evaluate.main(["--config", str(reproduce.REID_CFG), "--weights", str(out / "runs/seed0/dino_full/last.pt"),
+    m = evaluate.main(["--config", str(reproduce.REID_CFG), "--checkpoint", str(out / "runs/seed0/dino_full/last.pt"),
                        "--out", str(tmp_path / "eval.json")] + reproduce.QUICK)
     ft = next(r for r in summary["rows"] if r["method"] == "dino_full")
     assert abs(m["mAP"] - ft["per_seed"][0]) < 1e-3

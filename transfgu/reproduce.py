@@ -1,9 +1,9 @@
 """``make reproduce PAPER=transfgu``: the TransFGU pipeline vs bottom-up k-means on embedded textured scenes.
 
 Per seed k (one single-thread process each, ``--jobs`` at a time; train and val scenes are drawn from k): load the
-shipped tiny DINO ViT/8 ``transfgu/encoders/dino_vit8_seed<k mod 3>.pth`` (``make pretrain PAPER=transfgu``
-regenerates it; this command never pre-trains; sha256-checked, loaded strictly through ``load_dino_encoder``
-as a user's ``dino_deitsmall8_pretrain.pth``), then, with that encoder frozen,
+shipped tiny DINO ViT/8 ``transfgu/encoders/dino_vit8_seed<k>.pth`` (k mod 3 if k is not shipped; ``make pretrain
+PAPER=transfgu`` regenerates it; this command never pre-trains; sha256-checked, loaded strictly through
+``load_dino_encoder`` as a user's ``dino_deitsmall8_pretrain.pth``), then, with that encoder frozen,
   (a) ``cam_pseudo_labels``: concept discovery (fg/bg crops -> k-means, 4 things + 3 stuff) and CAM argmax;
   (b) ``transfgu``: the Segmenter decoder trained on the CAM pseudo labels with bootstrapping (last epoch;
       the official best-on-val epoch is reported beside it);
@@ -23,7 +23,7 @@ import torch
 
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.jobs import run_jobs
-from shared.pretrain import check_encoder
+from shared.pretrain import pick_encoder
 from shared.results import write_summary
 
 from .data import textured_scenes
@@ -40,9 +40,10 @@ ENCODER = {"embed_dim": 64, "depth": 4, "num_heads": 4, "patch_size": 8, "pretra
 
 
 def load_encoder(seed: int, encoders: Path = ENCODERS):
-    """The shipped DINO encoder of pre-training seed ``seed mod 3``, frozen (strict load, sha256 checked)."""
+    """The shipped DINO encoder of pre-training seed ``seed`` (``seed mod 3`` if not shipped), frozen (strict
+    load, sha256 checked)."""
     vit = create_encoder(**ENCODER)
-    load_dino_encoder(vit, check_encoder(encoders, f"dino_vit8_seed{seed % N_SHIPPED}.pth"))
+    load_dino_encoder(vit, pick_encoder(encoders, "dino_vit8", seed, N_SHIPPED))
     return vit.eval().requires_grad_(False)
 METHODS = ("transfgu", "cam_pseudo_labels", "kmeans_patch_tokens", "cam_wrong_sign", "kmeans_random_vit")
 

@@ -15,8 +15,8 @@ cast no training camera has:
 
 The pre-trained inits are the shipped encoders ``transreid_ssl/encoders/<arm>_seed<p>.pth`` (``make pretrain
 PAPER=transreid_ssl`` regenerates them; this command never pre-trains): fine-tuning seed k uses pre-training
-seed p = k mod 3 (the shipped seeds), each file checked against its sha256 in the manifest and loaded through
-the real loader (``transreid_ssl.checkpoints.load_backbone``). USL/UDA are the suite ``--suite usl_uda``
+seed k (k mod 3 for a seed that is not shipped), each file checked against its sha256 in the manifest and loaded
+through the real loader (``transreid_ssl.checkpoints.load_backbone``). USL/UDA are the suite ``--suite usl_uda``
 (:mod:`transreid_ssl.suite_usl_uda`). With ``--data ROOT`` it runs the real benchmark scripts instead.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_par
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
-from shared.pretrain import check_encoder, read_manifest
+from shared.pretrain import pick_encoder, read_manifest
 from shared.results import write_summary
 
 from .train import TransReIDSSLConfig, build_task
@@ -49,8 +49,9 @@ QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine
 
 
 def encoder_for(row: str, seed: int, encoders: Path = ENCODERS) -> Path:
-    """The shipped init of ``row`` for fine-tuning seed ``seed`` (sha256-checked)."""
-    return check_encoder(encoders, f"{row}_seed{seed % N_SHIPPED}.pth")
+    """The shipped init of ``row`` for fine-tuning seed ``seed``: pre-training seed ``seed`` if shipped, else
+    ``seed mod 3`` (sha256-checked)."""
+    return pick_encoder(encoders, row, seed, N_SHIPPED)
 
 
 def row_overrides(row: str, seed: int, quick: bool, encoders: Path = ENCODERS) -> list[str]:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
               for k in ("mAP", "rank1", "heldout_mAP", "heldout_rank1")}
     last = metric["mAP"]
     manifest = read_manifest(encoders / "manifest.json")["encoders"]
-    pre_seeds = sorted({s % N_SHIPPED for s in seeds})
+    pre_seeds = sorted({int(encoder_for("dino_full", s, encoders).stem.rsplit("seed", 1)[1]) for s in seeds})
     enc = {r: {f"seed{p}": {k: manifest.get(f"{r}_seed{p}.pth", {}).get(k) for k in
                            ("frozen_test_mAP", "wall_seconds", "sha256", "cfs")} for p in pre_seeds} for r in INIT}
     paired = {f"{a} - {b}": [x - y for x, y in zip(metric[m][a], metric[m][b])] for m, a, b in (
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
              "Rank-1 (%): " + ", ".join(f"{r} {ms(v)}" for r, v in metric["rank1"].items()) + ".\n\n"
              "Paired per-seed differences (same data per seed), points (the ICS pair on the held-out camera first, "
              "then on the normal cameras): " + "; ".join(f"{k}: {ms(v)}" for k, v in paired.items()) + ".\n\n"
-             f"Inits: shipped encoders of pre-training seeds {pre_seeds} (fine-tuning seed k uses k mod "
-             f"{N_SHIPPED}); frozen-encoder test mAP (no fine-tuning) per arm: "
+             f"Inits: shipped encoders of pre-training seeds {pre_seeds} (fine-tuning seed k uses k, or k mod "
+             f"{N_SHIPPED} if not shipped); frozen-encoder test mAP (no fine-tuning) per arm: "
              + ", ".join(f"{r} {ms([e['frozen_test_mAP'] for e in enc[r].values() if e['frozen_test_mAP']])}"
                          for r in sorted(INIT)) + ".")
     title = f"test mAP per epoch (seed {seeds[0]})"

@@ -145,7 +145,7 @@ def reid_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, size, bat
     qf = F.normalize(extract_features(net, query, size, batch_size, device, transform), dim=1)
     gf = F.normalize(extract_features(net, gallery, size, batch_size, device, transform), dim=1)
     r = reid_evaluate(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
-    return {"mAP": r["mAP"], "rank1": r["rank1"], "rank5": r["rank5"]}
+    return {"mAP": r["mAP"], "rank1": r["rank1"], "rank5": r["rank5"], "rank10": r["rank10"], "mINP": r["mINP"]}
 
 
 def reid_splits(d: DataConfig, size, stage: str) -> tuple[ReIDSplit, ReIDSplit, ReIDSplit]:
