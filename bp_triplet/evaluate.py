@@ -12,8 +12,6 @@ classifier on the bottleneck features (50/50 split of the source+target features
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch import nn
@@ -77,7 +75,7 @@ def evaluate_model(model: nn.Module, domains, device: torch.device | str = "cpu"
 
 def main(argv: list[str] | None = None) -> int:
     from shared.backbones import load_weights
-    from shared.cli import evaluate_parser, finish_evaluation
+    from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
     from shared.config import load_config
     from shared.errors import cli_errors
 
@@ -85,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prog = "python -m bp_triplet.evaluate"
     p = evaluate_parser(prog, __doc__, "last.pt / best.pt of a run, or a bare state dict")
-    args = p.parse_intermixed_args(argv)
-    if args.debug:
-        os.environ["VISIONREPRO_DEBUG"] = "1"
+    args = parse_evaluate_args(p, argv)
     try:
         with cli_errors(prog):
             cfg = load_config(args.config, BPTripletConfig, args.overrides)

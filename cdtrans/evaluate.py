@@ -11,11 +11,9 @@ class with no target image has accuracy ``null`` in ``--out`` (strict JSON).
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-from shared.cli import evaluate_parser, finish_evaluation
+from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
 from shared.config import load_config
 from shared.errors import cli_errors
 from shared.metrics import mean_class_accuracy, top1_accuracy
@@ -27,9 +25,7 @@ from .train import CDTransConfig, build_model, extract
 
 def main(argv: list[str] | None = None) -> dict:
     prog = "python -m cdtrans.evaluate"
-    args = evaluate_parser(prog, __doc__).parse_intermixed_args(argv)
-    if args.debug:
-        os.environ["VISIONREPRO_DEBUG"] = "1"
+    args = parse_evaluate_args(evaluate_parser(prog, __doc__), argv)
     with cli_errors(prog):
         cfg = load_config(args.config, CDTransConfig, args.overrides)
         d = cfg.data

@@ -12,12 +12,11 @@ Protocol (official ``validate.py``): 224 px, crop 0.9, bicubic; here the checkpo
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from shared.cli import evaluate_parser, finish_evaluation
+from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
 from shared.config import load_config
 from shared.errors import cli_errors
 
@@ -42,9 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     prog = "python -m elsa.evaluate"
     p = evaluate_parser(prog, __doc__, "released ELSA-Swin file or our last.pt/best.pt", ("--official", "--run"))
     p.add_argument("--ema", action="store_true", help="use the EMA weights (state_dict_ema / ema)")
-    args = p.parse_intermixed_args(argv)
-    if args.debug:
-        os.environ["VISIONREPRO_DEBUG"] = "1"
+    args = parse_evaluate_args(p, argv)
     with cli_errors(prog):
         cfg = load_config(args.config, ElsaConfig, args.overrides)
         model = build_model(cfg.model, cfg.data.num_classes)

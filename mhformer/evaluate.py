@@ -12,7 +12,6 @@ MPI-INF-3DHP: PCK@150 mm, AUC (0:5:150 mm) and MPJPE over the valid test frames.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +104,7 @@ def format_table(metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shared.cli import evaluate_parser, finish_evaluation
+    from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
     from shared.config import load_config
     from shared.errors import cli_errors
 
@@ -113,10 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     from .train import MHFormerConfig, MHFormerTask
 
     prog = "python -m mhformer.evaluate"
-    args = evaluate_parser(prog, __doc__, "released model_XXXX.pth (plain state_dict) or an engine checkpoint "
-                           "(best.pt/last.pt)").parse_intermixed_args(argv)
-    if args.debug:
-        os.environ["VISIONREPRO_DEBUG"] = "1"
+    parser = evaluate_parser(prog, __doc__, "released model_XXXX.pth (plain state_dict) or an engine checkpoint "
+                             "(best.pt/last.pt)")
+    args = parse_evaluate_args(parser, argv)
     try:
         with cli_errors(prog):
             cfg = load_config(args.config, MHFormerConfig, args.overrides)

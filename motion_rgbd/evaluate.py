@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from shared.backbones import CheckpointMismatchError
-from shared.cli import evaluate_parser, finish_evaluation
+from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
 from shared.config import load_config
 from shared.errors import CheckpointError, cli_errors
 
@@ -72,10 +72,9 @@ def predict(task: MotionTask, model: torch.nn.Module, device: torch.device, work
 
 def main(argv: list[str] | None = None) -> dict:
     prog = "python -m motion_rgbd.evaluate"
-    args = evaluate_parser(prog, __doc__, "official checkpoint.pth.tar / model_best.pth.tar, or our "
-                           "best.pt / last.pt").parse_intermixed_args(argv)
-    if args.debug:
-        os.environ["VISIONREPRO_DEBUG"] = "1"
+    parser = evaluate_parser(prog, __doc__, "official checkpoint.pth.tar / model_best.pth.tar, or our "
+                             "best.pt / last.pt")
+    args = parse_evaluate_args(parser, argv)
     with cli_errors(prog):
         cfg = load_config(args.config, MotionConfig, args.overrides + ["model.init_checkpoint=",
                                                                        "model.rgb_checkpoint=",

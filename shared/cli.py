@@ -131,6 +131,17 @@ def evaluate_parser(prog: str, description: str, checkpoint_help: str = "checkpo
     return p
 
 
+def parse_evaluate_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse an :func:`evaluate_parser` command line; ``--debug`` also turns on full tracebacks in the helpers
+    that read ``VISIONREPRO_DEBUG``."""
+    import os
+
+    args = parser.parse_intermixed_args(argv)
+    if args.debug:
+        os.environ["VISIONREPRO_DEBUG"] = "1"
+    return args
+
+
 def strict_json_value(obj: Any) -> Any:
     """``obj`` with every non-finite float (NaN, inf) replaced by ``None`` and numpy/torch scalars made
     Python numbers, so ``json.dumps(..., allow_nan=False)`` writes standard JSON (``NaN`` is not JSON)."""

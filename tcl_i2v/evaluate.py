@@ -16,8 +16,6 @@ Each protocol gives mAP, rank-1/5/10 and mINP (%).
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -81,7 +79,7 @@ def format_table(metrics: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    from shared.cli import evaluate_parser, finish_evaluation
+    from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
     from shared.config import load_config
     from shared.errors import cli_errors
 
@@ -89,10 +87,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from .train import KDTask, TCLConfig
 
     prog = "python -m tcl_i2v.evaluate"
-    args = evaluate_parser(prog, __doc__, "our last.pt/best.pt (teacher + student) or a released VKD "
-                           "chk_end/chk_di_1").parse_intermixed_args(argv)
-    if args.debug:
-        os.environ["VISIONREPRO_DEBUG"] = "1"
+    parser = evaluate_parser(prog, __doc__, "our last.pt/best.pt (teacher + student) or a released VKD "
+                             "chk_end/chk_di_1")
+    args = parse_evaluate_args(parser, argv)
     with cli_errors(prog):
         cfg = load_config(args.config, TCLConfig, args.overrides + ["kd.student_init=scratch"])
         task = KDTask(cfg)
