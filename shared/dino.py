@@ -43,17 +43,21 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class DINOHead(nn.Module):
     """MLP d -> hidden -> hidden -> bottleneck (GELU), L2-normalise, weight-normed Linear -> K (no bias).
 
-    ``norm_last_layer``: ``last_layer.weight_g`` fixed at 1 (not trained). (B, d) -> (B, K).
+    ``norm_last_layer``: ``last_layer.weight_g`` fixed at 1 (not trained). ``use_bn`` (official
+    ``--use_bn_in_head``, default off): BatchNorm1d after each hidden Linear, before its GELU (keys
+    ``mlp.{0,3,6}`` Linear, ``mlp.{1,4}`` BN). (B, d) -> (B, K).
     """
 
     def __init__(self, in_dim: int, out_dim: int = 65536, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 nlayers: int = 3, norm_last_layer: bool = True):
+                 nlayers: int = 3, norm_last_layer: bool = True, use_bn: bool = False):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (nlayers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
         for i in range(nlayers):
             layers.append(nn.Linear(dims[i], dims[i + 1]))
             if i < nlayers - 1:
+                if use_bn:
+                    layers.append(nn.BatchNorm1d(dims[i + 1]))
                 layers.append(nn.GELU())
         self.mlp = nn.Sequential(*layers)
         for m in self.mlp:
@@ -251,6 +255,7 @@ class DINOConfig:
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
     norm_last_layer: bool = True
+    use_bn_in_head: bool = False
     n_local: int = 8
     local_size: list[int] = field(default_factory=lambda: [128, 64])
     global_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
@@ -289,11 +294,11 @@ class DINOTask(Task):
         def wrapper(dpr):
             backbone = self.backbone_fn(dpr)
             return MultiCropWrapper(backbone, DINOHead(backbone.embed_dim, g.out_dim, g.hidden_dim, g.bottleneck_dim,
-                                                       3, g.norm_last_layer))
+                                                       3, g.norm_last_layer, g.use_bn_in_head))
 
         model = DINOModel(wrapper(self.drop_path_rate), wrapper(0.0))
-        if self.sync_bn and torch_dist.is_available() and torch_dist.is_initialized():
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # official: SyncBN in a BN stem under DDP
+        if (self.sync_bn or g.use_bn_in_head) and torch_dist.is_available() and torch_dist.is_initialized():
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # official: SyncBN for a BN stem / BN head
         model.dino_loss = DINOLoss(g.out_dim, 2 + g.n_local, g.warmup_teacher_temp, g.teacher_temp,
                                    g.warmup_teacher_temp_epochs, self.cfg.engine.epochs)
         return model

@@ -165,6 +165,8 @@ def pretrain_parser(paper: str, arms: list[str], description: str) -> argparse.A
     p.add_argument("--out", default=None, help="where the .pth files and manifest go (default <paper>/encoders)")
     p.add_argument("--run-root", default=None, help="engine run folders (default runs/pretrain/<paper>)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests); never ship its files")
+    p.add_argument("--set", nargs="*", default=[], metavar="key.sub=value", dest="overrides",
+                   help="config overrides for a development attempt (the manifest records them)")
     return p
 
 

@@ -67,3 +67,11 @@ def test_dino_cosine_schedule_is_a_warmup_prefix():
     assert s[-1] > 0 and s[-1] < 0.05
     m = cosine_schedule(0.996, 1.0, 2, 3)
     assert m[0] == pytest.approx(0.996) and m[-1] < 1.0 and np.all(np.diff(m) > 0)
+
+
+def test_dino_head_use_bn_layout_is_the_official_one():
+    head = DINOHead(32, 50, 16, 8, use_bn=True)
+    kinds = [type(m).__name__ for m in head.mlp]
+    assert kinds == ["Linear", "BatchNorm1d", "GELU", "Linear", "BatchNorm1d", "GELU", "Linear"]
+    assert {"mlp.0.weight", "mlp.1.running_mean", "mlp.3.weight", "mlp.4.weight", "mlp.6.weight"} <= set(head.state_dict())
+    assert DINOHead(32, 50, 16, 8, nlayers=1).mlp[0].out_features == 8

@@ -101,18 +101,18 @@ class GenericSupervisedTask(Task):
         return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
 
 
-def _supervised_cfg(seed: int, quick: bool):
+def _supervised_cfg(seed: int, quick: bool, overrides: list[str] = ()):
     """The supervised arm's run config: the fine-tuning recipe's optimiser, the DINO arm's steps and batch."""
     from .train import TransReIDSSLConfig
 
-    pre = _pretrain_cfg(seed, quick)
+    pre = _pretrain_cfg(seed, quick, overrides)
     e = pre.engine
     return load_config(REID_CFG, TransReIDSSLConfig, pre_overrides(seed, quick) + [
         f"engine.epochs={e.epochs}", f"engine.batch_size={e.batch_size}", "engine.eval_every=0",
         f"data.pool_size={pre.data.pool_size}"]), pre.data.pool_size
 
 
-def cfs_ranking(run: Path, seed: int, quick: bool) -> tuple[Path, dict]:
+def cfs_ranking(run: Path, seed: int, quick: bool, overrides: list[str] = ()) -> tuple[Path, dict]:
     """Rank the pool by CFS with theta_0 = ``pre_full`` teacher, theta_1 = ``ft_full``; write the ranking."""
     from .cfs import cfs_order, person_precision, score_split, write_ranking
     from .checkpoints import load_backbone, load_reid_checkpoint
@@ -120,7 +120,7 @@ def cfs_ranking(run: Path, seed: int, quick: bool) -> tuple[Path, dict]:
     from .synperson import POOL_KINDS
     from .train import build_backbone, pool_name, synperson_for
 
-    cfg = _pretrain_cfg(seed, quick)
+    cfg = _pretrain_cfg(seed, quick, overrides)
     syn = synperson_for(cfg.data, cfg.model.img_size)
     theta0 = build_backbone(cfg.model, 0.0)
     load_backbone(theta0, run / "pre_full" / "last.pt")
@@ -134,12 +134,12 @@ def cfs_ranking(run: Path, seed: int, quick: bool) -> tuple[Path, dict]:
     return path, {"person_precision_top50": person_precision(order, syn.pool_is_person, 0.5)} | kept
 
 
-def frozen_map(seed: int, quick: bool, path: Path | None) -> float:
+def frozen_map(seed: int, quick: bool, path: Path | None, overrides: list[str] = ()) -> float:
     """Test mAP of a frozen backbone file (no fine-tuning): a health check of a pre-trained encoder."""
     from .checkpoints import load_backbone
     from .train import build_backbone, reid_metrics, synperson_for
 
-    cfg = _pretrain_cfg(seed, quick)
+    cfg = _pretrain_cfg(seed, quick, overrides)
     syn = synperson_for(cfg.data, cfg.model.img_size)
     net = build_backbone(cfg.model, 0.0)
     if path is not None:
@@ -147,31 +147,32 @@ def frozen_map(seed: int, quick: bool, path: Path | None) -> float:
     return float(reid_metrics(net, syn.query, syn.gallery, cfg.model.img_size, 512, "cpu")["mAP"])
 
 
-def run_job(seed: int, job: str, run: Path, quick: bool, resume: str | None) -> dict:
+def run_job(seed: int, job: str, run: Path, quick: bool, resume: str | None, overrides: list[str] = ()) -> dict:
     """One engine run of one seed (single thread: ``--jobs`` processes share the cores)."""
     from .train import TransReIDSSLConfig, build_task
 
     torch.set_num_threads(1)
     t0 = time.time()
     out: dict = {"seed": seed, "job": job}
-    pool = _pretrain_cfg(seed, quick).data.pool_size
+    ov = list(overrides)
+    pool = _pretrain_cfg(seed, quick, ov).data.pool_size
     if job == "pre_full":
-        cfg = _pretrain_cfg(seed, quick)
+        cfg = _pretrain_cfg(seed, quick, ov)
         task = build_task(cfg)
     elif job == "pre_random50":
-        cfg = _pretrain_cfg(seed, quick, ["data.subset=random", f"data.keep_num={pool // 2}",
-                                          f"data.subset_seed={seed}"])
+        cfg = _pretrain_cfg(seed, quick, ov + ["data.subset=random", f"data.keep_num={pool // 2}",
+                                               f"data.subset_seed={seed}"])
         task = build_task(cfg)
     elif job == "pre_cfs50":
-        ranking, out["cfs"] = cfs_ranking(run, seed, quick)
-        cfg = _pretrain_cfg(seed, quick, [f"data.filter_list={ranking}", f"data.keep_num={pool // 2}"])
+        ranking, out["cfs"] = cfs_ranking(run, seed, quick, ov)
+        cfg = _pretrain_cfg(seed, quick, ov + [f"data.filter_list={ranking}", f"data.keep_num={pool // 2}"])
         task = build_task(cfg)
     elif job == "ft_full":
         cfg = load_config(REID_CFG, TransReIDSSLConfig, pre_overrides(seed, quick) + [
             f"data.pool_size={pool}", f"model.pretrained={run / 'pre_full' / 'last.pt'}"])
         task = build_task(cfg)
     elif job == "sup_generic":
-        cfg, n = _supervised_cfg(seed, quick)
+        cfg, n = _supervised_cfg(seed, quick, ov)
         task = GenericSupervisedTask(cfg, n, seed)
     else:
         raise ValueError(f"unknown job {job!r}")
@@ -187,7 +188,8 @@ def run_job(seed: int, job: str, run: Path, quick: bool, resume: str | None) -> 
     return out
 
 
-def export(seed: int, job: str, res: dict, run: Path, out_dir: Path, quick: bool, command: str) -> dict:
+def export(seed: int, job: str, res: dict, run: Path, out_dir: Path, quick: bool, command: str,
+           overrides: list[str] = ()) -> dict:
     """Write ``<arm>_seed<k>.pth`` (released layout) and its manifest entry; returns the entry."""
     arm = JOBS[job][0]
     ckpt = run / job / "last.pt"
@@ -198,7 +200,7 @@ def export(seed: int, job: str, res: dict, run: Path, out_dir: Path, quick: bool
         sd = teacher_backbone(ckpt)
     path = out_dir / encoder_name(arm, seed)
     info = save_encoder(sd, path)
-    cfg = _pretrain_cfg(seed, quick)
+    cfg = _pretrain_cfg(seed, quick, overrides)
     last = res["history"][-1]
     entry = {
         "arm": arm, "seed": seed, "file_layout": "flat ViT backbone keys (converted LUPerson DINO layout)"
@@ -212,7 +214,7 @@ def export(seed: int, job: str, res: dict, run: Path, out_dir: Path, quick: bool
         "epochs": int(last["epoch"]) if "epoch" in last else None,
         "wall_seconds": round(res["seconds"] + (res.get("dep_seconds") or 0.0), 1), "git_sha": git_sha(),
         "command": command, "last_epoch": {k: round(v, 4) for k, v in last.items() if isinstance(v, float)},
-        "frozen_test_mAP": round(frozen_map(seed, quick, path), 2),
+        "frozen_test_mAP": round(frozen_map(seed, quick, path, overrides), 2),
     } | info
     if "cfs" in res:
         entry["cfs"] = {k: round(v, 2) for k, v in res["cfs"].items()}
@@ -237,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = sorted({j for a in arms for j in ARM_JOBS[a]}, key=list(JOBS).index)
     print(f"transreid_ssl pre-training: arms {arms}, seeds {seeds} -> {out_dir} (runs in {run_root})", flush=True)
     t0 = time.time()
-    done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick, resume)) for j in jobs for s in seeds],
+    bars = ["logger.progress=true"] if args.jobs <= 1 else []  # one process owns the terminal: progress bars
+    done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
+                              for j in jobs for s in seeds],
                     deps={(s, j): [(s, d) for d in JOBS[j][1] if d in jobs] for j in jobs for s in seeds},
                     workers=max(1, args.jobs))
     for s in seeds:
@@ -246,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                 res = dict(done[(s, j)])
                 if j == "pre_cfs50":  # the CFS arm also costs theta_0 and theta_1
                     res["dep_seconds"] = done[(s, "pre_full")]["seconds"] + done[(s, "ft_full")]["seconds"]
-                cmd = f"make pretrain PAPER=transreid_ssl SEEDS={s} ARGS='--arms {JOBS[j][0]}'"
-                export(s, j, res, run_root / f"seed{s}", out_dir, args.quick, cmd)
+                cmd = f"make pretrain PAPER=transreid_ssl SEEDS={s} ARGS='--arms {JOBS[j][0]}" + (
+                    f" --set {' '.join(args.overrides)}'" if args.overrides else "'")
+                export(s, j, res, run_root / f"seed{s}", out_dir, args.quick, cmd, args.overrides)
     print(f"done in {time.time() - t0:.0f} s; manifest {out_dir / 'manifest.json'}", flush=True)
     return 0
 
