@@ -50,14 +50,17 @@ class ModelConfig:
 
 @dataclass
 class SRStemOptimConfig(OptimConfig):
-    """The engine's optimiser settings plus SAM (Foret et al.) around the optimiser ``name`` (its base).
+    """The engine's optimiser settings plus SAM (Foret et al.).
 
-    ``shared.engine`` builds sgd | adam | adamw only, so SAM is a switch here rather than ``name: sam``:
-    ``sam_rho > 0`` wraps the built base in :class:`scaled_relu_stem.sam.SAM` when training starts.
+    ``name: sam`` trains with SAM around ``sam_base`` (sgd | adam | adamw, built by ``shared.engine``) with
+    radius ``sam_rho`` (0.05 when left at 0): the task turns it into ``name: <sam_base>`` + ``sam_rho`` before
+    the engine builds the optimiser (so ``config.yaml`` of the run records the base), and wraps the built base
+    in :class:`scaled_relu_stem.sam.SAM` when training starts. ``sam_rho > 0`` with a plain ``name`` is the same.
     """
 
     sam_rho: float = 0.0  # > 0: SAM radius (Foret et al.'s default 0.05); 0: plain ``name``
     sam_adaptive: bool = False  # ASAM (Kwon et al. 2021): perturbation scaled by |w|
+    sam_base: str = "adamw"  # with name: sam, the optimiser SAM wraps
 
 
 @dataclass
@@ -100,8 +103,10 @@ class SRStemTask(Task):
         self.cfg = cfg
         stem_embed_layer(cfg.model.stem)  # a bad stem switch fails here, before the run dir is written
         if cfg.optim.name.lower() == "sam":
-            raise UserError("optim.name=sam: shared.engine builds sgd | adam | adamw only; set optim.name to "
-                            "SAM's base optimiser (adamw) and optim.sam_rho=0.05 (scaled_relu_stem/sam.py)")
+            if cfg.optim.sam_base.lower() == "sam":
+                raise UserError("optim.sam_base: SAM's base must be sgd | adam | adamw, got 'sam'")
+            cfg.optim.name = cfg.optim.sam_base
+            cfg.optim.sam_rho = cfg.optim.sam_rho or 0.05
         if cfg.optim.sam_rho < 0:
             raise UserError(f"optim.sam_rho must be >= 0 (0: no SAM), got {cfg.optim.sam_rho}")
         # the embedded data draw follows the run's seed unless data.draw_seed pins it

@@ -160,7 +160,7 @@ def test_engine_step_with_sam_equals_a_hand_made_sam_step(tmp_path):
     assert int(bn.num_batches_tracked) == 2 and bn.momentum == 0.1  # two forwards, one of them frozen
 
 
-def test_train_cli_runs_with_sam_and_names_the_switch_for_optim_name_sam(tmp_path, capsys):
+def test_train_cli_runs_with_sam_and_optim_name_sam_selects_it(tmp_path, capsys):
     from scaled_relu_stem.train import main
 
     cfg, over, _ = _tiny_cfg(tmp_path)
@@ -171,10 +171,15 @@ def test_train_cli_runs_with_sam_and_names_the_switch_for_optim_name_sam(tmp_pat
     resumed = main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), "--resume", "auto", *over,
                     "engine.epochs=2"])  # the base's state loads back through the wrapper
     assert 0 <= resumed["top1"] <= 100
+    # optim.name=sam: SAM around optim.sam_base (adamw) at rho 0.05; the run's config records the base + rho
+    main(["--config", str(cfg), "--run-dir", str(tmp_path / "byname"), *[o for o in over if "sam_rho" not in o],
+          "optim.name=sam"])
+    saved = (tmp_path / "byname" / "config.yaml").read_text()
+    assert "name: adamw" in saved and "sam_rho: 0.05" in saved
     with pytest.raises(SystemExit):
-        main(["--config", str(cfg), "--run-dir", str(tmp_path / "bad"), *over, "optim.name=sam"])
+        main(["--config", str(cfg), "--run-dir", str(tmp_path / "bad"), *over, "optim.name=sam", "optim.sam_base=sam"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "optim.sam_rho" in err[0]
+    assert len(err) == 1 and "optim.sam_base" in err[-1]
 
 
 def test_sam_imagenet_configs_are_the_adamw_recipe_plus_rho():
@@ -187,7 +192,7 @@ def test_sam_imagenet_configs_are_the_adamw_recipe_plus_rho():
     for stem in ("patchify", "scaled_relu_stem"):
         sam = load_config(d / f"{stem}-sam_deit-s_8xb128-300e_in1k.yaml", SRStemConfig)
         adamw = load_config(d / f"{stem}_deit-s_8xb128-300e_in1k.yaml", SRStemConfig)
-        assert (sam.optim.name, sam.optim.sam_rho, sam.optim.sam_adaptive, adamw.optim.sam_rho) == \
-            ("adamw", 0.05, False, 0.0)
-        sam.optim.sam_rho = 0.0
+        assert (sam.optim.name, sam.optim.sam_base, sam.optim.sam_rho, sam.optim.sam_adaptive,
+                adamw.optim.sam_rho) == ("sam", "adamw", 0.05, False, 0.0)
+        sam.optim.name, sam.optim.sam_rho = "adamw", 0.0
         assert sam == adamw  # nothing else differs
