@@ -31,6 +31,8 @@ def test_pretrain_then_reproduce_quick(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert [r["method"] for r in summary["rows"]] == reproduce.ROWS
     assert set(summary["heldout_mAP"]) == set(reproduce.ROWS)
+    assert {"scratch_ics - scratch_conv_bn", "scratch_ics - scratch_conv_bn (held-out camera)"} <= set(
+        summary["paired_differences"])
     assert (out / "summary.png").exists()
     m = evaluate.main(["--config", str(reproduce.REID_CFG), "--checkpoint", str(out / "runs/seed0/dino_full/last.pt"),
                        "--out", str(tmp_path / "eval.json")] + reproduce.QUICK)

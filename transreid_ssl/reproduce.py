@@ -45,7 +45,7 @@ ROWS = ["scratch", "supervised_generic", "dino_full", "dino_cfs50", "dino_random
         "scratch_ics"]
 INIT = {"supervised_generic", "dino_full", "dino_cfs50", "dino_random50"}
 STEM = {"scratch_conv_bn": "ics_bn", "scratch_ics": "ics"}
-QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine.epochs=1", "sched.warmup_epochs=0"]
+QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine.epochs=2", "sched.warmup_epochs=0"]
 
 
 def encoder_for(row: str, seed: int, encoders: Path = ENCODERS) -> Path:
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     pre_seeds = sorted({int(encoder_for("dino_full", s, encoders).stem.rsplit("seed", 1)[1]) for s in seeds})
     enc = {r: {f"seed{p}": {k: manifest.get(f"{r}_seed{p}.pth", {}).get(k) for k in
                            ("frozen_test_mAP", "wall_seconds", "sha256", "cfs")} for p in pre_seeds} for r in INIT}
-    paired = {f"{a} - {b}": [x - y for x, y in zip(metric[m][a], metric[m][b])] for m, a, b in (
+    paired = {f"{a} - {b}" + (" (held-out camera)" if m == "heldout_mAP" else ""):
+              [x - y for x, y in zip(metric[m][a], metric[m][b])] for m, a, b in (
         ("mAP", "dino_full", "scratch"), ("mAP", "dino_full", "supervised_generic"),
         ("mAP", "dino_cfs50", "dino_random50"), ("mAP", "dino_cfs50", "dino_full"),
         ("heldout_mAP", "scratch_ics", "scratch_conv_bn"), ("mAP", "scratch_ics", "scratch_conv_bn"))}
@@ -124,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     notes = ("Held-out colour-cast camera, mAP (%): " + ", ".join(f"{r} {ms(v)}" for r, v in
                                                                    metric["heldout_mAP"].items()) + ".\n\n"
              "Rank-1 (%): " + ", ".join(f"{r} {ms(v)}" for r, v in metric["rank1"].items()) + ".\n\n"
-             "Paired per-seed differences (same data per seed), points (the ICS pair on the held-out camera first, "
-             "then on the normal cameras): " + "; ".join(f"{k}: {ms(v)}" for k, v in paired.items()) + ".\n\n"
+             "Paired per-seed differences (same data per seed), points: "
+             + "; ".join(f"{k}: {ms(v)} ({', '.join(f'{x:+.1f}' for x in v)})" for k, v in paired.items()) + ".\n\n"
              f"Inits: shipped encoders of pre-training seeds {pre_seeds} (fine-tuning seed k uses k, or k mod "
              f"{N_SHIPPED} if not shipped); frozen-encoder test mAP (no fine-tuning) per arm: "
              + ", ".join(f"{r} {ms([e['frozen_test_mAP'] for e in enc[r].values() if e['frozen_test_mAP']])}"
                          for r in sorted(INIT)) + ".")
-    title = f"test mAP per epoch (seed {seeds[0]})"
-    curves = {title: {r: [h["mAP"] for h in res[seeds[0]][r]["history"]] for r in ROWS}}
+    title = f"fine-tuning loss per epoch (seed {seeds[0]})"
+    curves = {title: {r: [h["train/loss"] for h in res[seeds[0]][r]["history"]] for r in ROWS}}
     write_summary(
         "transreid_ssl", "SynPerson 64x32 (80 + 80 ids, 6 cams; held-out colour-cast camera)", "mAP (Market protocol)",
         last, seeds, time.time() - start,
