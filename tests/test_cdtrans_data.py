@@ -100,7 +100,7 @@ def test_domainnet_and_unknown_names():
 
 def test_office31_launch_script_runs_pretrain_baseline_and_uda(tmp_path):
     """scripts/office31.sh end to end on a fixture tree: Stage A from a DeiT-distilled-format init file,
-    the baseline evaluation, Stage B from Stage A's last.pt (tiny model and 1 epoch through EXTRA)."""
+    the baseline evaluation, Stage B from Stage A's last.pt (tiny model and 1 epoch as extra arguments)."""
     import json
     import os
     import subprocess
@@ -118,10 +118,10 @@ def test_office31_launch_script_runs_pretrain_baseline_and_uda(tmp_path):
     torch.save({"model": sd}, tmp_path / "deit_tiny_distilled.pth")
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, DATA_ROOT=str(root), INIT=str(tmp_path / "deit_tiny_distilled.pth"),
-               OUT=str(tmp_path / "runs"), TASKS="amazon:webcam", PYTHON=sys.executable, OMP_NUM_THREADS="1",
-               EXTRA="model.arch=vit_tiny_patch16_224 model.img_size=32 model.depth=2 engine.epochs=1 "
-                     "engine.batch_size=2 engine.num_workers=0 engine.amp=off logger.progress=false")
-    r = subprocess.run(["bash", str(repo / "cdtrans/scripts/office31.sh")], env=env, capture_output=True,
+               OUT=str(tmp_path / "runs"), TASKS="amazon:webcam", PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    extra = ["model.arch=vit_tiny_patch16_224", "model.img_size=32", "model.depth=2", "engine.epochs=1",
+             "engine.batch_size=2", "engine.num_workers=0", "engine.amp=off", "logger.progress=false"]
+    r = subprocess.run(["bash", str(repo / "cdtrans/scripts/office31.sh"), *extra], env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "runs/office31/deit-small"

@@ -4,7 +4,7 @@
 #   DATA_ROOT=/data SOURCE_CKPT=runs/transreid_ssl/msmt17_vit-small/last.pt [TARGET=market1501|msmt17] [STEM=ics] \
 #     [GPUS=n] bash transreid_ssl/scripts/uda.sh
 # SOURCE_CKPT: the official transformer_120.pth of the *other* dataset, or our reid last.pt (scripts/msmt17.sh or
-# scripts/market1501.sh). EXTRA: more dotted overrides.
+# scripts/market1501.sh). Extra arguments: dotted overrides.
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
 TARGET="${TARGET:-market1501}"
 case "$TARGET" in
@@ -19,6 +19,6 @@ CFG="transreid_ssl/configs/uda_${ARCH}_1xb256-50e_${PAIR}.yaml"
 OUT="${OUT:-runs/transreid_ssl/uda_${PAIR}_${ARCH}}"
 echo "UDA ${PAIR/-/ -> } (${CFG}) -> ${OUT}"
 run_train transreid_ssl.train --config "$CFG" --run-dir "$OUT" --resume auto \
-  data.root="$DATA_ROOT" usl.init_checkpoint="$SOURCE_CKPT" ${EXTRA:-}
-"$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --weights "$OUT/last.pt" data.root="$DATA_ROOT" \
-  --out "$OUT/eval.json" ${EXTRA:-}
+  data.root="$DATA_ROOT" usl.init_checkpoint="$SOURCE_CKPT" "$@"
+"$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
+  --out "$OUT/eval.json" "$@"

@@ -2,7 +2,7 @@
 # Unsupervised fine-tuning by cluster contrast (README "USL" rows), then evaluation of the last epoch.
 #   DATA_ROOT=/data PRETRAINED=/w/vit_small_cfs_lup.pth [DATASET=market1501|msmt17] [STEM=ics] [GPUS=n] \
 #     bash transreid_ssl/scripts/usl.sh
-# DATA_ROOT holds market1501/ or MSMT17/; PRETRAINED is the LUPerson DINO file. EXTRA: more dotted overrides.
+# DATA_ROOT holds market1501/ or MSMT17/; PRETRAINED is the LUPerson DINO file. Extra arguments: dotted overrides.
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
 DATASET="${DATASET:-market1501}"
 : "${DATA_ROOT:?set DATA_ROOT, e.g. DATA_ROOT=/data (holding the ${DATASET} folder)}"
@@ -12,6 +12,6 @@ CFG="transreid_ssl/configs/usl_${ARCH}_1xb256-50e_${DATASET}.yaml"
 OUT="${OUT:-runs/transreid_ssl/usl_${DATASET}_${ARCH}}"
 echo "USL on ${DATASET} (${CFG}) -> ${OUT}"
 run_train transreid_ssl.train --config "$CFG" --run-dir "$OUT" --resume auto \
-  data.root="$DATA_ROOT" model.pretrained="$PRETRAINED" ${EXTRA:-}
-"$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --weights "$OUT/last.pt" data.root="$DATA_ROOT" \
-  --out "$OUT/eval.json" ${EXTRA:-}
+  data.root="$DATA_ROOT" model.pretrained="$PRETRAINED" "$@"
+"$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
+  --out "$OUT/eval.json" "$@"
