@@ -9,9 +9,6 @@
 """
 from __future__ import annotations
 
-import argparse
-import sys
-
 import torch
 from timm.layers import Attention
 from torch import nn
@@ -75,29 +72,23 @@ def attention_stats(model: nn.Module, x: torch.Tensor, patch_digit: torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from shared.backbones import load_weights
+    from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
     from shared.config import load_config
+    from shared.errors import cli_errors
 
     from .train import KNNConfig, KNNTask
 
-    ap = argparse.ArgumentParser(prog="python -m knn_attention.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--checkpoint", required=True, help="engine checkpoint (last.pt/best.pt) or a state dict")
-    ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args(argv)
-    from shared.backbones import load_weights
-
-    cfg = load_config(args.config, KNNConfig, args.overrides)
-    task = KNNTask(cfg)
-    model = task.build_model()
-    try:
+    prog = "python -m knn_attention.evaluate"
+    args = parse_evaluate_args(evaluate_parser(prog, __doc__.split("\n")[0], "engine checkpoint (last.pt/best.pt) "
+                                               "or a state dict"), argv)
+    with cli_errors(prog, argv):
+        cfg = load_config(args.config, KNNConfig, args.overrides)
+        task = KNNTask(cfg)
+        model = task.build_model()
         load_weights(model, args.checkpoint)
-    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as e:
-        print(f"python -m knn_attention.evaluate: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    model.eval()
-    metrics = task.evaluate(model, None)
-    print(metrics)
-    return metrics
+        model.eval()
+        return finish_evaluation(task.evaluate(model, None), args.out)
 
 
 if __name__ == "__main__":

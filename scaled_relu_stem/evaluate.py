@@ -10,43 +10,36 @@ model; keys must match exactly.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from types import SimpleNamespace
 
 import torch
 
 from shared.backbones import load_weights
-from shared.config import ConfigError, load_config
+from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
+from shared.config import load_config
+from shared.errors import cli_errors
 
 from .train import SRStemConfig, SRStemTask
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m scaled_relu_stem.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    args = p.parse_args(argv)
-    try:
+    prog = "python -m scaled_relu_stem.evaluate"
+    parser = evaluate_parser(prog, __doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parse_evaluate_args(parser, argv)
+    with cli_errors(prog, argv):
         cfg = load_config(args.config, SRStemConfig, args.overrides)
         cfg.model.pretrained = ""
         task = SRStemTask(cfg)
         model = task.build_model()
         load_weights(model, args.checkpoint, strict=True)
-    except (ConfigError, FileNotFoundError, KeyError, RuntimeError, ValueError) as e:
-        print(f"python -m scaled_relu_stem.evaluate: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(1) from None
-    device = torch.device(args.device)
-    model.to(device).eval()
-    metrics = task.evaluate(model, SimpleNamespace(device=device))
-    metrics.pop("max_grad_norm", None)  # a training statistic, meaningless here
-    metrics["token_similarity_per_layer"] = [round(v, 4) for v in task.token_similarity]
-    metrics["token_similarity_centred_per_layer"] = [round(v, 4) for v in task.token_similarity_centred]
-    print(json.dumps(metrics, indent=2))
-    return metrics
+        device = torch.device(args.device)
+        model.to(device).eval()
+        metrics = task.evaluate(model, SimpleNamespace(device=device))
+        metrics.pop("max_grad_norm", None)  # a training statistic, meaningless here
+        metrics["token_similarity_per_layer"] = [round(v, 4) for v in task.token_similarity]
+        metrics["token_similarity_centred_per_layer"] = [round(v, 4) for v in task.token_similarity_centred]
+        return finish_evaluation(metrics, args.out)
 
 
 if __name__ == "__main__":

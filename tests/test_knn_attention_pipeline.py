@@ -182,3 +182,12 @@ def test_imagenet_deit_recipe_runs_a_few_engine_steps(tmp_path):
     assert 0.0 <= metrics["top1"] <= 100.0 and metrics["train/loss"] > 0
     saved = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
     assert "blocks.0.attn.qkv.weight" in saved["model"]  # DeiT key layout
+    # the evaluate convention: --config, --checkpoint, --out (strict JSON), the same numbers as the run
+    from knn_attention import evaluate
+
+    over = [f"data.root={tmp_path / 'in1k'}", "engine.batch_size=4", "engine.num_workers=0", "engine.amp=off",
+            "model.img_size=32", "data.img_size=32", "model.topk=3", "model.num_classes=2", "model.depth=2"]
+    m = evaluate.main(["--config", str(cfg), "--checkpoint", str(tmp_path / "run" / "last.pt"),
+                       "--out", str(tmp_path / "eval.json"), *over])
+    assert m["top1"] == pytest.approx(metrics["top1"])
+    assert json.loads((tmp_path / "eval.json").read_text())["top1"] == pytest.approx(metrics["top1"])

@@ -103,8 +103,12 @@ def test_evaluate_checkpoint_round_trip(tmp_path, capsys):
     model = SRStemTask(load_config(cfg_path, SRStemConfig, small)).build_model()
     torch.save({"model": model.state_dict()}, tmp_path / "last.pt")
     m = evaluate.main(["--config", str(cfg_path), "--checkpoint", str(tmp_path / "last.pt"), "--device", "cpu",
-                       *small])
+                       "--out", str(tmp_path / "eval.json"), *small])
     assert 0.0 <= m["top1"] <= 100.0 and len(m["token_similarity_per_layer"]) == len(model.blocks) + 1
+    import json
+
+    saved = json.loads((tmp_path / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert saved["top1"] == pytest.approx(m["top1"])
     # a checkpoint of another stem is rejected with one line naming the mismatching key
     other = reproduce.HERE / "configs" / reproduce.METHODS["patchify"]
     with pytest.raises(SystemExit):
