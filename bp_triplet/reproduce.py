@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--benchmark", default="office31", choices=BENCHMARKS, help="with --data: which script")
     args = p.parse_args(argv)
     if args.data:
-        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
+        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus, overrides=args.overrides)
     seeds = parse_seeds(args.seeds)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]

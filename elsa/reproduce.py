@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --data: which ELSA-Swin to train on ImageNet-1k")
     args = p.parse_args(argv)
     if args.data:
-        return launch_script(HERE / "scripts" / "imagenet.sh", args.data, args.gpus, {"SIZE": args.size})
+        return launch_script(HERE / "scripts" / "imagenet.sh", args.data, args.gpus, {"SIZE": args.size},
+                             overrides=args.overrides)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     seeds = parse_seeds(args.seeds)
     out_dir, run_root = reproduce_dirs("elsa", args)

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / "in1k_deit.sh", args.data, args.gpus,
-                             extra_env={"DEIT_SIZE": args.model})
+                             extra_env={"DEIT_SIZE": args.model}, overrides=args.overrides)
     methods = [m for m in args.methods.split(",") if m] or list(SUITES[args.suite])
     bad = [m for m in methods if m not in CONFIGS]
     if bad:

@@ -82,7 +82,7 @@ def _std(v: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = reproduce_parser("mhformer", __doc__.split("\n")[0], jobs=True).parse_args(argv)
     if args.data:
-        return launch_script(HERE / "scripts" / "train_h36m.sh", args.data, args.gpus)
+        return launch_script(HERE / "scripts" / "train_h36m.sh", args.data, args.gpus, overrides=args.overrides)
     from shared.config import load_config, to_dict
 
     from .train import MHFormerConfig

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --data: which benchmark script to launch")
     args = p.parse_args(argv)
     if args.data:
-        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
+        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus, overrides=args.overrides)
     seeds = parse_seeds(args.seeds)
     out_dir, run_root = reproduce_dirs("motion_rgbd", args)
     run_root.mkdir(parents=True, exist_ok=True)

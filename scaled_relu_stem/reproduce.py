@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.data:
         script = "stability_sweep_deit-s_in1k.sh" if args.suite == "stability" else "deit-s_in1k.sh"
-        return launch_script(HERE / "scripts" / script, args.data, args.gpus)
+        return launch_script(HERE / "scripts" / script, args.data, args.gpus, overrides=args.overrides)
     seeds = parse_seeds(args.seeds)
     name = PAPER if args.suite == "main" else f"{PAPER}-{args.suite}"
     out = Path(args.out) if args.out else RESULTS / name

@@ -69,8 +69,9 @@ def check_fresh_run_dir(run_dir: Path, resume: str | None) -> None:
 
 
 def launch_script(script: str | Path, data_root: str | None, gpus: int | None = None,
-                  extra_env: dict[str, str] | None = None) -> int:
-    """Run a paper's ``scripts/*.sh`` on a real dataset (``make reproduce DATA=... GPUS=...``)."""
+                  extra_env: dict[str, str] | None = None, overrides: list[str] | None = None) -> int:
+    """Run a paper's ``scripts/*.sh`` on a real dataset (``make reproduce DATA=... GPUS=... ARGS="--set k=v"``):
+    ``overrides`` are passed to the script as its arguments, which every script hands on as config overrides."""
     import os
     import subprocess
 
@@ -80,7 +81,7 @@ def launch_script(script: str | Path, data_root: str | None, gpus: int | None = 
     if gpus:
         env["GPUS"] = str(gpus)
     print(f"launching {script} (DATA_ROOT={env.get('DATA_ROOT')}, GPUS={env.get('GPUS', 1)})")
-    return subprocess.call(["bash", str(script)], env=env)
+    return subprocess.call(["bash", str(script), *(overrides or [])], env=env)
 
 
 def reproduce_parser(paper: str, description: str, jobs: bool = False) -> argparse.ArgumentParser:
@@ -92,6 +93,8 @@ def reproduce_parser(paper: str, description: str, jobs: bool = False) -> argpar
     p.add_argument("--out", default=None, help=f"results folder (default results/{paper})")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    p.add_argument("--set", nargs="*", default=[], metavar="key.sub=value", dest="overrides",
+                   help="with --data: dotted config overrides passed on to the benchmark script")
     if jobs:
         p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                        help="parallel single-thread runs (default: 2, one per core)")

@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     parser = reproduce_parser("tcl_i2v", __doc__, jobs=True)
     args = parser.parse_args(argv)
     if args.data:
-        return launch_script(Path(__file__).parent / "scripts" / "mars.sh", args.data, args.gpus)
+        return launch_script(Path(__file__).parent / "scripts" / "mars.sh", args.data, args.gpus,
+                             overrides=args.overrides)
     seeds, p = parse_seeds(args.seeds), (QUICK if args.quick else EMBEDDED)
     out_dir, run_root = reproduce_dirs("tcl_i2v", args)
     t0 = time.time()

@@ -53,3 +53,14 @@ def test_relative_data_root_is_resolved_before_the_launcher_changes_folder(tmp_p
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"{tmp_path}/data/x|{tmp_path}/runs|{ROOT}"
+
+
+def test_launch_script_hands_overrides_to_the_script(tmp_path):
+    """make reproduce DATA=... ARGS="--set k=v": the overrides reach the benchmark script as its arguments."""
+    from shared.cli import launch_script, reproduce_parser
+
+    script = tmp_path / "s.sh"
+    script.write_text(f'echo "$DATA_ROOT $GPUS $*" > {tmp_path / "got.txt"}\n')
+    args = reproduce_parser("mhformer", "x").parse_args(["--data", "/d", "--gpus", "2", "--set", "optim.lr=1", "a.b=c"])
+    assert launch_script(script, args.data, args.gpus, overrides=args.overrides) == 0
+    assert (tmp_path / "got.txt").read_text().split() == ["/d", "2", "optim.lr=1", "a.b=c"]

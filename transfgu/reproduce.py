@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of the DINO encoders and their manifest.json (default: the shipped ones)")
     args = ap.parse_args(argv)
     if args.data:
-        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
+        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus, overrides=args.overrides)
     seeds = parse_seeds(args.seeds)
     out_dir, _ = reproduce_dirs("transfgu", args)
     start = time.time()

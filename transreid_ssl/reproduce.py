@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return suite_main(args)
     if args.data:
-        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus)
+        return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus, overrides=args.overrides)
     seeds = parse_seeds(args.seeds)
     out_dir, run_root = reproduce_dirs("transreid_ssl", args)
     shutil.rmtree(run_root, ignore_errors=True)  # no stale rankings / appended logs from an earlier run
