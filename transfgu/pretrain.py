@@ -105,10 +105,10 @@ def pretrain_cfg(seed: int, quick: bool, extra: list[str] = ()) -> FGUPretrainCo
                                                     f"data.seed={seed}"] + (QUICK if quick else []) + list(extra))
 
 
-def run_job(seed: int, run: Path, quick: bool, resume: str | None) -> dict:
+def run_job(seed: int, run: Path, quick: bool, resume: str | None, overrides: list[str] = ()) -> dict:
     torch.set_num_threads(1)
     t0 = time.time()
-    cfg = pretrain_cfg(seed, quick)
+    cfg = pretrain_cfg(seed, quick, overrides)
     if not resume:
         shutil.rmtree(run, ignore_errors=True)
     Trainer(build_task(cfg), cfg, run, resume="auto" if resume and (run / "last.pt").is_file() else None).fit()
@@ -130,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     resume = None if args.resume == "none" else "auto"
     print(f"transfgu pre-training: seeds {seeds} -> {out_dir} (runs in {run_root})", flush=True)
     t0 = time.time()
-    done = run_jobs(run_job, [(s, (s, run_root / f"seed{s}", args.quick, resume)) for s in seeds],
+    bars = ["logger.progress=true"] if args.jobs <= 1 else []  # one process owns the terminal: progress bars
+    done = run_jobs(run_job, [(s, (s, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
+                              for s in seeds],
                     workers=max(1, args.jobs))
     for s in seeds:
-        cfg = pretrain_cfg(s, args.quick)
+        cfg = pretrain_cfg(s, args.quick, args.overrides)
         path = out_dir / f"{ARMS[0]}_seed{s}.pth"
         info = save_encoder(teacher_backbone(run_root / f"seed{s}" / "last.pt"), path)
         last = done[s]["history"][-1]
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             "data": f"transfgu.pretrain.scene_pool(n={cfg.data.n_images}, seed={s}, size={cfg.data.size}) "
                     f"(textured_scenes draw {POOL_SEED_OFFSET + s})",
             "epochs": cfg.engine.epochs, "wall_seconds": round(done[s]["seconds"], 1), "git_sha": git_sha(),
-            "command": f"make pretrain PAPER=transfgu SEEDS={s}",
+            "command": f"make pretrain PAPER=transfgu SEEDS={s}"
+                       + (f" ARGS='--set {' '.join(args.overrides)}'" if args.overrides else ""),
             "last_epoch": {k: round(v, 4) for k, v in last.items() if isinstance(v, float)}} | info)
         print(f"  wrote {path} ({info['bytes'] / 2 ** 20:.2f} MB, sha256 {info['sha256'][:12]}...)", flush=True)
     print(f"done in {time.time() - t0:.0f} s; manifest {out_dir / 'manifest.json'}", flush=True)
