@@ -117,7 +117,7 @@ def test_office31_launch_script_runs_pretrain_baseline_and_uda(tmp_path):
     sd["head.weight"], sd["head_dist.weight"] = torch.zeros(1000, 192), torch.zeros(1000, 192)
     torch.save({"model": sd}, tmp_path / "deit_tiny_distilled.pth")
     repo = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, DATA_ROOT=str(root), INIT=str(tmp_path / "deit_tiny_distilled.pth"),
+    env = dict(os.environ, DATA_ROOT=str(root), WEIGHTS=str(tmp_path / "deit_tiny_distilled.pth"),
                OUT=str(tmp_path / "runs"), TASKS="amazon:webcam", PYTHON=sys.executable, OMP_NUM_THREADS="1")
     extra = ["model.arch=vit_tiny_patch16_224", "model.img_size=32", "model.depth=2", "engine.epochs=1",
              "engine.batch_size=2", "engine.num_workers=0", "engine.amp=off", "logger.progress=false"]

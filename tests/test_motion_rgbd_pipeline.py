@@ -28,7 +28,7 @@ def test_eval_geometry_offsets_by_hand():
 
 
 def _script(name, env, *args):
-    e = {k: v for k, v in os.environ.items() if k not in ("DATA_ROOT", "OUT", "INIT")} | env
+    e = {k: v for k, v in os.environ.items() if k not in ("DATA_ROOT", "OUT", "WEIGHTS")} | env
     return subprocess.run(["bash", f"motion_rgbd/scripts/{name}", *args], env=e, capture_output=True, text=True,
                           timeout=60)
 
@@ -36,7 +36,7 @@ def _script(name, env, *args):
 def test_scripts_help_and_required_variables():
     for name in ("nvgesture.sh", "isogd.sh", "thu_read.sh", "ntu.sh"):
         h = _script(name, {}, "--help")
-        assert h.returncode == 0 and "DATA_ROOT" in h.stdout and "GPUS" in h.stdout and "INIT" in h.stdout
+        assert h.returncode == 0 and "DATA_ROOT" in h.stdout and "GPUS" in h.stdout and "WEIGHTS" in h.stdout
         r = _script(name, {})
         assert r.returncode == 2 and r.stderr.strip() == (f"{name}: error: set DATA_ROOT=<the dataset root> "
                                                           f"(see: bash motion_rgbd/scripts/{name} --help)")

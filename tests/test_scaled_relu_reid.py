@@ -79,9 +79,9 @@ def test_converter_refuses_a_stem_that_is_not_the_scaled_relu_one():
 
 def test_launch_script_help_and_missing_weights_are_one_line(tmp_path):
     out = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "DINO_STEM" in out.stdout and "transreid_ssl.train" in out.stdout
+    assert out.returncode == 0 and "WEIGHTS_STEM" in out.stdout and "transreid_ssl.train" in out.stdout
     env = {"PATH": "/usr/bin:/bin", "DATA_ROOT": str(tmp_path)}
     out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env)
-    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "DINO=" in out.stderr
-    out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env={**env, "DINO": "/w/a.pth"})
-    assert out.returncode == 2 and "DINO_STEM=" in out.stderr
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "WEIGHTS=" in out.stderr
+    out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env={**env, "WEIGHTS": "/w/a.pth"})
+    assert out.returncode == 2 and "WEIGHTS_STEM=" in out.stderr

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Shared by cdtrans/scripts/<benchmark>.sh: Stage A once per source domain, the baseline (Stage A's last
 # checkpoint evaluated on every target, official issue #2), then Stage B for every source->target task.
-# Env: DATA_ROOT (benchmark folder), INIT (DeiT/ViT ImageNet weights, a local file), BACKBONE small|base,
+# Env: DATA_ROOT (benchmark folder), WEIGHTS (DeiT/ViT ImageNet weights, a local file), BACKBONE small|base,
 #      GPUS (torchrun when > 1; the paper ran DeiT-B UDA on 2 GPUs), OUT (default runs/cdtrans),
 #      TASKS ("amazon:webcam ..." to run a subset), extra arguments: dotted overrides for every run.
 source "$(dirname "${BASH_SOURCE[0]}")/../../shared/scripts/launch.sh"
 : "${DATA_ROOT:?set DATA_ROOT to the benchmark folder, e.g. DATA_ROOT=/data/office31}"
-: "${INIT:?set INIT to the ImageNet weights, e.g. INIT=/weights/deit_small_distilled_patch16_224-649709d9.pth}"
+: "${WEIGHTS:?set WEIGHTS to the ImageNet weights, e.g. WEIGHTS=/weights/deit_small_distilled_patch16_224-649709d9.pth}"
 BACKBONE="${BACKBONE:-small}"
 OUT="${OUT:-runs/cdtrans}"
 OVERRIDES=("$@")  # the calling script's arguments (a sourced file sees them): overrides for every run
@@ -26,7 +26,7 @@ run_cdtrans() {  # run_cdtrans <dataset> <pretrain epochs> <domain>... ; TASKS="
     case " $tasks" in *" $s:"*) ;; *) continue ;; esac
     local first_t; first_t=$(tr ' ' '\n' <<<"$tasks" | grep "^$s:" | head -1 | cut -d: -f2)
     run_train cdtrans.train --config "$pre" --run-dir "$root/pretrain_$s" --resume auto \
-      data.root="$DATA_ROOT" data.source="$s" data.target="$first_t" model.imagenet_init="$INIT" "${OVERRIDES[@]}"
+      data.root="$DATA_ROOT" data.source="$s" data.target="$first_t" model.imagenet_init="$WEIGHTS" "${OVERRIDES[@]}"
   done
   for st in $tasks; do
     local s="${st%%:*}" t="${st##*:}"

@@ -2,10 +2,13 @@
 # Sourced by every paper's scripts/*.sh:   source "$(dirname "$0")/../../shared/scripts/launch.sh"
 # run_train <python module> [args...]  -> python -m MODULE, or torchrun with GPUS>1 (DDP).
 # The one launcher convention (every script):
-#   DATA_ROOT=<dataset root> [GPUS=n] [OUT=<runs folder>] [weights variables the script names] \
-#       bash <paper>/scripts/<bench>.sh [key.sub=value ...]
+#   DATA_ROOT=<dataset root> [GPUS=n] [OUT=<runs folder>] [WEIGHTS=<pre-trained init file>] \
+#       [CHECKPOINT=<trained checkpoint to evaluate>] bash <paper>/scripts/<bench>.sh [key.sub=value ...]
 #   - inputs and outputs are environment variables; extra arguments are config overrides passed to every
-#     training command (``make reproduce PAPER=<p> DATA=<root> ARGS="--benchmark <b>"`` runs the same);
+#     training command (``make reproduce PAPER=<p> DATA=<root> ARGS="--benchmark <b> --set k=v"`` runs the same);
+#   - one name per role in every paper: WEIGHTS = the pre-trained weights a run starts from (ImageNet DeiT,
+#     DINO ViT, ResNet, a released checkpoint to fine-tune), WEIGHTS_STEM a second such file,
+#     CHECKPOINT = a trained model to evaluate, SOURCE_CHECKPOINT = the source model of a domain adaptation;
 #   - ``bash <script> --help`` prints the script's header;
 #   - a missing required variable stops with a line naming it (``require_env``);
 #   - relative DATA_ROOT / OUT / weight paths are resolved against the caller's folder before the
@@ -31,7 +34,7 @@ require_env() {  # require_env VAR "what it is": stop with one line naming the v
 }
 
 # Paths given relative to where the user stands, resolved before the cd below.
-for _v in DATA_ROOT OUT INIT WEIGHTS PRETRAINED DINO CKPT TEACHER; do
+for _v in DATA_ROOT OUT WEIGHTS WEIGHTS_STEM CHECKPOINT SOURCE_CHECKPOINT TEACHER; do
   if [ -n "${!_v:-}" ] && [[ "${!_v}" != /* ]]; then
     export "$_v=$_LAUNCH_CALLER_PWD/${!_v}"
   fi
