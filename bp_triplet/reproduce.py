@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("bp_triplet", __doc__.split("\n")[0])
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from: {', '.join(METHODS)}")
-    p.add_argument("--set", nargs="*", default=[], metavar="key.sub=value",
-                   help="config overrides applied to every method (e.g. engine.epochs=10)")
     p.add_argument("--benchmark", default="office31", choices=BENCHMARKS, help="with --data: which script")
     args = p.parse_args(argv)
     if args.data:
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {m: [] for m in methods}
     for seed in seeds:
         for m in methods:
-            r = run_one(m, seed, run_root, args.quick, args.set)
+            r = run_one(m, seed, run_root, args.quick, args.overrides)
             results[m].append(r)
             print(f"seed {seed} {m:22s} target top-1 {r['target_top1']:6.2f}  A-distance {r['a_distance']:.3f}"
                   f"  ({time.time() - t0:.0f} s)", flush=True)
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         raise SystemExit("--quick needs --out (it must not overwrite results/bp_triplet)")
     config = {"file": str(CONFIG.relative_to(HERE.parent)), "methods": {m: METHODS[m] for m in methods},
-              "overrides": args.set, "quick": args.quick}
+              "overrides": args.overrides, "quick": args.quick}
     write_summary("bp_triplet", "embedded digits: rendered fonts -> sklearn handwritten (8x8)",
                   "target top-1", rows, seeds, wall, config, out_dir=out, extra=extra, curves=curves,
                   notes=notes)

@@ -94,7 +94,8 @@ def reproduce_parser(paper: str, description: str, jobs: bool = False) -> argpar
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     p.add_argument("--set", nargs="*", default=[], metavar="key.sub=value", dest="overrides",
-                   help="with --data: dotted config overrides passed on to the benchmark script")
+                   help="dotted config overrides: with --data handed to the benchmark script (bp_triplet also "
+                        "applies them to its embedded runs)")
     if jobs:
         p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                        help="parallel single-thread runs (default: 2, one per core)")
