@@ -5,7 +5,6 @@ import subprocess
 
 import cv2
 import numpy as np
-import pytest
 
 from motion_rgbd.data import eval_geometry
 

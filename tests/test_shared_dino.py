@@ -73,5 +73,6 @@ def test_dino_head_use_bn_layout_is_the_official_one():
     head = DINOHead(32, 50, 16, 8, use_bn=True)
     kinds = [type(m).__name__ for m in head.mlp]
     assert kinds == ["Linear", "BatchNorm1d", "GELU", "Linear", "BatchNorm1d", "GELU", "Linear"]
-    assert {"mlp.0.weight", "mlp.1.running_mean", "mlp.3.weight", "mlp.4.weight", "mlp.6.weight"} <= set(head.state_dict())
+    keys = set(head.state_dict())
+    assert {"mlp.0.weight", "mlp.1.running_mean", "mlp.3.weight", "mlp.4.weight", "mlp.6.weight"} <= keys
     assert DINOHead(32, 50, 16, 8, nlayers=1).mlp[0].out_features == 8

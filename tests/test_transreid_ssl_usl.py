@@ -192,7 +192,8 @@ def test_scripts_launch_existing_configs(script, env, tmp_path):
     import subprocess
 
     root = CONFIGS.parents[1]
-    e = os.environ | env | {"PYTHON": "echo", "DATA_ROOT": str(tmp_path), "WEIGHTS": "p.pth", "SOURCE_CHECKPOINT": "s.pt"}
+    e = os.environ | env | {"PYTHON": "echo", "DATA_ROOT": str(tmp_path), "WEIGHTS": "p.pth",
+                            "SOURCE_CHECKPOINT": "s.pt"}
     out = subprocess.run(["bash", f"transreid_ssl/scripts/{script}"], cwd=root, env=e, capture_output=True, text=True,
                          check=True).stdout
     cfgs = {w for line in out.splitlines() for w in line.split() if w.endswith(".yaml")}
