@@ -257,7 +257,8 @@ class KNNAttention(KNNSelection, Attention):
                 is_causal: bool = False) -> torch.Tensor:
         """``x``: (B, N, C) -> (B, N, C)."""
         B, N, _ = x.shape
-        gate = self.gate(x).sigmoid() if self.gate is not None else None
+        gate_layer = getattr(self, "gate", None)  # timm >= 1.0.28 has an optional output gate
+        gate = gate_layer(x).sigmoid() if gate_layer is not None else None
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         bias = _additive_bias(N, q, attn_mask, is_causal)

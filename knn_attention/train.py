@@ -161,7 +161,10 @@ class KNNTask(Task):
             return None
         from timm.data.distributed_sampler import RepeatAugSampler
 
-        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=self.cfg.data.repeated_aug)
+        # DeiT rounds the images per epoch down to a multiple of 256; below 256 images (fixtures) timm < 1.0.28 would
+        # select none, so the rounding is switched off there as newer timm does
+        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=self.cfg.data.repeated_aug,
+                                selected_round=256 if len(dataset) >= 256 else 0)
 
     def training_step(self, model, batch, trainer):
         x, y = batch

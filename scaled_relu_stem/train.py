@@ -147,7 +147,9 @@ class SRStemTask(Task):
             return None
         from timm.data.distributed_sampler import RepeatAugSampler
 
-        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=3)
+        # below 256 images timm < 1.0.28 would select none (DeiT's multiple-of-256 rounding): off there, as newer timm
+        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=3,
+                                selected_round=256 if len(dataset) >= 256 else 0)
 
     def on_train_start(self, trainer) -> None:
         o = self.cfg.optim
