@@ -28,3 +28,10 @@ def test_shipped_files_are_tracked_and_match_their_hash(manifest):
         rel = [str((manifest.parent / n).relative_to(ROOT)) for n in names]
         tracked = subprocess.run(["git", "ls-files", "--", *rel], cwd=ROOT, capture_output=True, text=True).stdout
         assert sorted(tracked.split()) == sorted(rel), "encoder files not committed (a *.pth ignore rule?)"
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda m: m.parent.parent.name)
+def test_readme_lists_every_shipped_sha256(manifest):
+    readme = (manifest.parent.parent / "README.md").read_text()
+    for name, entry in json.loads(manifest.read_text())["encoders"].items():
+        assert entry["sha256"] in readme, f"{name}: sha256 missing from the README's shipped-encoder table"
