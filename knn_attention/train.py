@@ -159,12 +159,9 @@ class KNNTask(Task):
         ``repeated_aug`` times per epoch, the copies sent to different ranks; epoch-seeded as in DeiT."""
         if self.cfg.data.dataset != "imagenet" or self.cfg.data.repeated_aug <= 1:
             return None
-        from timm.data.distributed_sampler import RepeatAugSampler
+        from shared.data.samplers import repeat_aug_sampler
 
-        # DeiT rounds the images per epoch down to a multiple of 256; below 256 images (fixtures) timm < 1.0.28 would
-        # select none, so the rounding is switched off there as newer timm does
-        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=self.cfg.data.repeated_aug,
-                                selected_round=256 if len(dataset) >= 256 else 0)
+        return repeat_aug_sampler(dataset, world_size, rank, self.cfg.data.repeated_aug)
 
     def training_step(self, model, batch, trainer):
         x, y = batch

@@ -145,11 +145,9 @@ class SRStemTask(Task):
         """DeiT's repeated augmentation (3 augmented copies of each image per epoch, sharded over ranks)."""
         if not self.cfg.data.repeated_aug:
             return None
-        from timm.data.distributed_sampler import RepeatAugSampler
+        from shared.data.samplers import repeat_aug_sampler
 
-        # below 256 images timm < 1.0.28 would select none (DeiT's multiple-of-256 rounding): off there, as newer timm
-        return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=3,
-                                selected_round=256 if len(dataset) >= 256 else 0)
+        return repeat_aug_sampler(dataset, world_size, rank, num_repeats=3)
 
     def on_train_start(self, trainer) -> None:
         o = self.cfg.optim

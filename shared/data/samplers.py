@@ -16,6 +16,16 @@ def endless(loader: Iterable) -> Iterator:
         yield from loader
 
 
+def repeat_aug_sampler(dataset: Dataset, world_size: int, rank: int, num_repeats: int = 3) -> Sampler[int]:
+    """DeiT's repeated augmentation (``RASampler``; timm ``RepeatAugSampler``): each chosen image ``num_repeats``
+    times per epoch, the copies sent to different ranks, images per epoch rounded down to a multiple of 256.
+    Below 256 images the rounding is off (timm >= 1.0.28 does this itself; older timm selected no image)."""
+    from timm.data.distributed_sampler import RepeatAugSampler
+
+    return RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, num_repeats=num_repeats,
+                            selected_round=256 if len(dataset) >= 256 else 0)
+
+
 class RandomPairDataset(Dataset):
     """Item ``i`` = ``(a[pa[i]], b[pb[i]])`` for two datasets of unequal size.
 
