@@ -142,9 +142,15 @@ def extract_features(net: nn.Module, split: ReIDSplit, size, batch_size: int, de
 def reid_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, size, batch_size: int, device,
                  transform=None) -> dict:
     """Market protocol on L2-normalised test features (squared Euclidean), percentages."""
-    qf = F.normalize(extract_features(net, query, size, batch_size, device, transform), dim=1)
     gf = F.normalize(extract_features(net, gallery, size, batch_size, device, transform), dim=1)
-    r = reid_evaluate(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
+    return query_metrics(net, query, gallery, gf, size, batch_size, device, transform)
+
+
+def query_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, gallery_feats: torch.Tensor, size,
+                  batch_size: int, device, transform=None) -> dict:
+    """:func:`reid_metrics` with the gallery's normalised features already extracted (several query sets)."""
+    qf = F.normalize(extract_features(net, query, size, batch_size, device, transform), dim=1)
+    r = reid_evaluate(qf, gallery_feats, query.pids, gallery.pids, query.camids, gallery.camids)
     return {"mAP": r["mAP"], "rank1": r["rank1"], "rank5": r["rank5"], "rank10": r["rank10"], "mINP": r["mINP"]}
 
 
@@ -191,10 +197,11 @@ class ReIDTask(Task):
         return reid_loss(logits, feat, pid)
 
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
-        size, bs = self.cfg.model.img_size, self.cfg.data.eval_batch_size
-        out = reid_metrics(model, self.query, self.gallery, size, bs, trainer.device)
+        size, bs, dev = self.cfg.model.img_size, self.cfg.data.eval_batch_size, trainer.device
+        gf = F.normalize(extract_features(model, self.gallery, size, bs, dev), dim=1)  # once for both query sets
+        out = query_metrics(model, self.query, self.gallery, gf, size, bs, dev)
         if self.heldout is not None:
-            held = reid_metrics(model, self.heldout, self.gallery, size, bs, trainer.device)
+            held = query_metrics(model, self.heldout, self.gallery, gf, size, bs, dev)
             out |= {"heldout_mAP": held["mAP"], "heldout_rank1": held["rank1"]}
         return out
 
