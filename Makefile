@@ -20,7 +20,7 @@ RUNS ?=
 
 help:
 	@echo "make reproduce PAPER=<folder> [DATA=<root>] [SEEDS=0,1,2] [GPUS=n] [ARGS='...']"
-	@echo "make pretrain PAPER=<transreid_ssl|transfgu> [SEEDS=0,1,2] [ARGS='...']  (regenerates the shipped encoders)"
+	@echo "make pretrain PAPER=<transreid_ssl|transfgu|cdtrans> [SEEDS=0,1,2] [ARGS='...']  (regenerates the shipped encoders)"
 	@echo "make test | make results [RUNS=<dir with run folders>] | make bench | make lint"
 
 $(STAMP): pyproject.toml constraints.txt

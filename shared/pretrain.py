@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-PAPERS = ("transreid_ssl", "transfgu")
+PAPERS = ("transreid_ssl", "transfgu", "cdtrans")
 MAX_BYTES = 10 * 2 ** 20  # the repo rule for a committed encoder
 ROOT = Path(__file__).resolve().parent.parent
 
