@@ -30,7 +30,7 @@ run_cdtrans() {  # run_cdtrans <dataset> <pretrain epochs> <domain>... ; TASKS="
   done
   for st in $tasks; do
     local s="${st%%:*}" t="${st##*:}"
-    "$PYTHON" -m cdtrans.evaluate --config "$pre" --checkpoint "$root/pretrain_$s/last.pt" \
+    run_once "$PYTHON" -m cdtrans.evaluate --config "$pre" --checkpoint "$root/pretrain_$s/last.pt" \
       data.root="$DATA_ROOT" data.source="$s" data.target="$t" --out "$root/baseline_${s}2${t}.json" "${OVERRIDES[@]}"
     run_train cdtrans.train --config "$uda" --run-dir "$root/${s}2${t}" --resume auto \
       data.root="$DATA_ROOT" data.source="$s" data.target="$t" model.init_checkpoint="$root/pretrain_$s/last.pt" "${OVERRIDES[@]}"

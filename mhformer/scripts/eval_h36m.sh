@@ -4,6 +4,6 @@
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
 FRAMES="${FRAMES:-351}"
 BATCH=256; [ "$FRAMES" = 351 ] && BATCH=128
-"$PYTHON" -m mhformer.evaluate --config "mhformer/configs/mhformer_${FRAMES}f_1xb${BATCH}-19e_h36m-cpn.yaml" \
+run_once "$PYTHON" -m mhformer.evaluate --config "mhformer/configs/mhformer_${FRAMES}f_1xb${BATCH}-19e_h36m-cpn.yaml" \
   --checkpoint "${CHECKPOINT:?set CHECKPOINT to a released model_XXXX.pth}" \
   data.root="${DATA_ROOT:?set DATA_ROOT to the folder with data_3d_h36m.npz}" "$@"

@@ -36,7 +36,7 @@ for dataset in $DATASETS; do
     echo "re-ID fine-tuning: $CFG from $INIT_FILE -> $RUN"
     run_train transreid_ssl.train --config "$CFG" --run-dir "$RUN" --resume auto \
       data.root="$DATA_ROOT" model.pretrained="$INIT_FILE" "$@"
-    "$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$RUN/last.pt" --out "$RUN/eval.json" \
+    run_once "$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$RUN/last.pt" --out "$RUN/eval.json" \
       data.root="$DATA_ROOT" "$@"
   done
 done

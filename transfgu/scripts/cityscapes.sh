@@ -5,7 +5,7 @@ source "$(dirname "$0")/../../shared/scripts/launch.sh"
 : "${WEIGHTS:?set WEIGHTS to a local dino_deitsmall8_pretrain.pth}"
 PL="${PSEUDO_LABELS:-runs/transfgu/cityscapes_pseudo_labels}"
 if [ ! -f "$PL/centroids.pt" ]; then
-  "$PYTHON" -m transfgu.generate --dataset cityscapes --classes 27 --data-root "$DATA_ROOT" --dino "$WEIGHTS" --out "$PL"
+  run_once "$PYTHON" -m transfgu.generate --dataset cityscapes --classes 27 --data-root "$DATA_ROOT" --dino "$WEIGHTS" --out "$PL"
 fi
 run_train transfgu.train --config transfgu/configs/transfgu_vit-s8_1xb256-50e_cityscapes.yaml \
   data.root="$DATA_ROOT" data.pseudo_labels="$PL" model.dino="$WEIGHTS" "$@"

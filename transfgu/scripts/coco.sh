@@ -21,7 +21,7 @@ esac
 # the curated run trains and evaluates on the listed subset of those CAMs.
 PL="${PSEUDO_LABELS:-runs/transfgu/coco${GEN_CLASSES}_pseudo_labels}"
 if [ ! -f "$PL/centroids.pt" ]; then
-  "$PYTHON" -m transfgu.generate --dataset coco --classes "$GEN_CLASSES" --data-root "$DATA_ROOT" --dino "$WEIGHTS" \
+  run_once "$PYTHON" -m transfgu.generate --dataset coco --classes "$GEN_CLASSES" --data-root "$DATA_ROOT" --dino "$WEIGHTS" \
     --out "$PL"
 fi
 run_train transfgu.train --config "$CFG" \

@@ -13,6 +13,6 @@ case "$CLASSES" in
 esac
 PL="${PSEUDO_LABELS:-runs/transfgu/lip${CLASSES}_pseudo_labels}"
 if [ ! -f "$PL/centroids.pt" ]; then
-  "$PYTHON" -m transfgu.generate --dataset lip --classes "$CLASSES" --data-root "$DATA_ROOT" --dino "$WEIGHTS" --out "$PL"
+  run_once "$PYTHON" -m transfgu.generate --dataset lip --classes "$CLASSES" --data-root "$DATA_ROOT" --dino "$WEIGHTS" --out "$PL"
 fi
 run_train transfgu.train --config "$CFG" data.root="$DATA_ROOT" data.pseudo_labels="$PL" model.dino="$WEIGHTS" "$@"

@@ -15,5 +15,5 @@ OUT="${OUT:-runs/transreid_ssl/${DATASET}_${ARCH}}"
 echo "supervised fine-tuning on ${NAME} (${CFG}) -> ${OUT}"
 run_train transreid_ssl.train --config "$CFG" --run-dir "$OUT" --resume auto \
   data.root="$DATA_ROOT" model.pretrained="$WEIGHTS" "$@"
-"$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
+run_once "$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
   --out "$OUT/eval.json" "$@"

@@ -20,5 +20,5 @@ OUT="${OUT:-runs/transreid_ssl/uda_${PAIR}_${ARCH}}"
 echo "UDA ${PAIR/-/ -> } (${CFG}) -> ${OUT}"
 run_train transreid_ssl.train --config "$CFG" --run-dir "$OUT" --resume auto \
   data.root="$DATA_ROOT" usl.init_checkpoint="$SOURCE_CHECKPOINT" "$@"
-"$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
+run_once "$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
   --out "$OUT/eval.json" "$@"

@@ -13,5 +13,5 @@ OUT="${OUT:-runs/transreid_ssl/usl_${DATASET}_${ARCH}}"
 echo "USL on ${DATASET} (${CFG}) -> ${OUT}"
 run_train transreid_ssl.train --config "$CFG" --run-dir "$OUT" --resume auto \
   data.root="$DATA_ROOT" model.pretrained="$WEIGHTS" "$@"
-"$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
+run_once "$PYTHON" -m transreid_ssl.evaluate --config "$CFG" --checkpoint "$OUT/last.pt" data.root="$DATA_ROOT" \
   --out "$OUT/eval.json" "$@"
