@@ -27,11 +27,25 @@ import math
 from typing import Any
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, calculate_drop_path_rates, trunc_normal_
-from timm.models import SwinTransformer, register_model
+from timm.models import SwinTransformer, build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from .op import IMPLS, elsa_aggregate, ghost_terms, local_attention_tiled, local_logits_tiled, valid_neighbours
+
+
+def make_ghost_head(dim_v: int, kernel_size: int, lam: float, gamma: float) -> nn.Parameter | None:
+    """The official ``ghost_head`` parameter: lam != 0 and gamma != 0 -> (2, 1, C, k, k) [mul ~ N(0, 1);
+    add ~ trunc-normal(.02)]; only gamma -> (1, C, k, k) add; only lam -> (1, C, k, k) mul; else None."""
+    shape = (dim_v, kernel_size, kernel_size)
+    if lam != 0 and gamma != 0:
+        return nn.Parameter(torch.cat([torch.randn(1, 1, *shape), trunc_normal_(torch.zeros(1, 1, *shape), std=.02)]))
+    if gamma != 0:
+        return nn.Parameter(trunc_normal_(torch.zeros(1, *shape), std=.02))
+    if lam != 0:
+        return nn.Parameter(torch.randn(1, *shape))
+    return None
 
 
 class ELSA(nn.Module):
@@ -70,16 +84,7 @@ class ELSA(nn.Module):
                       dilation=dilation, groups=self.dim_qk // group_width),
             nn.GELU(),
             nn.Conv2d(self.dim_qk, kernel_size ** 2 * num_heads, 1, groups=groups))
-        shape = (self.dim_v, kernel_size, kernel_size)
-        if lam != 0 and gamma != 0:  # (2, 1, C, k, k): [mul ~ N(0, 1); add ~ trunc-normal(.02)]
-            self.ghost_head = nn.Parameter(torch.cat([torch.randn(1, 1, *shape),
-                                                      trunc_normal_(torch.zeros(1, 1, *shape), std=.02)]))
-        elif gamma != 0:
-            self.ghost_head = nn.Parameter(trunc_normal_(torch.zeros(1, *shape), std=.02))
-        elif lam != 0:
-            self.ghost_head = nn.Parameter(torch.randn(1, *shape))
-        else:
-            self.ghost_head = None
+        self.ghost_head = make_ghost_head(self.dim_v, kernel_size, lam, gamma)
         self.attn_drop = nn.Dropout(attn_drop)
         self.post_proj = nn.Linear(self.dim_v, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -105,10 +110,13 @@ class LocalSelfAttention(nn.Module):
     """Plain local self-attention (LSA baseline): softmax_j(q_p . k_{p+o_j} / sqrt(c) + b_{g,j}) v.
 
     x (B, H, W, C) -> (B, H, W, C). Neighbours outside the image are masked (not zero-padded).
+    ``lam``/``gamma`` (ablations only, default off) add ELSA's ghost head to these maps:
+    ``y = sum_j (M^lam A + gamma Bg)_j v_{p+o_j}``; lam 0, gamma 1 is LSA plus a k x k depthwise conv of v.
     """
 
     def __init__(self, dim: int, num_heads: int, kernel_size: int = 5, dilation: int = 1,
-                 qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0., tile: int = 7):
+                 qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0., tile: int = 7,
+                 lam: float = 0., gamma: float = 0.):
         super().__init__()
         if dim % num_heads or kernel_size % 2 == 0:
             raise ValueError(f"LocalSelfAttention: need dim % num_heads == 0 and odd kernel_size, "
@@ -117,6 +125,9 @@ class LocalSelfAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.relative_position_bias = nn.Parameter(trunc_normal_(torch.zeros(num_heads, kernel_size ** 2), std=.02))
+        # ablations: ELSA's ghost head on the dot-product maps (lam 0, gamma 1 = LSA + depthwise conv of v)
+        self.lam, self.gamma = lam, gamma
+        self.ghost_head = make_ghost_head(dim, kernel_size, lam, gamma)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -129,20 +140,26 @@ class LocalSelfAttention(nn.Module):
         logits = logits + self.relative_position_bias.reshape(1, g, kk, 1, 1)
         valid = valid_neighbours(h, w, self.kernel_size, self.dilation, x.device)
         attn = logits.masked_fill(~valid, float("-inf")).softmax(2)
-        y = local_attention_tiled(v.reshape(b, c, h, w), self.attn_drop(attn), self.kernel_size,
-                                  self.dilation, self.tile)
+        if self.ghost_head is None:
+            y = local_attention_tiled(v.reshape(b, c, h, w), self.attn_drop(attn), self.kernel_size,
+                                      self.dilation, self.tile)
+        else:
+            mul, add = ghost_terms(self.ghost_head, self.lam, self.gamma)
+            y = elsa_aggregate(v.reshape(b, c, h, w), self.attn_drop(attn), mul, add, self.kernel_size,
+                               self.dilation, "auto", self.tile)
         return self.proj_drop(self.proj(y.permute(0, 2, 3, 1)))
 
 
 class ELSABlock(nn.Module):
     """Pre-norm block ``x + DP(attn(LN(x)))``, ``x + DP(MLP(LN(x)))`` on NHWC input; no windows, no
-    shift, no relative-position table (position lives in the k x k conv). ``attn_type``: elsa | lsa."""
+    shift, no relative-position table (position lives in the k x k conv). ``attn_type``: elsa | lsa;
+    ``ghost_on_lsa`` gives the LSA mixer the ghost head of ``lam``/``gamma`` too (ablations)."""
 
     def __init__(self, dim: int, num_heads: int, kernel_size: int = 7, mlp_ratio: float = 4.,
                  qkv_bias: bool = True, qk_scale: float | None = 1, proj_drop: float = 0.,
                  attn_drop: float = 0., drop_path: float = 0., lam: float = 0., gamma: float = 1.,
                  dilation: int = 1, group_width: int = 8, attn_type: str = "elsa", impl: str = "auto",
-                 tile: int = 7, norm_layer: type[nn.Module] = nn.LayerNorm):
+                 tile: int = 7, norm_layer: type[nn.Module] = nn.LayerNorm, ghost_on_lsa: bool = False):
         super().__init__()
         self.norm1 = norm_layer(dim)
         if attn_type == "elsa":
@@ -150,9 +167,10 @@ class ELSABlock(nn.Module):
             self.attn: nn.Module = ELSA(dim, num_heads, kernel_size=kernel_size, dilation=dilation,
                                         qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop,
                                         group_width=group_width, lam=lam, gamma=gamma, impl=impl, tile=tile)
-        elif attn_type == "lsa":
+        elif attn_type == "lsa":  # plain LSA, or LSA with ghost terms when ``ghost_on_lsa``
+            glam, ggamma = (lam, gamma) if ghost_on_lsa else (0., 0.)
             self.attn = LocalSelfAttention(dim, num_heads, kernel_size, dilation, qkv_bias, attn_drop,
-                                           proj_drop, tile)
+                                           proj_drop, tile, glam, ggamma)
         else:
             raise ValueError(f"ELSABlock: attn_type must be 'elsa' or 'lsa', got '{attn_type}'")
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -178,7 +196,7 @@ def elsa_swin(depths: tuple[int, ...] = (2, 2, 6, 2), num_heads: tuple[int, ...]
               elsa_stages: tuple[int, ...] | None = None, attn_type: str = "elsa", impl: str = "auto",
               tile: int = 7, qk_scale: float | None = 1, drop_path_rate: float = 0.1,
               proj_drop_rate: float = 0., attn_drop_rate: float = 0., mlp_ratio: float = 4.,
-              qkv_bias: bool = True, **swin_kwargs: Any) -> SwinTransformer:
+              qkv_bias: bool = True, ghost_on_lsa: bool = False, **swin_kwargs: Any) -> SwinTransformer:
     """A timm ``SwinTransformer`` whose blocks in ``elsa_stages`` (default: all but the last stage, as
     released) are :class:`ELSABlock`; the other stages keep (shifted) window attention.
 
@@ -195,7 +213,8 @@ def elsa_swin(depths: tuple[int, ...] = (2, 2, 6, 2), num_heads: tuple[int, ...]
             raise ValueError(f"elsa_stages: stage {i} does not exist (model has {len(depths)} stages)")
         dim = model.layers[i].blocks[0].norm1.normalized_shape[0]
         blocks = [ELSABlock(dim, num_heads[i], elsa_kernel, mlp_ratio, qkv_bias, qk_scale, proj_drop_rate,
-                            attn_drop_rate, dpr[i][j], lam, gamma, 1, group_width, attn_type, impl, tile)
+                            attn_drop_rate, dpr[i][j], lam, gamma, 1, group_width, attn_type, impl, tile,
+                            ghost_on_lsa=ghost_on_lsa)
                   for j in range(depths[i])]
         for b in blocks:
             b.apply(_init_linear)
@@ -206,7 +225,8 @@ def elsa_swin(depths: tuple[int, ...] = (2, 2, 6, 2), num_heads: tuple[int, ...]
 _TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
-def _no_pretrained(pretrained: bool, name: str, kwargs: dict) -> None:
+def no_pretrained(pretrained: bool, name: str, kwargs: dict) -> None:
+    """Refuse ``pretrained=True`` (nothing downloads here) and drop timm's factory-only keys."""
     for k in _TIMM_FACTORY_KEYS:  # passed by timm.create_model; weights are never fetched here
         kwargs.pop(k, None)
     if pretrained:
@@ -214,28 +234,47 @@ def _no_pretrained(pretrained: bool, name: str, kwargs: dict) -> None:
                          f"checkpoint with elsa.checkpoint.load_official_checkpoint(model, path)")
 
 
+def build_timm(builder: Any, variant: str, pretrained: bool, default_kw: dict, kwargs: dict,
+               num_stages: int) -> nn.Module:
+    """Build through timm's ``build_model_with_cfg`` so ``features_only=True`` works: it then returns a
+    ``FeatureGetterNet`` over the model's ``forward_intermediates`` (NCHW maps, one per stage by default,
+    ``feature_info`` with channels and strides; ``out_indices`` picks stages)."""
+    no_pretrained(pretrained, variant, kwargs)
+    return build_model_with_cfg(builder, variant, False, feature_cfg=dict(
+        feature_cls="getter", out_indices=tuple(range(num_stages))), **{**default_kw, **kwargs})
+
+
+def _cfg(size: int = 224, **kw: Any) -> dict:
+    # No url: the released weights come from Google Drive/Baidu and are loaded with elsa.checkpoint.
+    return {"url": "", "num_classes": 1000, "input_size": (3, size, size), "pool_size": None,
+            "crop_pct": .9, "interpolation": "bicubic", "fixed_input_size": True,
+            "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD, "first_conv": "patch_embed.proj",
+            "classifier": "head.fc", **kw}
+
+
+default_cfgs = generate_default_cfgs({"elsa_swin_tiny": _cfg(), "elsa_swin_small": _cfg(),
+                                      "elsa_swin_base": _cfg()})
+
+
 @register_model
 def elsa_swin_tiny(pretrained: bool = False, **kwargs: Any) -> SwinTransformer:
     """ELSA-Swin-T: Swin-T with ELSA in stages 0-2 (k 7, group width 4, lam 0, gamma 1); 29.1M params."""
-    _no_pretrained(pretrained, "elsa_swin_tiny", kwargs)
     kw = dict(patch_size=4, window_size=7, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
               group_width=4)
-    return elsa_swin(**{**kw, **kwargs})
+    return build_timm(elsa_swin, "elsa_swin_tiny", pretrained, kw, kwargs, 4)
 
 
 @register_model
 def elsa_swin_small(pretrained: bool = False, **kwargs: Any) -> SwinTransformer:
     """ELSA-Swin-S (group width 8); 52.9M params."""
-    _no_pretrained(pretrained, "elsa_swin_small", kwargs)
     kw = dict(patch_size=4, window_size=7, embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24),
               group_width=8)
-    return elsa_swin(**{**kw, **kwargs})
+    return build_timm(elsa_swin, "elsa_swin_small", pretrained, kw, kwargs, 4)
 
 
 @register_model
 def elsa_swin_base(pretrained: bool = False, **kwargs: Any) -> SwinTransformer:
     """ELSA-Swin-B (group width 8); 92.7M params."""
-    _no_pretrained(pretrained, "elsa_swin_base", kwargs)
     kw = dict(patch_size=4, window_size=7, embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32),
               group_width=8)
-    return elsa_swin(**{**kw, **kwargs})
+    return build_timm(elsa_swin, "elsa_swin_base", pretrained, kw, kwargs, 4)
