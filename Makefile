@@ -16,12 +16,12 @@ GPUS ?=
 ARGS ?=
 RUNS ?=
 
-.PHONY: help venv reproduce pretrain test results bench lint clean-venv
+.PHONY: help venv reproduce pretrain test results bench gpu-check lint clean-venv
 
 help:
 	@echo "make reproduce PAPER=<folder> [DATA=<root>] [SEEDS=0,1,2] [GPUS=n] [ARGS='...']"
 	@echo "make pretrain PAPER=<transreid_ssl|transfgu|cdtrans> [SEEDS=0,1,2] [ARGS='...']  (regenerates the shipped encoders)"
-	@echo "make test | make results [RUNS=<dir with run folders>] | make bench | make lint"
+	@echo "make test | make results [RUNS=<dir with run folders>] | make bench | make gpu-check [ARGS='...'] | make lint"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ results: $(STAMP)
 
 bench: $(STAMP)
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+
+gpu-check: $(STAMP)
+	@$(PY) benchmarks/gpu_check.py $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
