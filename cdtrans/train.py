@@ -59,7 +59,8 @@ class UDAConfig:
     fusion: bool = True  # False: self-training ablation (same pairs, no fusion branch / distillation)
     distill_weight: float = 1.0
     skip_empty_centres: bool = True  # False reproduces the official label collapse (see pseudo_labels.py)
-    corrupt_pairs: float = 0.0  # ablation: share of pair pseudo labels replaced by random wrong labels
+    corrupt_pairs: float = 0.0  # ablation (label noise): share of pair pseudo labels replaced by wrong labels
+    pair_noise: float = 0.0  # ablation (pair noise): share of pairs re-paired with a source of a wrong class
 
 
 @dataclass
@@ -159,6 +160,9 @@ class UDATask(_CDTransTask):
         pairs = r.pairs
         if u.corrupt_pairs > 0:
             pairs = corrupt(pairs, u.corrupt_pairs, self.domains.num_classes, seed=self.cfg.engine.seed + epoch)
+        if u.pair_noise > 0:
+            pairs = repair_wrong_class(pairs, u.pair_noise, ys, self.domains.target_labels,
+                                       seed=self.cfg.engine.seed + epoch)
         self.pairs, self.pairs_epoch = pairs, epoch
         yt = self.domains.target_labels
         stats = {
@@ -199,6 +203,31 @@ def corrupt(pairs: PairSet, share: float, num_classes: int, seed: int) -> PairSe
     pseudo = pairs.pseudo_label.clone()
     pseudo[pick] = (pseudo[pick] + torch.randint(1, num_classes, (len(pick),), generator=g)) % num_classes
     return PairSet(pairs.source_idx, pairs.target_idx, pairs.source_label, pseudo)
+
+
+def repair_wrong_class(pairs: PairSet, share: float, source_labels: torch.Tensor, target_labels: torch.Tensor,
+                       seed: int) -> PairSet:
+    """Pair noise: ``share`` of the pairs get a new source image of a class other than the target's *true*
+    class, and the pseudo label becomes that source's label, as a wrong center-aware match does (the filter
+    keeps only ``y_s == y^_t``). Unlike :func:`corrupt` the pair stays label-consistent; what is wrong is that
+    source and target show different digits. The true target labels pick the wrong class (a simulation knob).
+
+    The wrong class is uniform over the other classes, the source image uniform within it.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n, c = len(pairs), int(max(source_labels.max(), target_labels.max())) + 1
+    pick = torch.randperm(n, generator=g)[: int(round(share * n))]
+    wrong = (target_labels[pairs.target_idx[pick]] + torch.randint(1, c, (len(pick),), generator=g)) % c
+    u = torch.rand(len(pick), generator=g)
+    src, ys, pseudo = pairs.source_idx.clone(), pairs.source_label.clone(), pairs.pseudo_label.clone()
+    for k in wrong.unique().tolist():
+        members = torch.nonzero(source_labels == k).flatten()
+        if not len(members):
+            raise ValueError(f"pair noise: no source image of class {k} to re-pair with")
+        m = wrong == k
+        src[pick[m]] = members[(u[m] * len(members)).long().clamp(max=len(members) - 1)]
+    ys[pick], pseudo[pick] = wrong, wrong
+    return PairSet(src, pairs.target_idx.clone(), ys, pseudo)
 
 
 def build_task(cfg: CDTransConfig, run_dir: Path | None = None, domains: Domains | None = None) -> Task:

@@ -14,7 +14,7 @@ MANIFESTS = sorted(ROOT.glob("*/encoders/manifest.json"))
 
 
 def test_both_papers_ship_encoders():
-    assert {m.parent.parent.name for m in MANIFESTS} == {"transreid_ssl", "transfgu"}
+    assert {m.parent.parent.name for m in MANIFESTS} == {"transreid_ssl", "transfgu", "cdtrans"}
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda m: m.parent.parent.name)
