@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# run as a script, benchmarks/ is sys.path[0] and its knn_attention.py, elsa.py, ... would shadow the papers
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() not in (REPO, REPO / "benchmarks")]
 
 # dense bf16 tensor-core peak (TFLOP/s, no sparsity) by the vendors' datasheets; matched on the device name
 DATASHEET_BF16_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0,

@@ -143,7 +143,10 @@ def domain_adversarial_loss(d_s: torch.Tensor, d_t: torch.Tensor, w_s: torch.Ten
     label = torch.cat([torch.ones_like(d_s), torch.zeros_like(d_t)])
     w = torch.cat([w_s if w_s is not None else torch.ones_like(d_s),
                    w_t if w_t is not None else torch.ones_like(d_t)]).detach()
-    return (w * F.binary_cross_entropy(d, label, reduction="none")).sum() / w.sum()
+    # float32 with autocast off: CUDA autocast refuses binary_cross_entropy on probabilities
+    with torch.autocast(d.device.type, enabled=False):
+        bce = F.binary_cross_entropy(d.float(), label.float(), reduction="none")
+    return (w.float() * bce).sum() / w.float().sum()
 
 
 @torch.no_grad()

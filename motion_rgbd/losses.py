@@ -29,7 +29,9 @@ def unimodal_loss(outputs, kl: torch.Tensor, target: torch.Tensor, weights=(1.0,
 def capf_losses(y, r, d, p_m, p_k, x_hat, hm, hk, kl, target, smoothing: float = 0.1) -> dict[str, torch.Tensor]:
     """CAPF: CE(y) + CE(r) + CE(d) + BCE(p_M, 1) + BCE(p_K, 0) + MSE(x_hat, h_M) + MSE(x_hat, h_K) + KL_M + KL_K."""
     ce = ce_ls(y, target, smoothing) + ce_ls(r, target, smoothing) + ce_ls(d, target, smoothing)
-    bce = F.binary_cross_entropy(p_m, torch.ones_like(p_m)) + F.binary_cross_entropy(p_k, torch.zeros_like(p_k))
+    with torch.autocast(p_m.device.type, enabled=False):  # CUDA autocast refuses BCE on probabilities
+        p_m, p_k = p_m.float(), p_k.float()
+        bce = F.binary_cross_entropy(p_m, torch.ones_like(p_m)) + F.binary_cross_entropy(p_k, torch.zeros_like(p_k))
     mse = F.mse_loss(x_hat, hm) + F.mse_loss(x_hat, hk)
     return {"loss": ce + bce + mse + kl, "ce": ce.detach(), "bce": bce.detach(), "mse": mse.detach(),
             "kl": kl.detach()}
