@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import timm  # noqa: E402
 from _timing import interleaved_step_times  # noqa: E402
 
-from knn_attention.model import dense_to_knn  # noqa: E402
+from knn_attention.convert import dense_to_knn  # noqa: E402
 
 
 def build(variant: str, base: torch.nn.Module) -> torch.nn.Module:

@@ -1,5 +1,6 @@
 """k-NN attention (KVT, Wang et al., ECCV 2022, arXiv 2106.00515), for timm ViT/DeiT and Swin
-(PVT-v2 and Twins: :mod:`knn_attention.spatial_reduction`).
+(PVT-v2 and Twins: :mod:`knn_attention.spatial_reduction`; a built dense model of any of them:
+:func:`knn_attention.convert.dense_to_knn`).
 
 Per head, with ``q, k, v`` of shape ``(B, h, N, d)``::
 
@@ -350,26 +351,8 @@ def knnify_swin(model: nn.Module, topk: TopK = 0.5, impl: str = "fast") -> nn.Mo
     return model
 
 
-def dense_to_knn(model: nn.Module, topk: TopK | Sequence[TopK] = 0.5,
-                 impl: str = "fast") -> nn.Module:
-    """Turn a built timm ViT (``timm.layers.Attention``), Swin, PVT-v2 or Twins into k-NN attention in place."""
-    from .spatial_reduction import knnify_spatial_reduction  # it imports this module
-
-    for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if type(child) is Attention:
-                new = KNNAttention.__new__(KNNAttention)
-                new.__dict__.update(child.__dict__)  # same submodules and attributes, new forward
-                new.topk, new.impl = 0.5, impl
-                setattr(parent, child_name, new)
-    knnify_swin(model, 0.5, impl)
-    knnify_spatial_reduction(model, 0.5, impl)
-    return set_topk(model, topk, impl)
-
-
 __all__ = [
     "KNNAttention", "KNNWindowAttention", "KNNSelection", "resolve_topk", "topk_threshold_mask", "knn_attention",
     "knn_attention_fast", "knn_attention_threshold", "knn_attention_scatter", "knn_attention_gather",
     "knn_probs_threshold", "knn_probs_scatter", "knn_scores_scatter", "knn_modules", "set_topk", "knnify_swin",
-    "dense_to_knn",
 ]

@@ -19,8 +19,8 @@ from shared.cli import train_main
 from shared.engine import RunConfig, Task
 
 from .data import DigitsWithMasks, epoch_chunk, imagenet_datasets
-from .evaluate import attention_stats, top1
 from .model import KNNAttention, set_topk
+from .scoring import attention_stats, top1
 from .spatial_reduction import knnify_spatial_reduction
 
 

@@ -8,7 +8,8 @@ from timm.layers import Attention
 from timm.models.swin_transformer import WindowAttention
 
 import knn_attention  # noqa: F401  (registers the names)
-from knn_attention.model import KNNAttention, KNNWindowAttention, dense_to_knn, knn_modules, set_topk
+from knn_attention.convert import dense_to_knn
+from knn_attention.model import KNNAttention, KNNWindowAttention, knn_modules, set_topk
 from knn_attention.train import ModelConfig, build_model
 from shared.backbones import load_weights
 

@@ -8,8 +8,9 @@ import timm
 import torch
 
 import knn_attention  # noqa: F401  (registers the names)
-from knn_attention.model import dense_to_knn, knn_modules, set_topk
+from knn_attention.convert import dense_to_knn
 from knn_attention.model import knn_attention as knn_op
+from knn_attention.model import knn_modules, set_topk
 from knn_attention.spatial_reduction import (
     KNN_SPATIAL_REDUCTION,
     KNNGlobalSubSampleAttn,
