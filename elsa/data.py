@@ -2,8 +2,8 @@
 32x32 digit sets for the CPU default:
 
 * ``shifted_digits`` (the default, spec section 10): scikit-learn's 1,797 handwritten digits, upscaled
-  8 -> 24 px and pasted at a random +-4 px offset into a 32x32 canvas with Gaussian noise; a fixed
-  1,500 / 297 split.
+  8 -> 24 px and pasted at a random +-4 px offset into a 32x32 canvas with Gaussian noise; a 1,500 / 297
+  split. The draw (split, offsets, noise) follows the run's seed (``data.seed=-1``) or a fixed ``data.seed``.
 * ``cluttered_digits`` (``shared.data``): a digit among fragments of other digits. The micro Swins of
   the embedded run (all three mixers) stay at chance on it for the 200-400 steps the CPU budget allows,
   so it is kept as an option, not the default.
@@ -35,6 +35,7 @@ class DataConfig:
     n_test: int = 1000
     max_shift: int = 4
     noise: float = 0.1
+    seed: int = -1  # shifted_digits draw (permutation, offsets, noise): -1 = follow engine.seed
     # official recipe (timm 0.4.9 train.py flags, spec section 4)
     auto_augment: str = "rand-m9-mstd0.5-inc1"
     color_jitter: float = 0.4
@@ -100,8 +101,9 @@ def shifted_digits(max_shift: int = 4, noise: float = 0.1, seed: int = 0, n_trai
     return TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[n_train:], y[n_train:])
 
 
-def build_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
-    """(train, eval) datasets for ``cfg.dataset``; bad settings raise a one-line ``ValueError``."""
+def build_datasets(cfg: DataConfig, img_size: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(train, eval) datasets for ``cfg.dataset``; bad settings raise a one-line ``ValueError``.
+    ``seed``: the run's seed, used for the shifted-digits draw unless ``cfg.seed >= 0``."""
     if cfg.dataset == "imagenet1k":
         if not cfg.root:
             raise ValueError("data.root: set it to the ImageNet-1k folder (data.root=/data/imagenet)")
@@ -111,6 +113,6 @@ def build_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]:
             raise ValueError(f"{cfg.dataset} needs model.img_size=32 and data.num_classes=10, "
                              f"got {img_size} and {cfg.num_classes}")
         if cfg.dataset == "shifted_digits":
-            return shifted_digits(cfg.max_shift, cfg.noise)
+            return shifted_digits(cfg.max_shift, cfg.noise, cfg.seed if cfg.seed >= 0 else seed)
         return digits_datasets(cfg)
     raise ValueError(f"data.dataset must be imagenet1k | shifted_digits | cluttered_digits, got '{cfg.dataset}'")

@@ -1,9 +1,19 @@
-"""``make reproduce PAPER=elsa``: Swin window attention vs ELSA vs plain local self-attention (LSA) as the
-stage-0 token mixer of a micro Swin on the embedded shifted digits (32x32), every seed.
+"""``make reproduce PAPER=elsa``: ELSA against its baselines on the embedded shifted digits (32x32), every seed.
 
-Rows: ``swin``, ``elsa``, ``lsa``: last-epoch test top-1 (%). Also reported: parameters, seconds per
-training step (same process, same machine), and the test-accuracy curve. With ``--data ROOT`` it
-launches the ImageNet-1k script instead (``--size tiny|small|base``, ``--gpus``).
+Suites (``--suite NAME``; each its own 600 s budget and results folder ``results/elsa[-NAME]``):
+
+* ``default``: micro Swin with stage 0 = ``swin`` (window attention) / ``elsa`` / ``lsa`` (plain local
+  self-attention), and micro VOLO with stage 0 = ``volo`` (timm's Outlooker) / ``elsa_volo`` (ELSA blocks).
+  Claims: ``elsa`` > ``swin``, ``elsa`` > ``lsa``, ``elsa_volo`` > ``volo``.
+* ``ablations`` (micro Swin, stage-0 mixer, the full ghost head lam = gamma = 1 where one is present):
+  ``lsa``, ``lsa_dwconv`` (LSA + the k x k depthwise conv of v that ELSA's additive ghost term is),
+  ``elsa_no_hadamard`` (dot-product LSA maps + ELSA's ghost head), ``elsa_no_ghost`` (Hadamard maps, no
+  ghost terms), ``elsa``. Claim (the only one): ``elsa`` > ``lsa_dwconv``.
+
+Rows: last-epoch test top-1 (%); a claim holds when the seed-mean margin is larger than the pooled seed
+std. The data draw follows the seed. Runs are single-thread processes, two at a time (``--jobs``). Also
+reported: parameters and seconds per training step. With ``--data ROOT`` it launches the ImageNet-1k
+script instead (``--size tiny|small|base``, ``--gpus``).
 """
 from __future__ import annotations
 
@@ -11,27 +21,46 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
-from shared.config import load_config
-from shared.engine import Trainer
+from shared.jobs import run_jobs
 from shared.results import write_summary
 
-from .train import ElsaConfig, ElsaTask
-
 HERE = Path(__file__).resolve().parent
-METHODS = ("swin", "elsa", "lsa")
-CONFIG = "{}_swin-micro-p4_1xb64-12e_shifted-digits.yaml"
+SWIN = "{}_swin-micro-p4_1xb64-12e_shifted-digits.yaml"
+CONFIGS = {m: SWIN.format(m) for m in ("swin", "elsa", "lsa")} | {
+    "volo": "volo_volo-micro-p4_1xb64-12e_shifted-digits.yaml",
+    "elsa_volo": "elsa_volo-micro-p4_1xb64-12e_shifted-digits.yaml",
+    "ablations/lsa": "ablations/lsa_swin-micro-p4_1xb64-12e_shifted-digits.yaml",
+    "ablations/lsa_dwconv": "ablations/lsa-dwconv_swin-micro-p4_1xb64-12e_shifted-digits.yaml",
+    "ablations/elsa_no_hadamard": "ablations/elsa-no-hadamard_swin-micro-p4_1xb64-12e_shifted-digits.yaml",
+    "ablations/elsa_no_ghost": "ablations/elsa-no-ghost_swin-micro-p4_1xb64-12e_shifted-digits.yaml",
+    "ablations/elsa": "ablations/elsa_swin-micro-p4_1xb64-12e_shifted-digits.yaml",
+}
+SUITES = {
+    "default": {"rows": ["swin", "elsa", "lsa", "volo", "elsa_volo"],
+                "claims": [("elsa", "swin"), ("elsa", "lsa"), ("elsa_volo", "volo")]},
+    "ablations": {"rows": ["lsa", "lsa_dwconv", "elsa_no_hadamard", "elsa_no_ghost", "elsa"],
+                  "claims": [("elsa", "lsa_dwconv")]},
+}
 # --quick: the pipeline on 64 cluttered digits (seconds), not a result
 QUICK = ["engine.epochs=1", "engine.batch_size=32", "data.dataset=cluttered_digits", "data.n_train=64",
          "data.n_test=32"]
 
 
-def run_one(method: str, seed: int, run_dir: Path, quick: bool) -> dict:
-    """Train one method for one seed; return its per-epoch history, params and seconds per step."""
-    overrides = ["logger.progress=false", f"engine.seed={seed}"] + (QUICK if quick else [])
-    cfg = load_config(HERE / "configs" / CONFIG.format(method), ElsaConfig, overrides)
+def config_path(suite: str, row: str) -> Path:
+    return HERE / "configs" / CONFIGS[row if suite == "default" else f"{suite}/{row}"]
+
+
+def run_one(config: Path, seed: int, run_dir: Path, quick: bool, overrides: list[str]) -> dict:
+    """Train one row for one seed; return its per-epoch history, params and seconds per step."""
+    from shared.config import load_config
+    from shared.engine import Trainer
+
+    from .train import ElsaConfig, ElsaTask
+
+    ov = ["logger.progress=false", f"engine.seed={seed}"] + (QUICK if quick else []) + list(overrides)
+    cfg = load_config(config, ElsaConfig, ov)
     trainer = Trainer(ElsaTask(cfg), cfg, run_dir)
     trainer.fit()
     steps = trainer.global_step
@@ -41,54 +70,62 @@ def run_one(method: str, seed: int, run_dir: Path, quick: bool) -> dict:
             "s_per_step": seconds / max(steps, 1), "steps": steps}
 
 
+def claim(a: list[float], b: list[float]) -> dict:
+    """Seed-mean margin of ``a`` over ``b``, the pooled seed std sqrt((s_a^2 + s_b^2) / 2) (sample stds), and
+    whether the margin is positive and larger than it."""
+    diff = float(np.mean(a) - np.mean(b))
+    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
+    return {"diff": diff, "pooled_std": sd, "holds": bool(diff > sd and len(a) > 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = reproduce_parser("elsa", __doc__.split("\n")[0])
+    p = reproduce_parser("elsa", __doc__.split("\n")[0], jobs=True)
+    p.add_argument("--suite", default="default", choices=list(SUITES),
+                   help="default (swin/elsa/lsa/volo/elsa_volo) or ablations; each its own results folder")
     p.add_argument("--size", default="tiny", choices=["tiny", "small", "base"],
                    help="with --data: which ELSA-Swin to train on ImageNet-1k")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / "imagenet.sh", args.data, args.gpus, {"SIZE": args.size},
                              overrides=args.overrides)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    suite = SUITES[args.suite]
+    rows_ = suite["rows"]
     seeds = parse_seeds(args.seeds)
-    out_dir, run_root = reproduce_dirs("elsa", args)
+    name = "elsa" if args.suite == "default" else f"elsa-{args.suite}"
+    out_dir, run_root = reproduce_dirs(name, args)
     start = time.time()
-    print(f"elsa embedded reproduction: {', '.join(METHODS)} x seeds {seeds} -> {out_dir}", flush=True)
-    res: dict[str, list[dict]] = {m: [] for m in METHODS}
-    for seed in seeds:
-        for m in METHODS:
-            r = run_one(m, seed, run_root / f"{m}_seed{seed}", args.quick)
-            res[m].append(r)
-            print(f"  seed {seed} {m:4s}: top-1 {r['top1']:.2f} %  ({r['s_per_step']:.3f} s/step, "
-                  f"{r['params'] / 1e3:.1f}k params)", flush=True)
+    print(f"{name} embedded reproduction: {', '.join(rows_)} x seeds {seeds}, {args.jobs} jobs -> {out_dir}",
+          flush=True)
+    # the slowest rows first, so the two workers finish together
+    order = sorted(rows_, key=lambda m: ("volo" not in m, m != "elsa"))
+    jobs = [((m, s), (config_path(args.suite, m), s, run_root / f"{m}_seed{s}", args.quick, args.overrides))
+            for s in seeds for m in order]
+    done = run_jobs(run_one, jobs, workers=args.jobs)
+    res = {m: [done[(m, s)] for s in seeds] for m in rows_}
     wall = time.time() - start
-    rows = {m: [r["top1"] for r in res[m]] for m in METHODS}
-    mean = {m: float(np.mean(v)) for m, v in rows.items()}
-    std = {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in rows.items()}
-    speed = {m: float(np.mean([r["s_per_step"] for r in res[m]])) for m in METHODS}
-    params = {m: res[m][0]["params"] for m in METHODS}
-
-    def gap(a: str, b: str) -> str:
-        d = mean[a] - mean[b]
-        if len(seeds) < 2:
-            return f"{a} - {b} = {d:+.2f} points (one seed: no spread to compare with)"
-        shown = "within 1 std: not shown" if abs(d) < max(std[a], std[b]) else "larger than 1 std"
-        return f"{a} - {b} = {d:+.2f} points ({shown})"
-
-    notes = ("Last-epoch test top-1 of a micro Swin (patch 4, window 4, dims 32/64) whose stage 0 uses the "
-             "named token mixer; stage 1 keeps window attention. ELSA: kernel 5, group width 4, lam 0, gamma 1.\n\n"
-             + f"{gap('elsa', 'swin')}; {gap('elsa', 'lsa')}.\n\n"
-             + "Parameters: " + ", ".join(f"{m} {params[m] / 1e3:.1f}k" for m in METHODS) + ". "
-             + "Seconds per training step (same run, same machine): "
-             + ", ".join(f"{m} {speed[m]:.3f}" for m in METHODS) + f". Wall time {wall:.0f} s.")
-    curves = {f"test top-1 per epoch (seed {seeds[0]})": {m: [h["top1"] for h in res[m][0]["history"]]
-                                                             for m in METHODS}}
-    bench = "shifted digits 32x32 (sklearn, +-4 px, noise), micro Swin, stage-0 mixer"
-    write_summary("elsa", bench, "test top-1", rows, seeds, wall,
-                  {m: f"elsa/configs/{CONFIG.format(m)}" for m in METHODS} | {"quick": args.quick},
+    for s_i, s in enumerate(seeds):
+        print(f"  seed {s}: " + ", ".join(f"{m} {res[m][s_i]['top1']:.2f}" for m in rows_), flush=True)
+    rows = {m: [r["top1"] for r in res[m]] for m in rows_}
+    speed = {m: float(np.mean([r["s_per_step"] for r in res[m]])) for m in rows_}
+    params = {m: res[m][0]["params"] for m in rows_}
+    claims = {f"{a} > {b}": claim(rows[a], rows[b]) for a, b in suite["claims"]}
+    lines = [f"Claim {k}: {c['diff']:+.2f} points, pooled seed std {c['pooled_std']:.2f}: "
+             f"{'holds' if c['holds'] else 'does not hold'}." for k, c in claims.items()]
+    notes = ("Last-epoch test top-1 on shifted digits (draw follows the seed); only the stage-0 token mixer "
+             "differs between rows of one backbone (micro Swin: swin/elsa/lsa and the ablations; micro VOLO: "
+             "volo/elsa_volo). Configs: elsa/configs/.\n\n" + "\n".join(lines) + "\n\n"
+             + "Parameters: " + ", ".join(f"{m} {params[m] / 1e3:.1f}k" for m in rows_) + ". "
+             + "Seconds per training step (one thread per run, two runs at a time): "
+             + ", ".join(f"{m} {speed[m]:.3f}" for m in rows_) + f". Wall time {wall:.0f} s.")
+    curves = {f"test top-1 per epoch (seed mean)": {
+        m: list(np.mean([[h["top1"] for h in r["history"]] for r in res[m]], axis=0)) for m in rows_}}
+    bench = f"shifted digits 32x32 (sklearn, +-4 px, noise), stage-0 mixer ({args.suite})"
+    write_summary(name, bench, "test top-1", rows, seeds, wall,
+                  {m: str(config_path(args.suite, m).relative_to(HERE.parent)) for m in rows_}
+                  | {"quick": args.quick, "suite": args.suite},
                   out_dir=out_dir, notes=notes, curves=curves,
-                  extra={"params": params, "seconds_per_step": speed,
-                         "steps": {m: res[m][0]["steps"] for m in METHODS}})
+                  extra={"params": params, "seconds_per_step": speed, "claims": claims,
+                         "steps": {m: res[m][0]["steps"] for m in rows_}, "suite": args.suite})
     print((out_dir / "summary.md").read_text())
     return 0
 

@@ -20,14 +20,17 @@ from shared.metrics import top1_accuracy
 from .checkpoint import load_official_checkpoint
 from .data import DataConfig, build_datasets
 from .model import elsa_swin
+from .volo import ElsaVOLO
 
-MIXERS = ("elsa", "lsa", "swin")
+MIXERS = {"swin": ("elsa", "lsa", "swin"), "volo": ("elsa", "lsa", "outlook")}
 
 
 @dataclass
 class ModelConfig:
-    # Token mixer of stages 0..n-2; the last stage always keeps Swin window attention (as released).
-    mixer: str = "elsa"  # elsa | lsa | swin
+    # swin: ELSA-Swin (token mixer of stages 0..n-2; the last stage always keeps Swin window attention, as
+    # released). volo: ELSA-VOLO (the mixer replaces VOLO's Outlooker stage; ``outlook`` = timm's VOLO).
+    family: str = "swin"  # swin | volo
+    mixer: str = "elsa"  # swin family: elsa | lsa | swin; volo family: elsa | lsa | outlook
     img_size: int = 224
     in_chans: int = 3
     patch_size: int = 4
@@ -43,6 +46,14 @@ class ModelConfig:
     gamma: float = 1.0
     impl: str = "auto"  # aggregation form: auto | tiled | shift | unfold (same output)
     tile: int = 7
+    ghost_on_lsa: bool = False  # ablations: the lsa mixer gets ELSA's ghost head with lam/gamma too
+    # volo family (depths = VOLO's layers, num_heads per stage): widths per stage, stem, downsampling,
+    # class-attention post layers; qkv_bias: None = the family's default (Swin True, VOLO False)
+    embed_dims: list[int] = field(default_factory=lambda: [192, 384, 384, 384])
+    stem_hidden_dim: int = 64
+    downsamples: list[bool] = field(default_factory=lambda: [True, False, False, False])
+    post_layers: list[str] = field(default_factory=lambda: ["ca", "ca"])
+    qkv_bias: bool | None = None
     init_checkpoint: str = ""  # a released ELSA-Swin file (official layout), loaded strictly
     init_use_ema: bool = False  # take its state_dict_ema (ELSA-Swin-B)
 
@@ -54,21 +65,48 @@ class ElsaConfig(RunConfig):
 
 
 def build_model(m: ModelConfig, num_classes: int) -> nn.Module:
-    """The model a config describes (ELSA-Swin, LSA-Swin or plain timm Swin)."""
-    if m.mixer not in MIXERS:
-        raise ValueError(f"model.mixer must be one of {MIXERS}, got '{m.mixer}'")
+    """The model a config describes (ELSA-Swin, LSA-Swin, timm Swin; ELSA-VOLO, LSA-VOLO, timm VOLO)."""
+    if m.family not in MIXERS:
+        raise ValueError(f"model.family must be one of {tuple(MIXERS)}, got '{m.family}'")
+    if m.mixer not in MIXERS[m.family]:
+        raise ValueError(f"model.mixer must be one of {MIXERS[m.family]} for model.family={m.family}, got '{m.mixer}'")
     if len(m.depths) != len(m.num_heads):
         raise ValueError(f"model.depths {m.depths} and model.num_heads {m.num_heads} differ in length")
+    if m.family == "volo":
+        return build_volo(m, num_classes)
     common = dict(img_size=m.img_size, in_chans=m.in_chans, patch_size=m.patch_size, window_size=m.window_size,
                   embed_dim=m.embed_dim, depths=tuple(m.depths), num_heads=tuple(m.num_heads),
-                  mlp_ratio=m.mlp_ratio, drop_path_rate=m.drop_path_rate, num_classes=num_classes)
+                  mlp_ratio=m.mlp_ratio, drop_path_rate=m.drop_path_rate, num_classes=num_classes,
+                  qkv_bias=True if m.qkv_bias is None else m.qkv_bias)
     stages = () if m.mixer == "swin" else None  # None: every stage but the last
     model = elsa_swin(elsa_kernel=m.elsa_kernel, group_width=m.group_width, lam=m.lam, gamma=m.gamma,
                       elsa_stages=stages, attn_type="elsa" if m.mixer == "swin" else m.mixer, impl=m.impl,
-                      tile=m.tile, **common)
+                      tile=m.tile, ghost_on_lsa=m.ghost_on_lsa, **common)
     if m.init_checkpoint:
         load_official_checkpoint(model, m.init_checkpoint, use_ema=m.init_use_ema)
     return model
+
+
+def build_volo(m: ModelConfig, num_classes: int) -> nn.Module:
+    """timm VOLO (mixer ``outlook``) or ELSA-VOLO (``elsa`` / ``lsa`` in place of the Outlooker stage)."""
+    from timm.models.volo import VOLO
+
+    n = len(m.depths)
+    if not (len(m.embed_dims) == len(m.downsamples) == n):
+        raise ValueError(f"model.embed_dims {m.embed_dims} and model.downsamples {m.downsamples} need one entry "
+                         f"per stage of model.depths {m.depths}")
+    if m.init_checkpoint:
+        raise ValueError("model.init_checkpoint: no ELSA-VOLO weights were released; nothing to load")
+    kw = dict(layers=tuple(m.depths), img_size=m.img_size, in_chans=m.in_chans, num_classes=num_classes,
+              patch_size=m.patch_size, stem_hidden_dim=m.stem_hidden_dim, embed_dims=tuple(m.embed_dims),
+              num_heads=tuple(m.num_heads), downsamples=tuple(m.downsamples),
+              outlook_attention=(True,) + (False,) * (n - 1), mlp_ratio=m.mlp_ratio,
+              qkv_bias=False if m.qkv_bias is None else m.qkv_bias, drop_path_rate=m.drop_path_rate,
+              post_layers=tuple(m.post_layers) or None)
+    if m.mixer == "outlook":
+        return VOLO(**kw)
+    return ElsaVOLO(elsa_kernel=m.elsa_kernel, lam=m.lam, gamma=m.gamma, group_width=m.group_width,
+                    elsa_mixer=m.mixer, impl=m.impl, tile=m.tile, **kw)
 
 
 def param_groups_timm(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -101,7 +139,7 @@ class ElsaTask(Task):
     def __init__(self, cfg: ElsaConfig):
         self.cfg = cfg
         d = cfg.data
-        self.train_set, self.eval_set = build_datasets(d, cfg.model.img_size)
+        self.train_set, self.eval_set = build_datasets(d, cfg.model.img_size, cfg.engine.seed)
         self.mixup = None
         if d.mixup > 0 or d.cutmix > 0:
             from timm.data import Mixup

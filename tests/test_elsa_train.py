@@ -30,7 +30,7 @@ def test_imagenet_configs_build_the_released_sizes(size, params):
 
 
 def test_embedded_configs_differ_only_in_the_mixer():
-    cfgs = {m: load_config(CONFIGS / reproduce.CONFIG.format(m), ElsaConfig) for m in reproduce.METHODS}
+    cfgs = {m: load_config(reproduce.config_path("default", m), ElsaConfig) for m in ("swin", "elsa", "lsa")}
     for m, cfg in cfgs.items():
         assert cfg.model.mixer == m
         model = build_model(cfg.model, 10)
@@ -41,7 +41,7 @@ def test_embedded_configs_differ_only_in_the_mixer():
 
 
 def test_weight_decay_groups_follow_timm():
-    cfg = load_config(CONFIGS / reproduce.CONFIG.format("elsa"), ElsaConfig)
+    cfg = load_config(CONFIGS / reproduce.CONFIGS["elsa"], ElsaConfig)
     model = build_model(cfg.model, 10)
     decay, no_decay = param_groups_timm(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -54,18 +54,27 @@ def test_weight_decay_groups_follow_timm():
 
 
 def test_bad_settings_fail_with_one_line(tmp_path):
-    cfg = load_config(CONFIGS / reproduce.CONFIG.format("elsa"), ElsaConfig, ["model.mixer=halo"])
+    cfg = load_config(CONFIGS / reproduce.CONFIGS["elsa"], ElsaConfig, ["model.mixer=halo"])
     with pytest.raises(ValueError, match="model.mixer must be one of"):
         build_model(cfg.model, 10)
     with pytest.raises(ConfigError, match="kernel"):
-        load_config(CONFIGS / reproduce.CONFIG.format("elsa"), ElsaConfig, ["model.kernel=5"])
+        load_config(CONFIGS / reproduce.CONFIGS["elsa"], ElsaConfig, ["model.kernel=5"])
     with pytest.raises(ValueError, match="data.root"):
         build_datasets(DataConfig(dataset="imagenet1k"), 224)
     with pytest.raises(ValueError, match="img_size=32"):
         build_datasets(DataConfig(dataset="cluttered_digits", num_classes=10), 224)
     with pytest.raises(SystemExit):
-        evaluate_main(["--config", str(CONFIGS / reproduce.CONFIG.format("elsa")), "--official",
+        evaluate_main(["--config", str(CONFIGS / reproduce.CONFIGS["elsa"]), "--official",
                        str(tmp_path / "missing.pth")])
+
+
+def test_shifted_digits_draw_follows_the_seed():
+    cfg = DataConfig(dataset="shifted_digits", num_classes=10)
+    a, b = build_datasets(cfg, 32, seed=0)[0].tensors[0], build_datasets(cfg, 32, seed=1)[0].tensors[0]
+    assert not torch.equal(a, b)
+    assert torch.equal(a, build_datasets(cfg, 32, seed=0)[0].tensors[0])
+    cfg.seed = 1  # a fixed draw wins over the run's seed
+    assert torch.equal(build_datasets(cfg, 32, seed=0)[0].tensors[0], b)
 
 
 def test_shifted_digits_split_and_offsets():
@@ -93,9 +102,10 @@ def test_imagenet_layout_check(tmp_path):
 
 
 def test_reproduce_quick_writes_a_summary(tmp_path):
-    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0"]) == 0
+    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0", "--jobs", "1"]) == 0
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert [r["method"] for r in s["rows"]] == ["swin", "elsa", "lsa"]
+    assert [r["method"] for r in s["rows"]] == ["swin", "elsa", "lsa", "volo", "elsa_volo"]
+    assert set(s["claims"]) == {"elsa > swin", "elsa > lsa", "elsa_volo > volo"}
     assert all(0.0 <= r["mean"] <= 100.0 for r in s["rows"])
     assert s["params"]["elsa"] > s["params"]["swin"]  # ghost matrices + attention generator
     assert (tmp_path / "summary.png").is_file() and (tmp_path / "summary.md").is_file()

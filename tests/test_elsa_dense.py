@@ -1,0 +1,192 @@
+"""ELSA backbones for dense tasks: ``features_only`` shapes and strides, torchvision Mask R-CNN
+forward/backward on a tiny batch, the COCO and ADE20K loaders on fixture trees, COCO AP of a perfect
+prediction, the UperNet head's shapes and mmseg's poly schedule."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from elsa.detection import coco_dataset, coco_evaluate, coco_problems, elsa_maskrcnn
+from elsa.segmentation import ADE20K, PolyConfig, UPerHead, elsa_upernet, evaluate_miou, poly_lr
+
+SMALL = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))  # ELSA-Swin layout, tiny widths
+
+
+@pytest.mark.parametrize("name,img,strides,channels", [
+    ("elsa_swin_tiny", 224, [4, 8, 16, 32], [96, 192, 384, 768]),
+    ("elsa_volo_d1_224", 224, [8, 16, 16, 16], [192, 384, 384, 384]),
+])
+def test_features_only_shapes_and_strides(name, img, strides, channels):
+    f = timm.create_model(name, features_only=True)
+    assert f.feature_info.reduction() == strides and f.feature_info.channels() == channels
+    outs = f(torch.randn(1, 3, img, img))
+    assert [tuple(o.shape) for o in outs] == [(1, c, img // s, img // s) for c, s in zip(channels, strides)]
+
+
+def test_features_only_out_indices_and_any_size():
+    f = timm.create_model("elsa_swin_small", features_only=True, out_indices=(1, 3), strict_img_size=False,
+                          **SMALL)
+    assert f.feature_info.reduction() == [8, 32]
+    assert [tuple(o.shape[2:]) for o in f(torch.randn(2, 3, 96, 160))] == [(12, 20), (3, 5)]
+
+
+def test_features_match_the_classifier_trunk():
+    """Stage-3 features of the features_only model are the classifier's features before its norm."""
+    torch.manual_seed(0)
+    full = timm.create_model("elsa_swin_tiny", img_size=64, **SMALL).eval()
+    f = timm.create_model("elsa_swin_tiny", img_size=64, features_only=True, **SMALL).eval()
+    f.model.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith(("head", "norm."))})
+    x = torch.randn(1, 3, 64, 64)
+    trunk = full.layers(full.patch_embed(x)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(f(x)[-1], trunk)
+
+
+def _targets():
+    m1 = torch.zeros(1, 64, 96, dtype=torch.uint8)
+    m1[0, 10:40, 20:60] = 1
+    return [{"boxes": torch.tensor([[20., 10., 60., 40.]]), "labels": torch.tensor([1]), "masks": m1},
+            {"boxes": torch.tensor([[4., 8., 50., 60.]]), "labels": torch.tensor([2]),
+             "masks": torch.ones(1, 72, 64, dtype=torch.uint8)}]
+
+
+def test_maskrcnn_forward_backward_with_the_elsa_backbone():
+    torch.manual_seed(0)
+    model = elsa_maskrcnn(num_classes=3, min_size=64, max_size=96, **SMALL)
+    assert model.backbone.out_channels == 256
+    losses = model([torch.rand(3, 64, 96), torch.rand(3, 72, 64)], _targets())
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    sum(losses.values()).backward()
+    elsa = model.backbone.body.model.layers[0].blocks[0].attn
+    assert elsa.__class__.__name__ == "ELSA"
+    for p in (elsa.pre_proj.weight, elsa.ghost_head, elsa.attn[0].weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    model.eval()
+    out = model([torch.rand(3, 64, 96)])[0]
+    assert set(out) == {"boxes", "labels", "scores", "masks"} and out["masks"].shape[1:] == (1, 64, 96)
+
+
+def _coco_tree(root):
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    Image.new("RGB", (96, 64), (120, 80, 40)).save(root / "val2017" / "000000000001.jpg")
+    seg = [[20., 10., 60., 10., 60., 40., 20., 40.]]
+    ann = {"images": [{"id": 1, "file_name": "000000000001.jpg", "width": 96, "height": 64}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [20., 10., 40., 30.],
+                            "area": 1200., "iscrowd": 0, "segmentation": seg}],
+           "categories": [{"id": 3, "name": "car"}]}
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(ann))
+
+
+class _Oracle(torch.nn.Module):
+    """Returns the ground truth of the fixture image as its detection."""
+
+    def forward(self, images):
+        m = torch.zeros(1, 1, 64, 96)
+        m[0, 0, 10:40, 20:60] = 1
+        return [{"boxes": torch.tensor([[20., 10., 60., 40.]]), "labels": torch.tensor([3]),
+                 "scores": torch.tensor([0.9]), "masks": m} for _ in images]
+
+
+def test_coco_loader_and_ap_on_a_fixture_tree(tmp_path):
+    assert len(coco_problems(tmp_path)) == 2
+    with pytest.raises(FileNotFoundError, match="annotation file missing"):
+        coco_dataset(tmp_path, "val2017", train=False)
+    _coco_tree(tmp_path)
+    assert coco_problems(tmp_path) == []
+    ds = coco_dataset(tmp_path, "val2017", train=False)
+    img, tgt = ds[0]
+    assert img.shape == (3, 64, 96) and img.dtype == torch.float32
+    assert tgt["boxes"].tolist() == [[20., 10., 60., 40.]] and tgt["labels"].tolist() == [3]
+    assert tgt["masks"].shape == (1, 64, 96) and 1100 < int(tgt["masks"].sum()) < 1400
+    res = coco_evaluate(_Oracle(), ds, 1, torch.device("cpu"))
+    assert res["bbox_AP"] == pytest.approx(100.0) and res["segm_AP"] > 90.0
+
+
+def test_upernet_shapes_and_aux_head():
+    head = UPerHead([16, 32, 64, 128], num_classes=5, channels=24)
+    feats = [torch.randn(2, c, 32 // s, 48 // s) for c, s in zip([16, 32, 64, 128], [1, 2, 4, 8])]
+    assert head(feats).shape == (2, 5, 32, 48)
+    model = elsa_upernet(num_classes=5, channels=24, aux_channels=8, **SMALL)
+    x = torch.randn(2, 3, 64, 96)
+    out, aux = model(x)
+    assert out.shape == aux.shape == (2, 5, 64, 96)
+    out.sum().backward()
+    assert model.body.model.layers[0].blocks[0].attn.ghost_head.grad is not None
+    assert model.eval()(x).shape == (2, 5, 64, 96)
+
+
+def _ade_tree(root, n=2):
+    for split in ("training", "validation"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (80, 60), (i * 50, 10, 10)).save(root / "images" / split / f"ADE_{i}.jpg")
+            lab = np.zeros((60, 80), np.uint8)
+            lab[:, 40:] = 3  # class 3 on the right half, 0 ("other", ignored) on the left
+            Image.fromarray(lab).save(root / "annotations" / split / f"ADE_{i}.png")
+
+
+def test_ade20k_loader_reduces_zero_label_and_crops(tmp_path):
+    with pytest.raises(FileNotFoundError, match="folder missing"):
+        ADE20K(tmp_path, "val")
+    _ade_tree(tmp_path)
+    x, y = ADE20K(tmp_path, "val", scale=(160, 120))[0]
+    assert x.shape == (3, 120, 160) and y.shape == (120, 160)
+    assert set(torch.unique(y).tolist()) == {2, 255}  # 3 -> 2, 0 -> ignored
+    torch.manual_seed(0)
+    x, y = ADE20K(tmp_path, "train", crop=64, scale=(160, 120))[1]
+    assert x.shape == (3, 64, 64) and y.shape == (64, 64) and set(torch.unique(y).tolist()) <= {2, 255}
+    (tmp_path / "annotations" / "validation" / "ADE_1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="annotation missing"):
+        ADE20K(tmp_path, "val")
+
+
+def test_miou_of_a_perfect_and_of_a_constant_model(tmp_path):
+    _ade_tree(tmp_path)
+    ds = ADE20K(tmp_path, "val", scale=(80, 60))
+
+    class Const(torch.nn.Module):
+        def __init__(self, cls):
+            super().__init__()
+            self.cls = cls
+
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], 4, *x.shape[2:])
+            out[:, self.cls] = 1
+            return out
+
+    assert evaluate_miou(Const(2), ds, 4, torch.device("cpu"))["mIoU"] == pytest.approx(100.0)
+    r = evaluate_miou(Const(1), ds, 4, torch.device("cpu"), ms_flip=True)
+    assert r["mIoU"] == 0.0 and r["aAcc"] == 0.0
+
+
+def test_poly_schedule_matches_mmcv():
+    p = PolyConfig(warmup_iters=10, warmup_ratio=1e-6, power=1.0, min_lr=0.0)
+    assert poly_lr(0, 100, 1.0, p) == pytest.approx(1e-6)
+    assert poly_lr(5, 100, 1.0, p) == pytest.approx(0.95 * (1 - 0.5 * (1 - 1e-6)))
+    assert poly_lr(10, 100, 1.0, p) == pytest.approx(0.9)
+    assert poly_lr(100, 100, 1.0, p) == 0.0
+    assert poly_lr(50, 100, 2.0, PolyConfig(warmup_iters=0, power=2.0, min_lr=0.1)) == pytest.approx(1.9 * .25 + .1)
+
+
+def test_dense_configs_load_and_need_a_root():
+    from pathlib import Path
+
+    from elsa.detection import DetConfig, DetectionTask
+    from elsa.segmentation import SegConfig, SegmentationTask
+    from shared.config import load_config
+
+    configs = Path(__file__).resolve().parents[1] / "elsa" / "configs"
+    det = load_config(configs / "maskrcnn_elsa-swin-tiny-fpn_8xb2-1x_coco.yaml", DetConfig)
+    assert (det.engine.epochs, det.engine.batch_size, det.optim.lr, det.sched.decay_milestones) == (12, 16, 1e-4, [8, 11])
+    seg = load_config(configs / "upernet_elsa-swin-tiny_8xb2-160k_ade20k.yaml", SegConfig)
+    assert seg.engine.epochs * (20210 // seg.engine.batch_size) >= 160000 and seg.sched.name == "const"
+    with pytest.raises(ValueError, match="data.root"):
+        DetectionTask(det)
+    with pytest.raises(ValueError, match="data.root"):
+        SegmentationTask(seg)

@@ -1,0 +1,128 @@
+"""ELSA-VOLO (the Outlooker -> ELSA block swap), its parameter count by hand, the timm names, the
+ablation mixers, the FLOP count's hand term, and the embedded VOLO/ablation configs."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.volo import VOLO, Outlooker
+
+from elsa import reproduce
+from elsa.complexity import aggregation_macs
+from elsa.model import ELSABlock, LocalSelfAttention
+from elsa.train import ElsaConfig, build_model
+from elsa.volo import VOLO_RESOLUTIONS, ElsaVOLO
+from shared.config import load_config
+
+MICRO = dict(layers=(2, 1), img_size=32, in_chans=1, num_classes=10, patch_size=4, stem_hidden_dim=8,
+             embed_dims=(32, 64), num_heads=(2, 4), downsamples=(True, False), post_layers=("ca",))
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_block_swap_parameter_count_by_hand():
+    """Only the token mixer changes: ELSA (k 5, gw 8, lam = gamma = 1, no qkv bias) replaces outlook
+    attention (k 3, 2 heads); norms and MLPs are the same, so the difference is per block, by hand."""
+    c, g, k, gw = 32, 2, 5, 8
+    d_qk = math.ceil((c // 3 * 2) / gw) * gw  # 20 -> 24
+    elsa = (c * (2 * d_qk + c)                 # pre_proj 1x1, no bias
+            + d_qk * gw * k * k + d_qk         # grouped k x k conv (groups d_qk / gw)
+            + d_qk * k * k * g + k * k * g     # 1x1 conv -> k^2 maps per head
+            + 2 * c * k * k                    # ghost head (mul and add)
+            + c * c + c)                       # post_proj
+    outlook = c * c + (c * 3 ** 4 * g + 3 ** 4 * g) + (c * c + c)  # v, attn (k^4 per head), proj
+    assert (elsa, outlook) == (11290, 7426)
+    volo, ours = VOLO(**MICRO), ElsaVOLO(**MICRO)
+    assert n_params(ours) - n_params(volo) == 2 * (elsa - outlook)
+    assert all(isinstance(b, ELSABlock) for b in ours.network[0])
+    assert all(isinstance(b, Outlooker) for b in volo.network[0])
+    assert type(ours.network[2][0]) is type(volo.network[2][0])  # the transformer stage is untouched
+
+
+def test_switches_reach_the_blocks_and_forward_runs():
+    m = ElsaVOLO(**MICRO, elsa_kernel=3, lam=0., gamma=1., group_width=4, drop_path_rate=0.1)
+    a = m.network[0][0].attn
+    assert (a.kernel_size, a.lam, a.gamma, a.dim_qk, a.ghost_head.shape) == (3, 0., 1., 20, (1, 32, 3, 3))
+    assert a.scale == 1 and a.pre_proj.bias is None  # qk_scale 1, VOLO's qkv_bias False
+    assert m(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    lsa = ElsaVOLO(**MICRO, elsa_mixer="lsa")
+    assert isinstance(lsa.network[0][0].attn, LocalSelfAttention)
+
+
+@pytest.mark.parametrize("size", sorted(VOLO_RESOLUTIONS))
+def test_every_volo_variant_is_registered(size):
+    for res in VOLO_RESOLUTIONS[size]:
+        name = f"elsa_volo_{size}_{res}"
+        with torch.device("meta"):
+            ours, base = timm.create_model(name), timm.create_model(f"volo_{size}_{res}")
+        assert ours.pos_embed.shape == base.pos_embed.shape  # same resolution
+        assert abs(n_params(ours) - n_params(base)) / n_params(base) < 0.01
+    with pytest.raises(ValueError, match="nothing is downloaded"):
+        timm.create_model(f"elsa_volo_{size}_224", pretrained=True)
+
+
+def test_lsa_with_additive_ghost_is_lsa_plus_depthwise_conv():
+    """``lsa_dwconv`` (lam 0, gamma 1): LSA output + a k x k depthwise conv of v with the ghost kernel."""
+    torch.manual_seed(0)
+    plain = LocalSelfAttention(16, 2, 5, tile=4)
+    dw = LocalSelfAttention(16, 2, 5, tile=4, lam=0., gamma=1.)
+    dw.load_state_dict(plain.state_dict() | {"ghost_head": dw.ghost_head.detach()})
+    x = torch.randn(2, 6, 7, 16)
+    b, h, w, c = x.shape
+    v = dw.qkv(x).permute(0, 3, 1, 2)[:, 2 * c:]
+    conv = F.conv2d(v, dw.ghost_head[0].reshape(c, 1, 5, 5), padding=2, groups=c)
+    expected = plain(x) + dw.proj(conv.permute(0, 2, 3, 1)) - dw.proj.bias
+    torch.testing.assert_close(dw(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_aggregation_macs_by_hand():
+    blk = ELSABlock(16, 2, kernel_size=3, lam=1., gamma=1., group_width=4)
+    assert aggregation_macs(blk, torch.randn(2, 5, 6, 16)) == 2 * (2 * 16 * 5 * 6 * 9)
+    blk = ELSABlock(16, 2, kernel_size=3, lam=0., gamma=0., group_width=4)
+    assert aggregation_macs(blk, torch.randn(1, 5, 6, 16)) == 16 * 5 * 6 * 9
+
+
+def test_embedded_volo_rows_differ_only_in_the_mixer():
+    cfgs = {m: load_config(reproduce.config_path("default", m), ElsaConfig) for m in ("volo", "elsa_volo")}
+    assert (cfgs["volo"].model.mixer, cfgs["elsa_volo"].model.mixer) == ("outlook", "elsa")
+    models = {m: build_model(c.model, 10) for m, c in cfgs.items()}
+    assert isinstance(models["volo"], VOLO) and isinstance(models["elsa_volo"].network[0][0], ELSABlock)
+    cfgs["volo"].model.mixer = "elsa"
+    assert str(cfgs["volo"]) == str(cfgs["elsa_volo"])
+    swin = load_config(reproduce.config_path("default", "elsa"), ElsaConfig)
+    assert (swin.optim, swin.sched, swin.engine) == (cfgs["volo"].optim, cfgs["volo"].sched, cfgs["volo"].engine)
+
+
+def test_ablation_rows_build_what_their_names_say():
+    built = {}
+    for row in reproduce.SUITES["ablations"]["rows"]:
+        cfg = load_config(reproduce.config_path("ablations", row), ElsaConfig)
+        built[row] = build_model(cfg.model, 10).layers[0].blocks[0].attn
+    assert isinstance(built["lsa"], LocalSelfAttention) and built["lsa"].ghost_head is None
+    assert built["lsa_dwconv"].ghost_head.shape == (1, 32, 5, 5) and built["lsa_dwconv"].lam == 0
+    assert built["elsa_no_hadamard"].ghost_head.shape == (2, 1, 32, 5, 5)
+    assert type(built["elsa_no_ghost"]).__name__ == "ELSA" and built["elsa_no_ghost"].ghost_head is None
+    assert built["elsa"].ghost_head.shape == (2, 1, 32, 5, 5)
+    assert reproduce.SUITES["ablations"]["claims"] == [("elsa", "lsa_dwconv")]
+
+
+def test_claim_needs_a_margin_above_the_pooled_std():
+    assert reproduce.claim([10., 12., 14.], [5., 6., 7.])["holds"]
+    c = reproduce.claim([8., 14., 20.], [9., 10., 11.])  # +4 against a pooled std of sqrt((36 + 1) / 2)
+    assert c["diff"] == pytest.approx(4.0) and c["pooled_std"] == pytest.approx(math.sqrt(18.5))
+    assert not c["holds"]
+    assert not reproduce.claim([5.], [1.])["holds"]  # one seed: no spread, no claim
+
+
+def test_bad_volo_settings_fail_with_one_line():
+    cfg = load_config(reproduce.config_path("default", "volo"), ElsaConfig, ["model.mixer=swin"])
+    with pytest.raises(ValueError, match="model.mixer must be one of"):
+        build_model(cfg.model, 10)
+    cfg = load_config(reproduce.config_path("default", "volo"), ElsaConfig, ["model.embed_dims=[32]"])
+    with pytest.raises(ValueError, match="one entry per stage"):
+        build_model(cfg.model, 10)
