@@ -53,7 +53,8 @@ def attention_stats(model: nn.Module, x: torch.Tensor, patch_digit: torch.Tensor
         for h in hooks:
             h.remove()
     g = int(round(patch_digit.shape[1] ** 0.5))
-    yy, xx = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(g, device=patch_digit.device), torch.arange(g, device=patch_digit.device),
+                            indexing="ij")
     pos = torch.stack([yy.flatten(), xx.flatten()], -1).float()
     dist = torch.cdist(pos, pos)  # (G*G, G*G) in patches
     digit = (patch_digit > digit_thresh).float()  # (B, P)
