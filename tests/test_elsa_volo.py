@@ -126,3 +126,17 @@ def test_bad_volo_settings_fail_with_one_line():
     cfg = load_config(reproduce.config_path("default", "volo"), ElsaConfig, ["model.embed_dims=[32]"])
     with pytest.raises(ValueError, match="one entry per stage"):
         build_model(cfg.model, 10)
+
+
+@pytest.mark.parametrize("size,lr,drop_path,params", [("d1", 1.6e-3, 0.1, 26.67), ("d2", 1e-3, 0.2, 58.72),
+                                                      ("d3", 1e-3, 0.5, 86.38)])
+def test_imagenet_volo_configs_follow_volos_recipe(size, lr, drop_path, params):
+    from pathlib import Path
+
+    cfg = load_config(Path(reproduce.HERE) / "configs" / f"elsa_volo-{size}_8xb128-310e_in1k.yaml", ElsaConfig)
+    assert (cfg.optim.lr, cfg.model.drop_path_rate, cfg.engine.batch_size, cfg.engine.epochs) == (lr, drop_path, 1024, 310)
+    assert cfg.optim.lr * cfg.sched.warmup_lr_factor == pytest.approx(1e-6)
+    assert cfg.optim.lr * cfg.sched.min_lr_factor == pytest.approx(1e-5)
+    with torch.device("meta"):
+        m = build_model(cfg.model, 1000)
+    assert isinstance(m, ElsaVOLO) and round(n_params(m) / 1e6, 2) == params
