@@ -1,14 +1,14 @@
 """``make reproduce PAPER=scaled_relu_stem``: patchify vs. conv stem without ReLU vs. scaled-ReLU stem.
 
-Embedded default (no ``--data``): a tiny ViT (D=64, 4 blocks, 8x8 tokens) on 32x32 cluttered digits at a
+Embedded default (no ``--data``): a micro ViT (D=32, 2 blocks, 4x4 tokens) on 16x16 micro digits at a
 moderate AdamW learning rate with warmup, where every stem learns (issue 25, claim 3: peak accuracy);
 every method x seed, each seed with its own data draw. Reported: top-1 at the last epoch on the seed's
 test split, the training-loss curves, the largest gradient norm, and the patch-token cosine similarity
 after the stem and after each block, raw and centred (tokens minus their per-image mean; claim 2).
 
 ``--suite stability`` (issue 25, claim 1; its own 600 s; ``results/scaled_relu_stem-stability/``): the grid
-learning rate x warmup (x AdamW; SAM does not exist yet) for ``patchify``, ``conv_stem_no_relu``,
-``conv_stem_no_bn`` and ``scaled_relu_stem``, shorter runs; per cell the divergence rate over seeds
+optimiser (AdamW, SAM around AdamW) x warmup x learning rate for ``patchify``, ``conv_stem_no_relu``,
+``conv_stem_no_bn`` and ``scaled_relu_stem``, shorter runs of the same configs; per cell the divergence rate over seeds
 (:mod:`scaled_relu_stem.stability`) and the final top-1, a heat map.
 
 Every run is a single-thread process (two at a time, ``--jobs``) with deterministic kernels, so the same
@@ -31,24 +31,20 @@ from shared.results import RESULTS, write_summary
 
 HERE = Path(__file__).resolve().parent
 PAPER = "scaled_relu_stem"
+# The embedded rows run a micro ViT on 16x16 micro digits (configs/_base_vit-micro_1xb32_micro-digits.yaml):
 # method name (exactly as the issue names the rows) -> config
-METHODS = {
-    "patchify": "patchify_vit-tiny_1xb64_cluttered-digits.yaml",
-    "conv_stem_no_relu": "conv_stem_no_relu_vit-tiny_1xb64_cluttered-digits.yaml",
-    "scaled_relu_stem": "scaled_relu_stem_vit-tiny_1xb64_cluttered-digits.yaml",
-}
-STABILITY_METHODS = {
-    "patchify": METHODS["patchify"],
-    "conv_stem_no_relu": METHODS["conv_stem_no_relu"],
-    "conv_stem_no_bn": "conv_stem_no_bn_vit-tiny_1xb64_cluttered-digits.yaml",
-    "scaled_relu_stem": METHODS["scaled_relu_stem"],
-}
-# the stability grid: learning rates (up to where patchify diverges) x warmup epochs; AdamW only (issue 21)
-STABILITY_LRS = [2e-3, 1.6e-2, 6.4e-2]
+STABILITY_METHODS = {m: f"{m}_vit-micro_1xb32_micro-digits.yaml"
+                     for m in ("patchify", "conv_stem_no_relu", "conv_stem_no_bn", "scaled_relu_stem")}
+METHODS = {m: STABILITY_METHODS[m] for m in ("patchify", "conv_stem_no_relu", "scaled_relu_stem")}
+# the earlier 32x32 design (tiny ViT on cluttered digits, 8x8 tokens), kept for the tuning log (tune.py)
+TINY_METHODS = {m: f"{m}_vit-tiny_1xb64_cluttered-digits.yaml" for m in STABILITY_METHODS}
+# the stability grid: learning rates (up to where patchify diverges) x warmup epochs x optimiser (SAM around
+# AdamW, sam.py); chosen on validation draws (tune.py grid stability_micro, seeds 100, 101)
+STABILITY_LRS = [1e-3, 1.6e-2, 0.256]
 STABILITY_WARMUPS = [0, 1]
-# shorter runs for the grid (same for every stem and cell); the rest comes from the embedded configs
-STABILITY_RUN = ["engine.epochs=2", "data.n_train=1280", "engine.batch_size=32", "data.n_test=500",
-                 "data.probe_images=100", "stability.blowup_factor=2.0"]  # 80 steps of 32: 72 runs in 600 s
+STABILITY_OPTIMS = ["adamw", "sam"]
+# the grid's runs are shorter than the main rows' (same for every stem and cell): 4 epochs = 256 steps of 32
+STABILITY_RUN = ["engine.epochs=4", "stability.blowup_factor=2.0"]
 QUICK = ["data.n_train=128", "data.n_test=64", "data.probe_images=16", "data.eval_batch_size=64",
          "engine.epochs=1", "engine.batch_size=32"]
 STEADY_WINDOW = 50  # steps at the end of training over which loss steadiness is measured
@@ -159,7 +155,8 @@ def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
             m: per_method[m]["token_similarity_centred_per_layer"] for m in results},
     }
     r0 = results["scaled_relu_stem"][0]
-    lines = [f"Embedded CPU check, not the paper's ImageNet numbers. ViT D=64, 4 blocks, 8x8 tokens; AdamW lr "
+    lines = [f"Embedded CPU check, not the paper's ImageNet numbers. Micro ViT D=32, 2 blocks, 4x4 tokens on 16x16 "
+             f"micro digits; AdamW lr "
              f"{r0['lr']}, {r0['warmup_epochs']} warmup epoch(s), cosine, {r0['epochs']} epochs of {r0['n_train']} "
              f"images (batch {r0['batch_size']}, {r0['steps']} steps); each seed its own data draw; top-1 at the "
              "last epoch. Configs: " + ", ".join(f"`{v}`" for v in METHODS.values()) + ".", "",
@@ -175,7 +172,7 @@ def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
         for k, v in claim.items() if isinstance(v, dict))
         + f"; scaled_relu_stem >= 50 %: {'yes' if claim['scaled_relu_stem_at_least_50'] else 'no'}."]
     summary = write_summary(
-        PAPER, "cluttered digits 32x32, tiny ViT, moderate lr with warmup", "top-1", top, seeds, wall,
+        PAPER, "micro digits 16x16, micro ViT, moderate lr with warmup", "top-1", top, seeds, wall,
         config={m: v["config"] for m, v in per_method.items()}, out_dir=out,
         extra={"per_method": per_method, "claim": claim, "quick": bool(args.quick)}, curves=curves,
         notes="\n".join(lines))
@@ -186,60 +183,61 @@ def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
     return 0
 
 
-def _heatmap(cells: list[dict], methods: list[str], path: Path) -> None:
+def _heatmap(cells: list[dict], methods: list[str], lrs: list[float], rows: list[tuple[str, int]],
+             path: Path) -> None:
+    """One panel per stem: rows (optimiser, warmup), columns lr; colour = seed-mean top-1, text = top-1 and
+    diverged runs."""
     from shared.results import _mpl
 
     plt = _mpl()
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 0.6 * len(rows) + 1.6), squeeze=False)
     for ax, m in zip(axes[0], methods):
-        grid = np.full((len(STABILITY_WARMUPS), len(STABILITY_LRS)), np.nan)
+        grid = np.full((len(rows), len(lrs)), np.nan)
         for c in cells:
             if c["method"] == m:
-                grid[STABILITY_WARMUPS.index(c["warmup_epochs"]), STABILITY_LRS.index(c["lr"])] = c["top1_mean"]
-        ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
-        for c in cells:
-            if c["method"] == m:
-                i, j = STABILITY_WARMUPS.index(c["warmup_epochs"]), STABILITY_LRS.index(c["lr"])
+                i, j = rows.index((c["optim"], c["warmup_epochs"])), lrs.index(c["lr"])
+                grid[i, j] = c["top1_mean"]
                 ax.text(j, i, f"{c['top1_mean']:.0f}%\n{c['diverged']}/{c['runs']} div", ha="center",
                         va="center", fontsize=7, color="w" if c["top1_mean"] < 60 else "k")
-        ax.set_xticks(range(len(STABILITY_LRS)), [f"{v:g}" for v in STABILITY_LRS], fontsize=7)
-        ax.set_yticks(range(len(STABILITY_WARMUPS)), [f"{w} ep" for w in STABILITY_WARMUPS], fontsize=7)
-        ax.set_xlabel("AdamW lr", fontsize=8)
-        ax.set_ylabel("warmup", fontsize=8)
+        ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(lrs)), [f"{v:g}" for v in lrs], fontsize=7)
+        ax.set_yticks(range(len(rows)), [f"{o}, wu {w}" for o, w in rows], fontsize=7)
+        ax.set_xlabel("lr", fontsize=8)
         ax.set_title(m, fontsize=9)
-    fig.suptitle("final top-1 (seed mean) and diverged runs per cell", fontsize=9)
+    fig.suptitle("final top-1 (seed mean) and diverged runs per cell (wu: warmup epochs)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def stability_suite(args, seeds: list[int], out: Path, runs_root: Path) -> int:
-    extra = QUICK if args.quick else STABILITY_RUN
+    extra = QUICK + STABILITY_RUN[1:] if args.quick else STABILITY_RUN
     lrs = STABILITY_LRS[:1] + STABILITY_LRS[-1:] if args.quick else STABILITY_LRS
     warmups = STABILITY_WARMUPS[:1] if args.quick else STABILITY_WARMUPS
-    cells = [(lr, w) for w in warmups for lr in lrs]
+    cells = [(o, w, lr) for o in STABILITY_OPTIMS for w in warmups for lr in lrs]
     jobs = []
-    for s in seeds:  # high lr first: the cells most likely to stop early do not end the run alone
-        for lr, w in sorted(cells, key=lambda c: -c[0]):
+    for s in seeds:  # SAM and high lr first: the slowest runs and those most likely to stop early
+        for o, w, lr in sorted(cells, key=lambda c: (c[0] != "sam", -c[2], c[1])):
             for m, cfg in STABILITY_METHODS.items():
-                ov = list(extra) + [f"optim.lr={lr}", f"sched.warmup_epochs={w}"]
-                jobs.append(((m, lr, w, s), (m, cfg, s, ov, str(runs_root / f"{m}_lr{lr:g}_wu{w}_seed{s}"))))
+                ov = list(extra) + [f"optim.name={o}", f"optim.lr={lr}", f"sched.warmup_epochs={w}"]
+                jobs.append(((m, o, w, lr, s), (m, cfg, s, ov, str(runs_root / f"{m}_{o}_lr{lr:g}_wu{w}_seed{s}"))))
     t0 = time.time()
     res = run_jobs(run_one, jobs, workers=args.jobs)
     wall = time.time() - t0
     cell_rows = []
     for m in STABILITY_METHODS:
-        for lr, w in cells:
-            rs = [res[(m, lr, w, s)] for s in seeds]
-            cell_rows.append({"method": m, "lr": lr, "warmup_epochs": w, "runs": len(rs),
+        for o, w, lr in cells:
+            rs = [res[(m, o, w, lr, s)] for s in seeds]
+            cell_rows.append({"method": m, "optim": o, "lr": lr, "warmup_epochs": w, "runs": len(rs),
                               "diverged": sum(r["diverged"] for r in rs),
                               "top1_mean": round(float(np.mean([r["top1"] for r in rs])), 3),
                               "top1_per_seed": [round(r["top1"], 3) for r in rs],
                               "max_loss": round(max(max(r["losses"], default=0.0) for r in rs), 3),
                               "reasons": [r["reason"] for r in rs if r["diverged"]],
                               "steps": [r["steps"] for r in rs]})
-            print(f"{m:18s} lr {lr:<7g} warmup {w}: top-1 {cell_rows[-1]['top1_mean']:6.2f}  diverged "
-                  f"{cell_rows[-1]['diverged']}/{len(rs)}", flush=True)
+            c = cell_rows[-1]
+            print(f"{m:18s} {o:5s} lr {lr:<6g} warmup {w}: top-1 {c['top1_mean']:6.2f}  diverged "
+                  f"{c['diverged']}/{len(rs)}", flush=True)
     per_method = {}
     for m in STABILITY_METHODS:
         cs = [c for c in cell_rows if c["method"] == m]
@@ -247,36 +245,45 @@ def stability_suite(args, seeds: list[int], out: Path, runs_root: Path) -> int:
                          "diverged_runs": sum(c["diverged"] for c in cs), "cells": len(cs),
                          "grid_mean_top1": round(float(np.mean([c["top1_mean"] for c in cs])), 3)}
     # a row's per-seed value: that seed's top-1 averaged over the grid
-    rows = {m: [float(np.mean([res[(m, lr, w, s)]["top1"] for lr, w in cells])) for s in seeds]
+    rows = {m: [float(np.mean([res[(m, *c, s)]["top1"] for c in cells])) for s in seeds]
             for m in STABILITY_METHODS}
+    std = {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in rows.items()}
     sr = per_method["scaled_relu_stem"]
     claim = {f"fewer_divergent_cells_than_{o}":
              bool(sr["cells_with_divergence"] < per_method[o]["cells_with_divergence"])
              for o in ("patchify", "conv_stem_no_relu")}
-    claim.update({f"higher_grid_mean_top1_than_{o}": bool(sr["grid_mean_top1"] > per_method[o]["grid_mean_top1"])
-                  for o in ("patchify", "conv_stem_no_relu", "conv_stem_no_bn")})
-    lines = [f"Stability grid: AdamW lr {lrs} x warmup {warmups} epochs (SAM does not exist yet, issue 21); "
-             f"each run: {', '.join(extra)} (rest as the embedded configs); diverged = NaN/inf loss or the "
-             "10-step mean loss > 2 ln 10 (`scaled_relu_stem/stability.py`); top-1 of a stopped run is that of "
-             "its weights when it stopped.", "",
-             "| method | cells with a divergence | diverged runs | grid-mean top-1 |", "| --- | --- | --- | --- |"]
+    for o in ("patchify", "conv_stem_no_relu", "conv_stem_no_bn"):
+        margin = sr["grid_mean_top1"] - per_method[o]["grid_mean_top1"]
+        pooled = _pooled_std([std["scaled_relu_stem"], std[o]])
+        claim[f"higher_grid_mean_top1_than_{o}"] = bool(margin > pooled)
+        claim[f"grid_mean_margin_vs_{o}"] = {"margin": round(margin, 3), "pooled_std": round(pooled, 3)}
+    lines = [f"Stability grid: optimiser {STABILITY_OPTIMS} (SAM: rho 0.05 around AdamW) x warmup {warmups} epochs "
+             f"x lr {lrs}; each run: {', '.join(extra)} (rest as the embedded micro configs); diverged = NaN/inf "
+             "loss or the 10-step mean loss > 2 ln 10 (`scaled_relu_stem/stability.py`); top-1 of a stopped run is "
+             "that of its weights when it stopped.", "",
+             "| method | cells with a divergence | diverged runs | grid-mean top-1 (mean ± std over seeds) |",
+             "| --- | --- | --- | --- |"]
     for m, p in per_method.items():
         lines.append(f"| {m} | {p['cells_with_divergence']}/{p['cells']} | {p['diverged_runs']}/"
-                     f"{p['cells'] * len(seeds)} | {p['grid_mean_top1']:.2f} |")
-    lines += ["", "| method | lr | warmup | top-1 (seed mean) | diverged | largest loss |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {c['method']} | {c['lr']:g} | {c['warmup_epochs']} | {c['top1_mean']:.2f} | "
-              f"{c['diverged']}/{c['runs']} | {c['max_loss']:.2f} |" for c in cell_rows]
-    lines += ["", "Claims: " + "; ".join(f"{k}: {'holds' if v else 'fails'}" for k, v in claim.items()) + ".",
-              "", "Heat map: `heatmap.png`."]
+                     f"{p['cells'] * len(seeds)} | {p['grid_mean_top1']:.2f} ± {std[m]:.2f} |")
+    lines += ["", "| method | optimiser | warmup | lr | top-1 (seed mean) | per seed | diverged | largest loss |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {c['method']} | {c['optim']} | {c['warmup_epochs']} | {c['lr']:g} | {c['top1_mean']:.2f} | "
+              f"{', '.join(f'{v:.1f}' for v in c['top1_per_seed'])} | {c['diverged']}/{c['runs']} | "
+              f"{c['max_loss']:.2f} |" for c in cell_rows]
+    lines += ["", "Claims: " + "; ".join(
+        f"{k}: {'holds' if v else 'fails'}" if isinstance(v, bool) else
+        f"{k}: {v['margin']:.2f} vs pooled std {v['pooled_std']:.2f}" for k, v in claim.items()) + ".",
+        "", "Heat map: `heatmap.png`."]
     write_summary(f"{PAPER}-stability",
-                  "stability grid lr x warmup (AdamW), cluttered digits, tiny ViT",
+                  "stability grid optimiser x warmup x lr, micro digits, micro ViT",
                   "grid-mean top-1", rows, seeds, wall,
                   config={m: f"scaled_relu_stem/configs/{c}" for m, c in STABILITY_METHODS.items()}, out_dir=out,
                   extra={"per_method": per_method, "cells": cell_rows, "claim": claim, "quick": bool(args.quick),
-                         "grid": {"lr": lrs, "warmup_epochs": warmups, "optimizer": ["adamw"]}},
+                         "grid": {"optimizer": STABILITY_OPTIMS, "warmup_epochs": warmups, "lr": lrs}},
                   notes="\n".join(lines))
-    _heatmap(cell_rows, list(STABILITY_METHODS), out / "heatmap.png")
+    _heatmap(cell_rows, list(STABILITY_METHODS), lrs, [(o, w) for o in STABILITY_OPTIMS for w in warmups],
+             out / "heatmap.png")
     print("\n".join(lines))
     print(f"wall time {wall:.0f} s; summary in {out}")
     return 0
@@ -288,7 +295,8 @@ SUITES = {"main": main_rows, "stability": stability_suite}
 def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser(PAPER, __doc__.split("\n")[0], jobs=True)
     p.add_argument("--suite", default="main", choices=sorted(SUITES),
-                   help="main: the three rows (claim 3); stability: the lr x warmup grid (claim 1)")
+                   help="main: the three rows (claims 2 and 3); stability: the optimiser x warmup x lr grid "
+                        "(claim 1)")
     args = p.parse_args(argv)
     if args.data:
         script = "stability_sweep_deit-s_in1k.sh" if args.suite == "stability" else "deit-s_in1k.sh"

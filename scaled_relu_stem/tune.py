@@ -1,8 +1,9 @@
 """The validation-draw search behind the committed embedded recipe (issue 25): every setting is tried
 with the same effort for every stem, on seeds 100+ (their own data draws and inits, never the reported
 seeds 0, 1, 2), scored at the last epoch. Prints one JSON line per run; the choice is made by hand from
-the seed-mean and written into ``configs/_base_vit-tiny_1xb64_cluttered-digits.yaml`` (the README logs
-what was tried).
+the seed-mean (the mean over the rows of each row's seed-mean top-1) and written into
+``configs/_base_vit-micro_1xb32_micro-digits.yaml`` and ``reproduce.py``'s stability grid (the README logs
+what was tried; rounds 1-2 tuned the earlier 32x32 design, ``configs/*_vit-tiny_*``).
 
     python -m scaled_relu_stem.tune --grid main --seeds 100,101 --jobs 16 > tune_main.jsonl
 """
@@ -17,20 +18,51 @@ import numpy as np
 
 from shared.jobs import run_jobs
 
-from .reproduce import METHODS, STABILITY_METHODS, STABILITY_RUN, run_one
+from .reproduce import METHODS, STABILITY_METHODS, STABILITY_RUN, TINY_METHODS, run_one
 
+TINY_STABILITY_RUN = ["engine.epochs=2", "data.n_train=1280", "engine.batch_size=32", "data.n_test=500",
+                      "data.probe_images=100", "stability.blowup_factor=2.0"]
+TINY_MAIN = {m: TINY_METHODS[m] for m in METHODS}
 GRIDS = {
-    # moderate-lr recipe for the three main rows
-    "main": {"methods": METHODS, "fixed": [],
+    # rounds 1-2 (32x32 tiny ViT, the earlier design): moderate-lr recipe for the three main rows
+    "main": {"methods": TINY_MAIN, "fixed": [],
              "axes": {"optim.lr": [1e-3, 2e-3], "sched.warmup_epochs": [1], "engine.epochs": [4, 6]}},
     # second round: the budget-set 8 epochs at the chosen lr; and easier data (one clutter fragment)
-    "main8": {"methods": METHODS, "fixed": [],
+    "main8": {"methods": TINY_MAIN, "fixed": [],
               "axes": {"optim.lr": [2e-3], "engine.epochs": [8], "data.clutter": [2, 1]}},
-    # where patchify starts to diverge (choice of the stability grid's learning rates)
-    "stability": {"methods": STABILITY_METHODS, "fixed": STABILITY_RUN,
+    # where patchify starts to diverge (the earlier stability grid's learning rates)
+    "stability": {"methods": TINY_METHODS, "fixed": TINY_STABILITY_RUN,
                   "axes": {"optim.lr": [1e-3, 4e-3, 1.6e-2, 3.2e-2, 6.4e-2], "sched.warmup_epochs": [0, 1],
                            "engine.epochs": [2, 3]}},
+    # round 3 (the 32x32 design's stalled seed): batch, gradient clipping and lr, every row alike
+    "recipe32": {"methods": TINY_MAIN, "fixed": [],
+                 "axes": {"optim.lr": [1e-3, 2e-3], "engine.batch_size": [32, 64], "engine.clip_grad": [0, 1.0]}},
+    # round 3: the main rows on the micro ViT (16x16 micro digits, the committed design): lr x epochs
+    "micro_main": {"methods": METHODS, "fixed": ["sched.warmup_epochs=1"],
+                   "axes": {"optim.lr": [1e-3, 2e-3, 4e-3], "engine.epochs": [12, 24]}},
+    # round 3: the stability suite on the micro ViT: where each stem diverges, AdamW and SAM
+    "stability_micro": {"methods": STABILITY_METHODS, "fixed": STABILITY_RUN,
+                        "axes": {"optim.name": ["adamw", "sam"], "optim.lr": [1e-3, 4e-3, 1.6e-2, 6.4e-2, 0.256],
+                                 "sched.warmup_epochs": [0, 1]}},
 }
+
+
+def _record(r: dict, axes: dict) -> dict:
+    return {"method": r["method"], **axes, "seed": r["seed"], "top1": round(r["top1"], 2),
+            "diverged": r["diverged"], "reason": r["reason"], "steps": r["steps"],
+            "final_loss": round(float(np.mean(r["losses"][-20:])), 4) if r["losses"] else None,
+            "max_loss": round(max(r["losses"], default=float("nan")), 3), "max_grad_norm": round(r["max_grad_norm"], 2),
+            "wall_s": r["wall_s"], "sim_raw": [round(v, 3) for v in r["token_similarity"]],
+            "sim_centred": [round(v, 3) for v in r["token_similarity_centred"]]}
+
+
+def run_and_log(log: str, axes: dict, *args) -> dict:
+    """:func:`run_one`, then append its JSON line to ``log`` at once (a sweep cut short keeps what ran)."""
+    rec = _record(run_one(*args), axes)
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    return rec
 
 
 def main(argv=None) -> int:
@@ -39,6 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="100,101")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--runs", default="runs/tune/scaled_relu_stem")
+    p.add_argument("--log", default="", help="append each run's JSON line to this file as soon as it ends")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
     g = GRIDS[a.grid]
@@ -49,16 +82,10 @@ def main(argv=None) -> int:
         for s in (int(x) for x in a.seeds.split(",")):
             for m, cfg in g["methods"].items():
                 name = "_".join([m, *(f"{v}" for v in vals), f"s{s}"])
-                jobs.append(((m, vals, s), (m, cfg, s, ov, f"{a.runs}/{name}")))
-    res = run_jobs(run_one, jobs, workers=a.jobs)
-    for (m, vals, s), r in res.items():
-        print(json.dumps({"method": m, **dict(zip(keys, vals)), "seed": s, "top1": round(r["top1"], 2),
-                          "diverged": r["diverged"], "reason": r["reason"], "steps": r["steps"],
-                          "final_loss": round(float(np.mean(r["losses"][-20:])), 4),
-                          "max_loss": round(max(r["losses"]), 3), "max_grad_norm": round(r["max_grad_norm"], 2),
-                          "wall_s": r["wall_s"],
-                          "sim_raw": [round(v, 3) for v in r["token_similarity"]],
-                          "sim_centred": [round(v, 3) for v in r["token_similarity_centred"]]}), flush=True)
+                jobs.append(((m, vals, s), (a.log, dict(zip(keys, vals)), m, cfg, s, ov, f"{a.runs}/{name}")))
+    res = run_jobs(run_and_log, jobs, workers=a.jobs)
+    for rec in res.values():
+        print(json.dumps(rec), flush=True)
     return 0
 
 

@@ -42,7 +42,7 @@ def test_config_errors_name_the_key(tmp_path):
 def test_train_cli_bad_switch_is_one_line(tmp_path, capsys):
     from scaled_relu_stem.train import main
 
-    cfg = [p for p in CONFIGS if p.stem.startswith("scaled_relu_stem_vit-tiny")][0]
+    cfg = [p for p in CONFIGS if p.stem.startswith("scaled_relu_stem_vit-micro")][0]
     with pytest.raises(SystemExit) as e:
         main(["--config", str(cfg), "--run-dir", str(tmp_path / "run"), "model.stem.act=gelu",
               "data.n_train=64", "data.n_test=32"])

@@ -111,7 +111,7 @@ def _small_cfg(*extra):
 
 def test_task_stops_on_blown_up_loss():
     task = SRStemTask(_small_cfg("stability.blowup_factor=2.0", "stability.window=3"))
-    batch = (torch.zeros(4, 1, 32, 32), torch.ones(4, dtype=torch.long))
+    batch = (torch.zeros(4, 1, 16, 16), torch.ones(4, dtype=torch.long))
     task.training_step(_WrongModel(), batch, None)  # loss 30 but fewer than 3 steps: no decision yet
     task.training_step(_WrongModel(), batch, None)
     with pytest.raises(LossBlowupError, match="blew up at step 3"):
@@ -148,3 +148,39 @@ def test_stability_suite_quick(tmp_path):
     assert all(0 <= c["diverged"] <= c["runs"] == 1 for c in s["cells"])
     assert set(s["claim"]) >= {"fewer_divergent_cells_than_patchify", "higher_grid_mean_top1_than_patchify"}
     assert (tmp_path / "heatmap.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- micro digits (vectorised)
+def test_place_glyphs_identity_and_shift():
+    from scaled_relu_stem.data import place_glyphs
+
+    torch.manual_seed(0)
+    g = torch.rand(2, 8, 8)
+    one = torch.ones(2)
+    # size = canvas, corner (0, 0), no rotation: the identity map
+    torch.testing.assert_close(place_glyphs(g, 8, 8 * one, 0 * one, 0 * one, 0 * one), g, atol=1e-6, rtol=0)
+    # 8 px at (4, 4) on a 16-px canvas: the glyph lands exactly there, zeros elsewhere
+    out = place_glyphs(g, 16, 8 * one, 4 * one, 4 * one, 0 * one)
+    torch.testing.assert_close(out[:, 4:12, 4:12], g, atol=1e-6, rtol=0)
+    out[:, 4:12, 4:12] = 0
+    assert float(out.abs().max()) < 1e-5  # (bilinear weights of ~1e-7 at the border)
+    # a quarter turn at the identity placement: out[i, j] = g[7 - j, i], i.e. rot90 with k = -1
+    rot = place_glyphs(g, 8, 8 * one, 0 * one, 0 * one, torch.full((2,), math.pi / 2))
+    torch.testing.assert_close(rot, torch.rot90(g, -1, dims=(1, 2)), atol=1e-5, rtol=0)
+
+
+def test_micro_digits_draw():
+    from scaled_relu_stem.data import micro_digits
+
+    (tr, te), (tr2, _) = micro_digits(300, 100, seed=0), micro_digits(300, 100, seed=0)
+    assert tr.tensors[0].shape == (300, 1, 16, 16) and te.tensors[0].shape == (100, 1, 16, 16)
+    assert torch.equal(tr.tensors[0], tr2.tensors[0])  # same seed, same draw
+    assert not torch.equal(tr.tensors[0], micro_digits(300, 100, seed=1)[0].tensors[0])
+    x = tr.tensors[0]
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3  # normalised by the train split
+    assert set(tr.tensors[1].tolist()) == set(range(10))
+    clean, _ = micro_digits(50, 10, seed=0, clutter=0, noise=0.0)  # a digit only: raw range [0, 1]
+    raw = clean.tensors[0] * 1  # normalised; its minimum is the empty background
+    assert float((raw == raw.min()).float().mean()) > 0.3  # most pixels are background
+    with pytest.raises(ValueError, match="digit_size"):
+        micro_digits(10, 10, seed=0, digit_size=(4, 20))
