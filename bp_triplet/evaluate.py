@@ -9,6 +9,12 @@ the last one). VisDA's usual number is ``target_mean_class`` (mean of per-class 
 Proxy A-distance (Ben-David et al. 2007; the paper's analysis on A->W and W->D compares it across
 methods): ``d_A = 2 (1 - 2 eps)`` with ``eps`` the held-out error of a logistic-regression domain
 classifier on the bottleneck features (50/50 split of the source+target features, balanced domains).
+
+Joint error of the ideal hypothesis (lambda* of Ben-David et al. 2010's bound
+``eps_T(h) <= eps_S(h) + d_H(S, T) / 2 + lambda*``, ``lambda* = min_h eps_S(h) + eps_T(h)``; the abstract says
+BP-Triplet keeps it low): a multinomial logistic regression trained on the bottleneck features of source *and*
+target with their true labels (labels the method never sees), scored on a held-out half of each domain;
+``lambda = eps_S + eps_T`` in percent. High when the features mix classes across domains.
 """
 from __future__ import annotations
 
@@ -61,16 +67,39 @@ def proxy_a_distance(source_features: np.ndarray, target_features: np.ndarray, s
     return float(2.0 * (1.0 - 2.0 * eps))
 
 
+def ideal_joint_error(source_features: np.ndarray, source_labels: np.ndarray, target_features: np.ndarray,
+                      target_labels: np.ndarray, seed: int = 0, max_per_domain: int = 2000) -> dict[str, float]:
+    """``lambda_star = eps_S + eps_T`` (%) of one classifier fitted on both labelled domains (features standardised
+    on the fitting half), with ``eps_source`` and ``eps_target`` on the held-out halves; both domains
+    subsampled to the same size (at most ``max_per_domain``) so neither dominates the fit."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    n = min(len(source_features), len(target_features), max_per_domain)
+    halves = []
+    for f, y in ((source_features, source_labels), (target_features, target_labels)):
+        idx = rng.permutation(len(f))[:n]
+        halves.append(((f[idx[: n // 2]], y[idx[: n // 2]]), (f[idx[n // 2:]], y[idx[n // 2:]])))
+    x_fit = np.concatenate([h[0][0] for h in halves]).astype(np.float64)
+    y_fit = np.concatenate([h[0][1] for h in halves])
+    scaler = StandardScaler().fit(x_fit)
+    clf = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(x_fit), y_fit)
+    eps = [100.0 * (1.0 - clf.score(scaler.transform(h[1][0].astype(np.float64)), h[1][1])) for h in halves]
+    return {"lambda_star": eps[0] + eps[1], "eps_source": eps[0], "eps_target": eps[1]}
+
+
 def evaluate_model(model: nn.Module, domains, device: torch.device | str = "cpu", seed: int = 0,
                    batch_size: int = 256) -> dict[str, float]:
-    """``target_top1``, ``target_mean_class`` (%, on the target test set) and ``a_distance``."""
+    """``target_top1``, ``target_mean_class`` (%, on the target test set), ``a_distance`` and the ideal joint
+    error ``lambda_star`` (with ``eps_source``/``eps_target``, on the target test features)."""
     ft, logits, yt = extract_features(model, domains.target_test, device, batch_size)
-    fs, _, _ = extract_features(model, domains.source, device, batch_size)
+    fs, _, ys = extract_features(model, domains.source, device, batch_size)
     ft_train = ft if domains.target_train_plain is domains.target_test else \
         extract_features(model, domains.target_train_plain, device, batch_size)[0]
     return {"target_top1": top1_accuracy(logits, yt),
             "target_mean_class": mean_class_accuracy(logits, yt, domains.num_classes)[0],
-            "a_distance": proxy_a_distance(fs, ft_train, seed)}
+            "a_distance": proxy_a_distance(fs, ft_train, seed)} | ideal_joint_error(fs, ys, ft, yt, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from .adversarial import domain_accuracy, domain_adversarial_loss, grl_coeff, sa
 from .data import ClassChunkPairs, build_domains, collate_chunks
 from .losses import batch_hard_triplet_loss, bp_triplet_loss
 from .model import BPTripletNet, build_backbone
-from .pseudo_labels import PseudoLabelState, predict_probs
+from .pseudo_labels import PseudoLabelState, predict_probs, pseudo_label_stats, select_confident
 
 
 @dataclass
@@ -137,6 +137,7 @@ class BPTripletTask(Task):
         # act from the next epoch's dataset on; a mid-epoch resume must rebuild this epoch's dataset from
         # these, not from the refreshed ones (else it draws different chunks and diverges).
         self._epoch_pseudo: tuple[int, np.ndarray] | None = None
+        self.pseudo_probe: list[dict[str, float]] = []  # rows without pseudo labels: the rule, measured only
 
     # ------------------------------------------------------------------ engine hooks
     def build_model(self) -> nn.Module:
@@ -186,7 +187,7 @@ class BPTripletTask(Task):
             d = out["domain"]
             loss_adv = domain_adversarial_loss(d[:ns], d[ns:], w[:ns], w[ns:])
             loss = loss + (a.weight if adv_on else 0.0) * loss_adv
-            losses.update(adv=loss_adv, domain_acc=domain_accuracy(d[:ns], d[ns:]), grl=torch.tensor(coeff))
+            losses.update(adv=loss_adv, domain_acc=domain_accuracy(d[:ns], d[ns:]), grl=torch.tensor(coeff, device=d.device))
         if self.uses_pseudo and self.pseudo.history:  # after the warm-up's first refresh
             pl, conf = self.pseudo.lookup(it, xs.device)
             ramp = grl_coeff(step, a.max_iters, a.alpha) if t.ramp else 1.0
@@ -218,10 +219,29 @@ class BPTripletTask(Task):
         return self.pseudo.update(probs, self.cfg.pseudo.threshold, self.cfg.pseudo.max_per_class,
                                   self.domains.target_train_labels, trainer.global_step)
 
+    @torch.no_grad()
+    def probe_pseudo_labels(self, trainer) -> dict:
+        """The refresh rule's coverage and precision for a row that trains on no pseudo label (source-only,
+        DANN): the labels are measured, logged in ``pseudo_probe`` and dropped, so nothing they do changes."""
+        model = trainer.model
+        was = model.training
+        model.eval()
+        probs = predict_probs(model, self.domains.target_train_plain, trainer.device, self.cfg.data.eval_batch_size)
+        model.train(was)
+        labels, _ = select_confident(probs, self.cfg.pseudo.threshold, self.cfg.pseudo.max_per_class)
+        stats = {"step": float(trainer.global_step), **pseudo_label_stats(labels, self.domains.target_train_labels)}
+        self.pseudo_probe.append(stats)
+        return stats
+
+    @property
+    def pseudo_history(self) -> list[dict[str, float]]:
+        """Coverage/precision at every refresh: of the labels trained on, or (rows without) of the probe."""
+        return self.pseudo.history if self.uses_pseudo else self.pseudo_probe
+
     def on_step_end(self, trainer, global_step: int) -> None:
         p = self.cfg.pseudo
-        if self.uses_pseudo and global_step >= p.warmup_steps and (global_step - p.warmup_steps) % p.every_steps == 0:
-            stats = self.refresh_pseudo_labels(trainer)
+        if global_step >= p.warmup_steps and (global_step - p.warmup_steps) % p.every_steps == 0:
+            stats = self.refresh_pseudo_labels(trainer) if self.uses_pseudo else self.probe_pseudo_labels(trainer)
             trainer.log({"epoch": trainer.epoch + 1, **stats, "step": global_step})
 
     def evaluate(self, model: nn.Module, trainer) -> dict[str, float]:
@@ -229,12 +249,12 @@ class BPTripletTask(Task):
         labels = np.asarray(self.domains.target_test.labels)
         out = {"target_top1": top1_accuracy(probs, labels),
                "target_mean_class": mean_class_accuracy(probs, labels, self.domains.num_classes)[0]}
-        if self.pseudo.history:
-            out.update({k: v for k, v in self.pseudo.history[-1].items() if k != "step"})
+        if self.pseudo_history:
+            out.update({k: v for k, v in self.pseudo_history[-1].items() if k != "step"})
         return out
 
     def state_dict(self) -> dict:
-        out = {"pseudo": self.pseudo.state_dict()}
+        out = {"pseudo": self.pseudo.state_dict(), "pseudo_probe": [dict(h) for h in self.pseudo_probe]}
         if self._epoch_pseudo is not None:
             out["epoch_pseudo"] = {"epoch": self._epoch_pseudo[0],
                                    "labels": torch.from_numpy(np.asarray(self._epoch_pseudo[1], np.int64))}
@@ -243,6 +263,7 @@ class BPTripletTask(Task):
     def load_state_dict(self, state: dict) -> None:
         if "pseudo" in state:
             self.pseudo.load_state_dict(state["pseudo"])
+        self.pseudo_probe = [dict(h) for h in state.get("pseudo_probe", [])]
         if "epoch_pseudo" in state:
             e = state["epoch_pseudo"]
             self._epoch_pseudo = (int(e["epoch"]), e["labels"].numpy())

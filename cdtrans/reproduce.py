@@ -1,10 +1,21 @@
 """``make reproduce PAPER=cdtrans``: the whole CDTrans pipeline on the embedded digit domains.
 
-Per seed: Stage A (source only) -> Stage B arms started from Stage A's last checkpoint:
-``self_training`` (same two-way center-aware pairs, CE_s + CE_t, no fusion branch) and ``cdtrans`` (the
-triple branch with distillation). Reports last-epoch target accuracy (label-free), the oracle best epoch
-(what the official code reports), and the precision of the pseudo-label pairs at the first refresh
-(one-way vs two-way vs two-way + center-aware) against the target's true labels.
+Every seed starts from a shipped supervised encoder (``cdtrans/encoders/supervised_shapes_seed<k>.pth``, the
+ImageNet-DeiT stand-in written by ``make pretrain PAPER=cdtrans``, read through ``model.imagenet_init`` like a
+DeiT file; seed k uses encoder k mod 3). The source draw follows the seed (``data.seed``). Per seed: Stage A
+(``source_only``) -> Stage-B arms from Stage A's last checkpoint: ``self_training`` (the same two-way
+center-aware pairs, CE_s + CE_t, no fusion branch) and ``cdtrans`` (the triple branch with distillation).
+Rows are last-epoch target accuracy (label-free); the oracle best epoch (what the official code reports) and the
+pair precision at every refresh are kept beside them.
+
+Suites (``--suite NAME``, each its own 600 s and results folder ``results/cdtrans[-NAME]``):
+
+* ``default``     rows ``source_only``, ``self_training``, ``cdtrans``; claims: cdtrans >= source_only + 5,
+                  cdtrans > self_training, self_training > source_only, each margin above the pooled seed std.
+* ``pair_noise``  a share (0.2, 0.4) of the pairs re-paired at every refresh with a source image of another
+                  class than the target's true class, pseudo label = that source's label (a wrong center-aware
+                  match; ``uda.pair_noise``); rows ``self_training``/``cdtrans`` at 0, 0.2, 0.4; claim:
+                  cdtrans loses less than self_training at 0.4 (per-seed drop from the noise-free row).
 
 With ``--data ROOT`` it runs the real benchmark's launch script instead (``--benchmark``, ``--gpus``).
 """
@@ -20,6 +31,7 @@ from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_par
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
+from shared.pretrain import pick_encoder
 from shared.results import write_summary
 
 from .train import CDTransConfig, build_task
@@ -27,24 +39,42 @@ from .train import CDTransConfig, build_task
 HERE = Path(__file__).resolve().parent
 PRETRAIN_CFG = HERE / "configs" / "pretrain_vit-tiny-d64_1xb64-30e_digits.yaml"
 UDA_CFG = HERE / "configs" / "cdtrans_vit-tiny-d64_1xb64-12e_digits.yaml"
+ENCODERS = HERE / "encoders"
+ENCODER_ARM = "supervised_shapes"
 ARMS = {"self_training": ["uda.fusion=false"], "cdtrans": []}
+for _share in (0.2, 0.4):
+    ARMS[f"self_training_noise{_share}"] = ["uda.fusion=false", f"uda.pair_noise={_share}"]
+    ARMS[f"cdtrans_noise{_share}"] = [f"uda.pair_noise={_share}"]
+SUITES = {"default": ["self_training", "cdtrans"],
+          "pair_noise": ["self_training", "cdtrans", "self_training_noise0.2", "cdtrans_noise0.2",
+                         "self_training_noise0.4", "cdtrans_noise0.4"]}
 PRECISION_KEYS = ("precision_one_way", "precision_two_way", "precision_two_way_center_aware")
 QUICK = ["engine.epochs=1", "engine.eval_every=1", "uda.update_every=1", "data.n_source=200"]
 
 
-def run_job(seed: int, arm: str, run_root: Path, quick: bool) -> dict:
+def stage_a_overrides(seed: int, init: str) -> list[str]:
+    """Stage A's init: the shipped encoder of ``seed`` (``init='shipped'``), none (``'scratch'``) or a file."""
+    if init == "scratch":
+        return []
+    path = pick_encoder(ENCODERS, ENCODER_ARM, seed) if init == "shipped" else Path(init)
+    return [f"model.imagenet_init={path}"]
+
+
+def run_job(seed: int, arm: str, run_root: Path, quick: bool, init: str = "shipped",
+            overrides: list[str] = ()) -> dict:
     """One engine run in its own process with one thread: Stage A (``arm='source_only'``) or a Stage-B arm.
 
     Tiny models gain nothing from intra-op threads, so two single-thread processes use the two cores.
+    ``overrides`` (``--set``) apply to every run, after the arm's own.
     """
     torch.set_num_threads(1)
     t0 = time.time()
-    common = ["logger.progress=false", f"engine.seed={seed}"] + (QUICK if quick else [])
+    common = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed}"] + (QUICK if quick else [])
     if arm == "source_only":
-        cfg = load_config(PRETRAIN_CFG, CDTransConfig, common)
+        cfg = load_config(PRETRAIN_CFG, CDTransConfig, common + stage_a_overrides(seed, init) + list(overrides))
     else:
-        cfg = load_config(UDA_CFG, CDTransConfig,
-                          common + ARMS[arm] + [f"model.init_checkpoint={run_root / 'source_only' / 'last.pt'}"])
+        cfg = load_config(UDA_CFG, CDTransConfig, common + ARMS[arm] + [
+            f"model.init_checkpoint={run_root / 'source_only' / 'last.pt'}"] + list(overrides))
     task = build_task(cfg)
     Trainer(task, cfg, run_root / arm).fit()
     history = torch.load(run_root / arm / "last.pt", map_location="cpu", weights_only=True)["history"]
@@ -57,49 +87,88 @@ def run_job(seed: int, arm: str, run_root: Path, quick: bool) -> dict:
     return out
 
 
-def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int) -> dict[int, dict]:
+def run_all(seeds: list[int], arms: list[str], run_root: Path, quick: bool, jobs: int, init: str = "shipped",
+            overrides: list[str] = ()) -> dict[int, dict]:
     """Stage A per seed, then its Stage-B arms as soon as it is done, ``jobs`` processes at a time."""
-    arms = ("source_only", *ARMS)
-    done = run_jobs(run_job, [((s, arm), (s, arm, run_root / f"seed{s}", quick)) for arm in arms for s in seeds],
-                    deps={(s, arm): [(s, "source_only")] for s in seeds for arm in ARMS}, workers=jobs)
-    return {s: {arm: done[(s, arm)] for arm in arms} for s in seeds}
+    names = ("source_only", *arms)
+    done = run_jobs(run_job, [((s, a), (s, a, run_root / f"seed{s}", quick, init, list(overrides)))
+                              for a in names for s in seeds],
+                    deps={(s, a): [(s, "source_only")] for s in seeds for a in arms}, workers=jobs)
+    return {s: {a: done[(s, a)] for a in names} for s in seeds}
+
+
+def claim(a: list[float], b: list[float], margin: float = 0.0) -> dict:
+    """``mean(a) - mean(b)`` against the pooled seed std ``sqrt((s_a^2 + s_b^2) / 2)`` (sample stds): holds
+    when the difference is at least ``margin`` and larger than the pooled std."""
+    diff = float(np.mean(a) - np.mean(b))
+    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
+    return {"diff": round(diff, 3), "pooled_std": round(sd, 3), "margin": margin,
+            "holds": bool(diff >= margin and diff > sd)}
+
+
+def suite_claims(suite: str, last: dict[str, list[float]]) -> dict[str, dict]:
+    """The issue's claims for ``suite`` on the per-seed last-epoch accuracies."""
+    if suite == "default":
+        return {"cdtrans >= source_only + 5": claim(last["cdtrans"], last["source_only"], 5.0),
+                "cdtrans > self_training": claim(last["cdtrans"], last["self_training"]),
+                "self_training > source_only": claim(last["self_training"], last["source_only"])}
+    drop = {a: [c - n for c, n in zip(last[a], last[f"{a}_noise0.4"])] for a in ("self_training", "cdtrans")}
+    out = {"cdtrans loses less than self_training at 0.4": claim(drop["self_training"], drop["cdtrans"])}
+    out["cdtrans loses less than self_training at 0.4"]["drops"] = drop
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("cdtrans", __doc__.split("\n")[0], jobs=True)
     p.add_argument("--benchmark", default="office31", choices=["office31", "officehome", "visda", "domainnet"],
                    help="with --data: which benchmark script to launch")
+    p.add_argument("--suite", default="default", choices=list(SUITES),
+                   help="default (source_only, self_training, cdtrans) or pair_noise; own results folder")
+    p.add_argument("--init", default="shipped", metavar="shipped|scratch|FILE",
+                   help="Stage A's start: the shipped supervised encoders (default), a from-scratch ViT, or a file")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus, overrides=args.overrides)
+    if args.init not in ("shipped", "scratch") and not Path(args.init).is_file():
+        raise SystemExit(f"--init: {args.init}: no such file (shipped, scratch or a DeiT-layout .pth)")
     seeds = parse_seeds(args.seeds)
-    out_dir, run_root = reproduce_dirs("cdtrans", args)
+    name = "cdtrans" if args.suite == "default" else f"cdtrans-{args.suite}"
+    out_dir, run_root = reproduce_dirs(name, args)
+    arms = SUITES[args.suite]
     start = time.time()
-    print(f"cdtrans embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
-    res = run_all(seeds, run_root, args.quick, max(1, args.jobs))
-    per_seed = [{arm: res[s][arm]["history"] for arm in res[s]} | {"cdtrans_pairs": res[s]["cdtrans"]["pairs"]}
-                for s in seeds]
-    methods = ["source_only", *ARMS]
-    last = {m: [r[m][-1]["acc"] for r in per_seed] for m in methods}
-    best = {m: [max(h["acc"] for h in r[m] if "acc" in h) for r in per_seed] for m in methods}
-    precision = {k: float(np.mean([r["cdtrans_pairs"][0][k] for r in per_seed])) for k in PRECISION_KEYS}
-    gain = np.mean(last["cdtrans"]) - np.mean(last["source_only"])
-    notes = ("Last-epoch target accuracy (label-free). Oracle best epoch (selected on target labels, as the "
-             "official code reports): " + ", ".join(f"{m} {np.mean(v):.2f}" for m, v in best.items()) + ".\n\n"
-             "Pair precision at the first refresh (share of pairs whose true target label equals the source "
-             "label, %): " + ", ".join(f"{k.removeprefix('precision_')} {v:.1f}" for k, v in precision.items())
-             + f".\n\ncdtrans - source_only = {gain:+.2f} points (seed mean).")
-    title = "target acc over Stage-B epochs (seed 0)"
-    curves = {title: {m: [h["acc"] for h in per_seed[0][m] if "acc" in h] for m in ARMS}}
-    curves_x = {title: [h["epoch"] for h in per_seed[0]["cdtrans"] if "acc" in h]}
+    print(f"{name} embedded reproduction: seeds {seeds}, init {args.init} -> {out_dir}", flush=True)
+    res = run_all(seeds, arms, run_root, args.quick, max(1, args.jobs), args.init, args.overrides)
+    methods = ["source_only", *arms]
+    hist = {m: [res[s][m]["history"] for s in seeds] for m in methods}
+    last = {m: [h[-1]["acc"] for h in hist[m]] for m in methods}
+    best = {m: [max(e["acc"] for e in h if "acc" in e) for h in hist[m]] for m in methods}
+    pairs = {m: {s: res[s][m]["pairs"] for s in seeds} for m in arms}
+    precision = {k: float(np.mean([pairs["cdtrans"][s][0][k] for s in seeds])) for k in PRECISION_KEYS}
+    used = {m: [float(np.mean([r["precision_used"] for r in pairs[m][s]])) for s in seeds] for m in arms}
+    claims = suite_claims(args.suite, last)
+    lines = ["Last-epoch target accuracy (label-free). Oracle best epoch (selected on target labels, as the "
+             "official code reports): " + ", ".join(f"{m} {np.mean(v):.2f}" for m, v in best.items()) + ".", "",
+             "Pair precision at the first refresh of `cdtrans` (share of pairs whose true target label equals the "
+             "source label, %): " + ", ".join(f"{k.removeprefix('precision_')} {v:.1f}" for k, v in precision.items())
+             + ".", "", "Precision of the pairs trained on, mean over refreshes and seeds (%): "
+             + ", ".join(f"{m} {np.mean(v):.1f}" for m, v in used.items()) + ".", ""]
+    for text, c in claims.items():
+        lines.append(f"Claim {text}: {c['diff']:+.2f} points, pooled seed std {c['pooled_std']:.2f}: "
+                     f"{'holds' if c['holds'] else 'does not hold'}.")
+    title = f"target acc over Stage-B epochs (seed {seeds[0]})"
+    curves = {title: {m: [e["acc"] for e in hist[m][0] if "acc" in e] for m in arms}}
+    curves_x = {title: [e["epoch"] for e in hist[arms[0]][0] if "acc" in e]}
     write_summary(
-        "cdtrans", "digits: rendered fonts -> sklearn handwritten (8x8)", "target top-1 accuracy", last, seeds,
+        name, "digits: rendered fonts -> sklearn handwritten (8x8)", "target top-1 accuracy", last, seeds,
         time.time() - start, {"pretrain": str(PRETRAIN_CFG.relative_to(HERE.parent)),
-                              "uda": str(UDA_CFG.relative_to(HERE.parent)), "quick": args.quick},
-        out_dir=out_dir, notes=notes, curves=curves, curves_x=curves_x, curves_xlabel="epoch",
-        extra={"oracle_best_epoch": {m: {"mean": float(np.mean(v)), "per_seed": v} for m, v in best.items()},
-               "pair_precision_first_refresh": precision,
-               "pair_refreshes": {s: r["cdtrans_pairs"] for s, r in zip(seeds, per_seed)}})
+                              "uda": str(UDA_CFG.relative_to(HERE.parent)), "init": args.init,
+                              "overrides": args.overrides, "suite": args.suite, "quick": args.quick},
+        out_dir=out_dir, notes="\n".join(lines), curves=curves, curves_x=curves_x, curves_xlabel="epoch",
+        extra={"claims": claims, "suite": args.suite,
+               "oracle_best_epoch": {m: {"mean": float(np.mean(v)), "per_seed": v} for m, v in best.items()},
+               "pair_precision_first_refresh": precision, "pair_precision_used": used,
+               "pair_refreshes": {m: {str(s): v for s, v in pairs[m].items()} for m in arms},
+               "run_seconds": {m: [round(res[s][m]["seconds"], 1) for s in seeds] for m in methods}})
     print((out_dir / "summary.md").read_text())
     return 0
 
