@@ -115,9 +115,13 @@ def softened_kl(target_logits: torch.Tensor, logits: torch.Tensor, tau: float) -
     return (log_p.exp() * (log_p - F.log_softmax(logits / tau, 1))).sum(1).mean()
 
 
-def mutual_kl(logits_t: torch.Tensor, logits_s: torch.Tensor, tau: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mutual learning reading A (DML, spec 1.4): ``(L_ML(S), L_ML(T)) = (KL(p_T||p_S), KL(p_S||p_T))``."""
-    return softened_kl(logits_t, logits_s, tau), softened_kl(logits_s, logits_t, tau)
+def mutual_kl(logits_t: torch.Tensor, logits_s: torch.Tensor, tau: float = 10.0,
+              tau_sq: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mutual learning reading A (DML, spec 1.4): ``(L_ML(S), L_ML(T)) = (KL(p_T||p_S), KL(p_S||p_T))``,
+    times ``tau^2`` when ``tau_sq`` (Hinton; VKD's KD term): the softened KL shrinks as ``1/tau^2``, so at
+    tau = 10 without it the term is about 1e-3 and mutual learning has no effect."""
+    scale = tau * tau if tau_sq else 1.0
+    return softened_kl(logits_t, logits_s, tau) * scale, softened_kl(logits_s, logits_t, tau) * scale
 
 
 def vkd_kd(logits_t: torch.Tensor, logits_s: torch.Tensor, tau: float = 10.0) -> torch.Tensor:

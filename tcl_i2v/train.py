@@ -69,12 +69,16 @@ class KDConfig:
     tcl_normalize: bool = True
     tcl_mining: str = "hard"  # hard | random
     tcl_tau_sq: bool = False
+    tcl_level: str = "clip"  # clip: teacher clip embedding vs the student's image | frame: teacher frame embeddings
+    #   vs the student on the same frames (as TKP's KD terms) [REC]
     ml: str = "none"  # none | A (DML KL on logits) | B (bidirectional TCL)
     ml_weight: float = 0.1  # lambda_ml (VKD kl_coeff) [REC]
     ml_tau: float = 10.0
+    ml_tau_sq: bool = True  # x tau^2 (Hinton; VKD's KD term): without it the tau-10 KL is ~1e-3 and ML does nothing
     vkd_alpha: float = 0.1
     vkd_beta: float = 1e-4
     vkd_tau: float = 10.0
+    tkp_weight: float = 1.0  # TKP_F and TKP_D (TKP: 1)
     teacher_scale: float = 1.0  # stress test: teacher embedding x this before the KD terms
     student_all_frames: bool = False  # control: the student's L_id/L_tri see all N clip frames as images
 
@@ -179,17 +183,25 @@ class KDTask(Task):
             elif method == "tkp":
                 frames = model.student(clip.flatten(0, 1)[:, None])["emb"]
                 t_frames = t_out["frame_emb"].flatten(0, 1) * kd.teacher_scale
-                out["tkp_f"] = L.tkp_feature(frames, t_frames)
-                out["tkp_d"] = L.tkp_distance(frames, t_frames)
+                out["tkp_f"] = kd.tkp_weight * L.tkp_feature(frames, t_frames)
+                out["tkp_d"] = kd.tkp_weight * L.tkp_distance(frames, t_frames)
             elif method == "tcl":
                 args = dict(tau=kd.tcl_tau, k=kd.tcl_k, normalize=kd.tcl_normalize, mining=kd.tcl_mining,
                             tau_sq=kd.tcl_tau_sq)
-                out["tcl"] = kd.tcl_weight * L.tcl_loss(s_out["emb"], t_emb, y, **args)
+                if kd.tcl_level == "frame":  # the teacher's frames, seen one by one by the student (as TKP)
+                    s_tcl, t_tcl = model.student(clip.flatten(0, 1)[:, None])["emb"], t_out["frame_emb"].flatten(0, 1)
+                    t_tcl, y_tcl = t_tcl * kd.teacher_scale, y.repeat_interleave(clip.shape[1])
+                elif kd.tcl_level == "clip":
+                    s_tcl, t_tcl, y_tcl = s_out["emb"], t_emb, y
+                else:
+                    raise ValueError(f"kd.tcl_level must be clip|frame, got {kd.tcl_level!r}")
+                out["tcl"] = kd.tcl_weight * L.tcl_loss(s_tcl, t_tcl, y_tcl, **args)
                 if kd.ml == "A":
-                    ml_s, ml_t = L.mutual_kl(t_out["logits"], s_out["logits"], kd.ml_tau)
+                    ml_s, ml_t = L.mutual_kl(t_out["logits"], s_out["logits"], kd.ml_tau, kd.ml_tau_sq)
                     out["ml_s"], out["ml_t"] = kd.ml_weight * ml_s, kd.ml_weight * ml_t
                 elif kd.ml == "B":
-                    out["tcl_t"] = kd.ml_weight * L.tcl_loss(t_out["emb"], s_out["emb"], y, **args)
+                    out["tcl_t"] = kd.ml_weight * L.tcl_loss(t_tcl if kd.tcl_level == "frame" else t_out["emb"],
+                                                             s_tcl, y_tcl, **args)
                 elif kd.ml != "none":
                     raise ValueError(f"kd.ml must be none|A|B, got {kd.ml!r}")
         out["loss"] = sum(out.values())

@@ -84,10 +84,12 @@ def test_batch_hard_soft_triplet_hand_value():
 
 def test_mutual_kl_directions_and_vkd_kd_scale():
     zt, zs = torch.randn(4, 5, requires_grad=True), torch.randn(4, 5, requires_grad=True)
-    ml_s, ml_t = L.mutual_kl(zt, zs, tau=2.0)
+    ml_s, ml_t = L.mutual_kl(zt, zs, tau=2.0, tau_sq=False)
     pt, ps = F.softmax(zt / 2, 1), F.softmax(zs / 2, 1)
     assert ml_s.item() == pytest.approx((pt * (pt / ps).log()).sum(1).mean().item(), rel=1e-5)
     assert ml_t.item() == pytest.approx((ps * (ps / pt).log()).sum(1).mean().item(), rel=1e-5)
+    # default: x tau^2, so the term keeps its size as tau grows (at tau 10 it would otherwise be ~1e-3)
+    assert L.mutual_kl(zt, zs, tau=2.0)[1].item() == pytest.approx(4 * ml_t.item(), rel=1e-6)
     ml_s.backward()
     assert zt.grad is None and zs.grad is not None
     assert L.vkd_kd(zt, zs, 10.0).item() == pytest.approx(100 * L.softened_kl(zt, zs, 10.0).item(), rel=1e-6)

@@ -44,4 +44,15 @@ def test_reproduce_quick(tmp_path):
     assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0", "--jobs", "1"]) == 0
     s = json.loads((tmp_path / "summary.json").read_text())
     names = [r["method"] for r in s["rows"]]
-    assert "S3 TCL" in names and "S0 image-only" in names and (tmp_path / "summary.png").is_file()
+    assert names == ["teacher_v2v", "teacher_i2v", "image_only", "vkd", "tkp", "tcl", "tcl_ml"]
+    assert set(s["claims"]) == {"tcl > vkd", "tcl > tkp", "tcl_ml > tcl", "tcl_ml > image_only"}
+    assert s["data_seeds"] == [0] and (tmp_path / "summary.png").is_file()
+
+
+def test_reproduce_quick_misalignment_suite(tmp_path):
+    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0", "--jobs", "1",
+                           "--suite", "misalignment"]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    rows = {r["method"]: r["mean"] for r in s["rows"]}
+    assert rows["tcl_teacher_x10"] == rows["tcl"]  # normalised TCL cannot see the teacher's scale
+    assert "drop(vkd) > drop(tcl)" in s["claims"]
