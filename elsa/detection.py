@@ -2,7 +2,7 @@
 
     python -m elsa.detection --config elsa/configs/maskrcnn_elsa-swin-tiny-fpn_8xb2-1x_coco.yaml \\
         data.root=/data/coco model.init_checkpoint=/weights/elsa_swin_tiny.pth
-    GPUS=8 DATA_ROOT=/data/coco WEIGHTS=/weights/elsa_swin_tiny.pth bash elsa/scripts/coco_maskrcnn.sh
+    GPUS=8 DATA_ROOT=/data/coco WEIGHTS=/weights/elsa_swin_tiny.pth TASK=coco bash elsa/scripts/dense.sh
 
 What follows the official detection code (damo-cv/ELSA ``det/``: mmdet's Swin recipe,
 ``configs/_base_/models/mask_rcnn_elsa_swin_fpn.py``, ``configs/elsa_swin/mask_elsa_tiny_1x.py``) and what

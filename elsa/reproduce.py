@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("elsa", __doc__.split("\n")[0], jobs=True)
     p.add_argument("--suite", default="default", choices=list(SUITES),
                    help="default (swin/elsa/lsa/volo/elsa_volo) or ablations; each its own results folder")
+    p.add_argument("--rows", default="", help="comma-separated subset of the suite's rows (default: all)")
     p.add_argument("--size", default="tiny", choices=["tiny", "small", "base"],
                    help="with --data: which ELSA-Swin to train on ImageNet-1k")
     args = p.parse_args(argv)
@@ -89,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return launch_script(HERE / "scripts" / "imagenet.sh", args.data, args.gpus, {"SIZE": args.size},
                              overrides=args.overrides)
     suite = SUITES[args.suite]
-    rows_ = suite["rows"]
+    rows_ = [r for r in args.rows.split(",") if r] or suite["rows"]
+    bad = [r for r in rows_ if r not in suite["rows"]]
+    if bad:
+        raise SystemExit(f"--rows: {', '.join(bad)} not in suite {args.suite} ({', '.join(suite['rows'])})")
     seeds = parse_seeds(args.seeds)
     name = "elsa" if args.suite == "default" else f"elsa-{args.suite}"
     out_dir, run_root = reproduce_dirs(name, args)
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {m: [r["top1"] for r in res[m]] for m in rows_}
     speed = {m: float(np.mean([r["s_per_step"] for r in res[m]])) for m in rows_}
     params = {m: res[m][0]["params"] for m in rows_}
-    claims = {f"{a} > {b}": claim(rows[a], rows[b]) for a, b in suite["claims"]}
+    claims = {f"{a} > {b}": claim(rows[a], rows[b]) for a, b in suite["claims"] if a in rows and b in rows}
     lines = [f"Claim {k}: {c['diff']:+.2f} points, pooled seed std {c['pooled_std']:.2f}: "
              f"{'holds' if c['holds'] else 'does not hold'}." for k, c in claims.items()]
     notes = ("Last-epoch test top-1 on shifted digits (draw follows the seed); only the stage-0 token mixer "
