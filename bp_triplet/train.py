@@ -187,7 +187,8 @@ class BPTripletTask(Task):
             d = out["domain"]
             loss_adv = domain_adversarial_loss(d[:ns], d[ns:], w[:ns], w[ns:])
             loss = loss + (a.weight if adv_on else 0.0) * loss_adv
-            losses.update(adv=loss_adv, domain_acc=domain_accuracy(d[:ns], d[ns:]), grl=torch.tensor(coeff, device=d.device))
+            losses.update(adv=loss_adv, domain_acc=domain_accuracy(d[:ns], d[ns:]),
+                          grl=torch.tensor(coeff, device=d.device))
         if self.uses_pseudo and self.pseudo.history:  # after the warm-up's first refresh
             pl, conf = self.pseudo.lookup(it, xs.device)
             ramp = grl_coeff(step, a.max_iters, a.alpha) if t.ramp else 1.0

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from cdtrans.model import CDTransModel, load_imagenet_init
-from cdtrans.pretrain import SHAPES, main as pretrain_main, shape_images
+from cdtrans.pretrain import SHAPES, shape_images
+from cdtrans.pretrain import main as pretrain_main
 from cdtrans.pseudo_labels import PairSet
 from cdtrans.train import repair_wrong_class
 

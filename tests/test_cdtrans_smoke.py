@@ -37,3 +37,17 @@ def test_reproduce_quick_writes_summary(tmp_path):
     assert set(s["pair_precision_first_refresh"]) == {"precision_one_way", "precision_two_way",
                                                       "precision_two_way_center_aware"}
     assert (tmp_path / "summary.png").stat().st_size > 0 and (tmp_path / "summary.md").is_file()
+    assert set(s["claims"]) == {"cdtrans >= source_only + 5", "cdtrans > self_training", "self_training > source_only"}
+    assert s["config"]["init"] == "shipped" and s["suite"] == "default"
+
+
+def test_claims_compare_the_margin_and_the_pooled_seed_std():
+    a, b = [60.0, 62.0, 64.0], [54.0, 55.0, 56.0]  # diff 7, stds 2 and 1: pooled sqrt((4 + 1) / 2) = 1.58
+    c = reproduce.claim(a, b, 5.0)
+    assert c["diff"] == 7.0 and abs(c["pooled_std"] - 1.581) < 1e-3 and c["holds"]
+    assert not reproduce.claim(a, b, 8.0)["holds"]  # below the margin
+    assert not reproduce.claim([50.0, 60.0, 70.0], b, 5.0)["holds"]  # diff 5 meets the margin, < pooled std 7.1
+    drops = reproduce.suite_claims("pair_noise", {"self_training": [70, 72, 74], "self_training_noise0.4": [50, 51, 55],
+                                                  "cdtrans": [70, 71, 74], "cdtrans_noise0.4": [60, 62, 63]})
+    c = drops["cdtrans loses less than self_training at 0.4"]
+    assert c["drops"] == {"self_training": [20, 21, 19], "cdtrans": [10, 9, 11]} and c["diff"] == 10.0 and c["holds"]
