@@ -92,11 +92,11 @@ def test_embedded_volo_rows_differ_only_in_the_mixer():
     assert (cfgs["volo"].model.mixer, cfgs["elsa_volo"].model.mixer) == ("outlook", "elsa")
     models = {m: build_model(c.model, 10) for m, c in cfgs.items()}
     assert isinstance(models["volo"], VOLO) and isinstance(models["elsa_volo"].network[0][0], ELSABlock)
+    swin = load_config(reproduce.config_path("default", "elsa"), ElsaConfig)
+    assert (swin.optim, swin.sched, swin.engine) == (cfgs["volo"].optim, cfgs["volo"].sched, cfgs["volo"].engine)
     assert (cfgs["volo"].optim.lr, cfgs["elsa_volo"].optim.lr) == (2e-3, 4e-3)  # each chosen on the validation draw
     cfgs["volo"].model.mixer, cfgs["volo"].optim.lr = "elsa", 4e-3
     assert str(cfgs["volo"]) == str(cfgs["elsa_volo"])
-    swin = load_config(reproduce.config_path("default", "elsa"), ElsaConfig)
-    assert (swin.optim, swin.sched, swin.engine) == (cfgs["volo"].optim, cfgs["volo"].sched, cfgs["volo"].engine)
 
 
 def test_ablation_rows_build_what_their_names_say():
