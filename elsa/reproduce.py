@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
              + "Parameters: " + ", ".join(f"{m} {params[m] / 1e3:.1f}k" for m in rows_) + ". "
              + "Seconds per training step (one thread per run, two runs at a time): "
              + ", ".join(f"{m} {speed[m]:.3f}" for m in rows_) + f". Wall time {wall:.0f} s.")
-    curves = {f"test top-1 per epoch (seed mean)": {
+    curves = {"test top-1 per epoch (seed mean)": {
         m: list(np.mean([[h["top1"] for h in r["history"]] for r in res[m]], axis=0)) for m in rows_}}
     bench = f"shifted digits 32x32 (sklearn, +-4 px, noise), stage-0 mixer ({args.suite})"
     write_summary(name, bench, "test top-1", rows, seeds, wall,

@@ -2,7 +2,8 @@
 
     python -m elsa.segmentation --config elsa/configs/upernet_elsa-swin-tiny_8xb2-160k_ade20k.yaml \\
         data.root=/data/ADEChallengeData2016 model.init_checkpoint=/weights/elsa_swin_tiny.pth
-    GPUS=8 DATA_ROOT=/data/ADEChallengeData2016 WEIGHTS=/weights/elsa_swin_tiny.pth TASK=ade20k bash elsa/scripts/dense.sh
+    GPUS=8 DATA_ROOT=/data/ADEChallengeData2016 WEIGHTS=/weights/elsa_swin_tiny.pth TASK=ade20k \\
+        bash elsa/scripts/dense.sh
 
 :class:`UPerHead` follows mmseg's ``UPerHead`` (which the official ``seg/`` fork uses unchanged): a PPM on
 the last map (adaptive average pools 1, 2, 3, 6 -> 1x1 conv-BN-ReLU -> upsampled, concatenated with the map

@@ -135,7 +135,8 @@ def test_imagenet_volo_configs_follow_volos_recipe(size, lr, drop_path, params):
     from pathlib import Path
 
     cfg = load_config(Path(reproduce.HERE) / "configs" / f"elsa_volo-{size}_8xb128-310e_in1k.yaml", ElsaConfig)
-    assert (cfg.optim.lr, cfg.model.drop_path_rate, cfg.engine.batch_size, cfg.engine.epochs) == (lr, drop_path, 1024, 310)
+    assert (cfg.optim.lr, cfg.model.drop_path_rate) == (lr, drop_path)
+    assert (cfg.engine.batch_size, cfg.engine.epochs) == (1024, 310)
     assert cfg.optim.lr * cfg.sched.warmup_lr_factor == pytest.approx(1e-6)
     assert cfg.optim.lr * cfg.sched.min_lr_factor == pytest.approx(1e-5)
     with torch.device("meta"):
