@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
             if args.ema:  # timm ModelEmaV3 state: the wrapped model's keys under 'module.'
                 sd = {k.removeprefix("module."): v for k, v in sd.items()}
             model.load_state_dict(sd)
-        _, eval_set = build_datasets(cfg.data, cfg.model.img_size)
+        _, eval_set = build_datasets(cfg.data, cfg.model.img_size, cfg.engine.seed)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         top1 = evaluate_top1(model.to(device).eval(), eval_set, cfg.data.eval_batch_size, device)
         metrics = {"top1": top1, "images": len(eval_set)}

@@ -20,7 +20,7 @@ from shared.metrics import top1_accuracy
 from .checkpoint import load_official_checkpoint
 from .data import DataConfig, build_datasets
 from .model import elsa_swin
-from .volo import ElsaVOLO
+from .volo import ElsaVOLO, load_run_weights
 
 MIXERS = {"swin": ("elsa", "lsa", "swin"), "volo": ("elsa", "lsa", "outlook")}
 
@@ -54,7 +54,9 @@ class ModelConfig:
     downsamples: list[bool] = field(default_factory=lambda: [True, False, False, False])
     post_layers: list[str] = field(default_factory=lambda: ["ca", "ca"])
     qkv_bias: bool | None = None
-    init_checkpoint: str = ""  # a released ELSA-Swin file (official layout), loaded strictly
+    # swin: a released ELSA-Swin file (official layout), loaded strictly; volo: one of our runs' last.pt/best.pt
+    # (fine-tuning at a higher resolution: the position embedding is resampled)
+    init_checkpoint: str = ""
     init_use_ema: bool = False  # take its state_dict_ema (ELSA-Swin-B)
 
 
@@ -95,8 +97,6 @@ def build_volo(m: ModelConfig, num_classes: int) -> nn.Module:
     if not (len(m.embed_dims) == len(m.downsamples) == n):
         raise ValueError(f"model.embed_dims {m.embed_dims} and model.downsamples {m.downsamples} need one entry "
                          f"per stage of model.depths {m.depths}")
-    if m.init_checkpoint:
-        raise ValueError("model.init_checkpoint: no ELSA-VOLO weights were released; nothing to load")
     kw = dict(layers=tuple(m.depths), img_size=m.img_size, in_chans=m.in_chans, num_classes=num_classes,
               patch_size=m.patch_size, stem_hidden_dim=m.stem_hidden_dim, embed_dims=tuple(m.embed_dims),
               num_heads=tuple(m.num_heads), downsamples=tuple(m.downsamples),
@@ -104,9 +104,13 @@ def build_volo(m: ModelConfig, num_classes: int) -> nn.Module:
               qkv_bias=False if m.qkv_bias is None else m.qkv_bias, drop_path_rate=m.drop_path_rate,
               post_layers=tuple(m.post_layers) or None)
     if m.mixer == "outlook":
-        return VOLO(**kw)
-    return ElsaVOLO(elsa_kernel=m.elsa_kernel, lam=m.lam, gamma=m.gamma, group_width=m.group_width,
-                    elsa_mixer=m.mixer, impl=m.impl, tile=m.tile, **kw)
+        model = VOLO(**kw)
+    else:
+        model = ElsaVOLO(elsa_kernel=m.elsa_kernel, lam=m.lam, gamma=m.gamma, group_width=m.group_width,
+                         elsa_mixer=m.mixer, impl=m.impl, tile=m.tile, **kw)
+    if m.init_checkpoint:  # VOLO's fine-tuning at 384-512 px starts from our 224 px run
+        load_run_weights(model, m.init_checkpoint, use_ema=m.init_use_ema)
+    return model
 
 
 def param_groups_timm(model: nn.Module, weight_decay: float) -> list[dict]:

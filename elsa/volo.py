@@ -23,6 +23,7 @@ four NCHW maps at strides 8, 16, 16, 16 (VOLO has no stride-32 stage).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from timm.models import generate_default_cfgs, register_model
@@ -78,6 +79,26 @@ class ElsaVOLO(VOLO):
                     blocks.append(b)
                 self.network[net_idx] = nn.Sequential(*blocks)
             net_idx += 2 if kwargs.get("downsamples", (True, False, False, False))[i] else 1
+
+
+def load_run_weights(model: VOLO, path: str | Path, use_ema: bool = False) -> None:
+    """Initialise from one of our (ELSA-)VOLO runs (engine ``last.pt`` / ``best.pt``) for VOLO's fine-tuning
+    step at a higher resolution: the (B, H, W, C) position embedding is resampled to this model's grid
+    (timm's ``resample_abs_pos_embed_nhwc``, bicubic), everything else loads strictly."""
+    from timm.layers import resample_abs_pos_embed_nhwc
+
+    from .evaluate import engine_state
+
+    state = engine_state(path)
+    if state is None:
+        raise ValueError(f"{path}: not a checkpoint of our engine (no 'model'/'optimizer'); no ELSA-VOLO "
+                         f"weights were ever released")
+    sd = state["ema"] if use_ema else state["model"]
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    pe = sd.get("pos_embed")
+    if pe is not None and pe.shape != model.pos_embed.shape:
+        sd["pos_embed"] = resample_abs_pos_embed_nhwc(pe, list(model.pos_embed.shape[1:3]))
+    model.load_state_dict(sd)
 
 
 def elsa_volo(size: str = "d1", img_size: int = 224, **kwargs: Any) -> ElsaVOLO:

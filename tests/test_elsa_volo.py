@@ -142,3 +142,26 @@ def test_imagenet_volo_configs_follow_volos_recipe(size, lr, drop_path, params):
     with torch.device("meta"):
         m = build_model(cfg.model, 1000)
     assert isinstance(m, ElsaVOLO) and round(n_params(m) / 1e6, 2) == params
+
+
+def test_fine_tuning_init_resamples_the_position_embedding(tmp_path):
+    from elsa.volo import load_run_weights
+
+    torch.manual_seed(0)
+    small, big = ElsaVOLO(**MICRO), ElsaVOLO(**(MICRO | {"img_size": 64}))
+    assert small.pos_embed.shape == (1, 4, 4, 64) and big.pos_embed.shape == (1, 8, 8, 64)
+    torch.save({"model": small.state_dict(), "optimizer": {}}, tmp_path / "best.pt")
+    load_run_weights(big, tmp_path / "best.pt")
+    torch.testing.assert_close(big.network[0][0].attn.ghost_head, small.network[0][0].attn.ghost_head)
+    # a constant embedding stays constant under the resampling
+    with torch.no_grad():
+        small.pos_embed.fill_(0.5)
+    torch.save({"model": small.state_dict(), "optimizer": {}}, tmp_path / "best.pt")
+    load_run_weights(big, tmp_path / "best.pt")
+    torch.testing.assert_close(big.pos_embed, torch.full_like(big.pos_embed, 0.5))
+    torch.save({"state_dict": small.state_dict()}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not a checkpoint of our engine"):
+        load_run_weights(big, tmp_path / "other.pth")
+    cfg = load_config(reproduce.HERE / "configs" / "elsa_volo-d1-384px-ft_8xb64-40e_in1k.yaml", ElsaConfig)
+    assert (cfg.model.img_size, cfg.engine.batch_size, cfg.engine.epochs, cfg.optim.lr) == (384, 512, 40, 8e-6)
+    assert cfg.optim.lr * cfg.sched.min_lr_factor == pytest.approx(4e-6)
