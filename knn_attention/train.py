@@ -41,6 +41,7 @@ class ModelConfig:
     depth: int | None = None
     num_heads: int | None = None
     global_pool: str = ""  # "" keeps the arch's own (DeiT: token); "avg" pools the patch tokens (miniature)
+    stem: str = "patch"  # patch (the ViT's linear patch embedding) | conv (stem.ConvPatchEmbed, the miniature)
     init_weights: str = ""  # local dense/k-NN checkpoint (DeiT keys load unchanged)
 
 
@@ -67,6 +68,8 @@ class DataConfig:
     data_seed: int = -1  # embedded data draw; -1: follow engine.seed (each seed its own draw)
     clutter: int = 4  # fragments of other digits per image (foundation default; distractor_digits: distractors)
     noise: float = 0.15  # Gaussian pixel noise (foundation default)
+    digit_px: int = 14  # distractor_digits only: size of the evidence digit (px)
+    distractor_gain: list[float] = field(default_factory=lambda: [0.4, 0.7])  # distractor_digits: brightness range
     epoch_samples: int = 0  # > 0: an engine epoch is this many samples (evaluate every N steps)
     attn_stats: bool = True
 
@@ -85,6 +88,12 @@ def build_model(m: ModelConfig) -> nn.Module:
             if getattr(m, k) is not None}
     if m.global_pool:
         over["global_pool"] = m.global_pool
+    if m.stem == "conv":
+        from .stem import ConvPatchEmbed
+
+        over["embed_layer"] = ConvPatchEmbed
+    elif m.stem != "patch":
+        raise ValueError(f"model.stem must be patch | conv, got '{m.stem}'")
     kw = dict(pretrained=False, num_classes=m.num_classes, drop_path_rate=m.drop_path, **over)
     topk = m.topk if m.topk > 0 else float(m.topk_ratio)
     if m.attention == "dense":
@@ -117,7 +126,8 @@ class KNNTask(Task):
         if d.dataset in ("cluttered_digits", "distractor_digits"):
             data_seed = d.data_seed if d.data_seed >= 0 else cfg.engine.seed
             self.digits = DigitsWithMasks(d.n_train, d.n_test, data_seed, cfg.model.patch_size or 16,
-                                          d.clutter, d.noise, generator=d.dataset)
+                                          d.clutter, d.noise, generator=d.dataset, digit_px=d.digit_px,
+                                          distractor_gain=tuple(d.distractor_gain))
             self.train_base = self.digits.train
             self.val = None
         elif d.dataset == "imagenet":
