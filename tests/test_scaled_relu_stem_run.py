@@ -88,7 +88,13 @@ def test_reproduce_quick_smoke(tmp_path):
     assert all(len(v["token_similarity_per_layer"]) == depth + 1 for v in pm.values())
     assert all(len(v["token_similarity_centred_per_layer"]) == depth + 1 for v in pm.values())
     assert set(s["claim"]) == {"scaled_relu_stem_vs_patchify", "scaled_relu_stem_vs_conv_stem_no_relu",
-                               "scaled_relu_stem_at_least_50"}
+                               "scaled_relu_stem_at_least_50", "token_diversity"}
+    assert set(s["claim"]["token_diversity"]) == {f"centred_{w}_below_{o}" for w in ("stem", "last_block")
+                                                  for o in ("patchify", "conv_stem_no_relu")}
+    # the diversity margins come from the per-seed centred values stored beside them
+    sr, pf = pm["scaled_relu_stem"], pm["patchify"]
+    margin = pf["token_similarity_centred_per_seed"][0][0] - sr["token_similarity_centred_per_seed"][0][0]
+    assert s["claim"]["token_diversity"]["centred_stem_below_patchify"]["margin"] == pytest.approx(margin, abs=2e-4)
     assert (tmp_path / "summary.png").stat().st_size > 0 and "scaled_relu_stem" in (tmp_path / "summary.md").read_text()
 
 
