@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from shared.data.listfile import ListFileError
-from shared.data.verify import register
+from shared.data.registry import register
 
 from .depth import RawDepthOptions, is_raw_depth, preprocess_raw_depth
 
@@ -136,7 +136,7 @@ def read_frame(path: Path, raw_depth: RawDepthOptions | None = None) -> np.ndarr
 
 
 def eval_geometry(im: np.ndarray, size: int, resize: tuple[int, int] | None = None, crop: int = 0,
-                  offset: tuple[int, int] | None = None) -> np.ndarray:
+                  offset: tuple[int, int] | None = None, final_resize: bool = True) -> np.ndarray:
     """Official test transform: resize to ``resize`` (w, h), crop ``crop`` x ``crop`` at ``offset`` (left, top;
     default the centre; NvGesture's loader uses (32, 32)), resize to ``size`` (pixels). Without ``resize``
     the frame is resized straight to ``size``."""
@@ -148,6 +148,55 @@ def eval_geometry(im: np.ndarray, size: int, resize: tuple[int, int] | None = No
             w, h = resize
             left, top = offset or ((w - crop) // 2, (h - crop) // 2)
             im = im[top:top + crop, left:left + crop]
+    return cv2.resize(im, (size, size)) if final_resize else im
+
+
+@dataclass
+class TrainAugment:
+    """Official training augmentation (``lib/datasets/base.py`` ``image_propose`` / ``transform_params``; the
+    values per benchmark are the official ``config/*.yml`` ``dataset:`` blocks): with probability ``rotate_p``
+    rotate by an integer angle drawn from ``[lo, hi)`` (``np.random.randint``) about the frame centre, then
+    resize, crop ``crop`` at a random (left, top) in ``[0, W - crop) x [0, H - crop)``, flip left-right with
+    probability ``flip``. One draw per clip (all frames alike). NvGesture and IsoGD: flip 0 (a mirrored
+    left-to-right or clockwise gesture is another class), rotation 0.5 of [-10, 10); NTU: flip 0.5, rotation
+    0.5 of [-10, 10); THU-READ: flip 0.5, rotation 0.8 of [-45, 45), crop 200. ``offsets``: NvGesture's
+    ``NvData.transform_params`` draws left and top from ``random.randint(10, 32)`` (both ends included)
+    instead; ``offsets = (10, 32)`` gives that."""
+    flip: float = 0.0
+    rotate_p: float = 0.0
+    angle: tuple[int, int] = (-10, 10)
+    offsets: tuple[int, int] | None = None
+
+    def draw(self, rng: np.random.Generator, resize: tuple[int, int] | None, crop: int) -> dict:
+        angle = int(rng.integers(*self.angle)) if rng.uniform() < self.rotate_p else 0
+        left = top = None
+        if resize and crop and self.offsets:
+            left, top = (int(v) for v in rng.integers(self.offsets[0], self.offsets[1] + 1, 2))
+        elif resize and crop:
+            left, top = int(rng.integers(0, resize[0] - crop)), int(rng.integers(0, resize[1] - crop))
+        offset = None if left is None else (left, top)
+        return {"angle": angle, "offset": offset, "flip": bool(rng.uniform() < self.flip)}
+
+
+def rotate(im: np.ndarray, angle: float) -> np.ndarray:
+    """Official ``rotate``: ``cv2.getRotationMatrix2D`` about the centre (w/2, h/2), ``warpAffine`` (zero border)."""
+    import cv2
+
+    if not angle:
+        return im
+    h, w = im.shape[:2]
+    return cv2.warpAffine(im, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), (w, h))
+
+
+def train_geometry(im: np.ndarray, size: int, params: dict, resize: tuple[int, int] | None = None,
+                   crop: int = 0) -> np.ndarray:
+    """Official training transform of one frame: rotate, resize to ``resize`` (w, h), crop at
+    ``params['offset']``, flip, resize to ``size``. ``params`` from :meth:`TrainAugment.draw` (one per clip)."""
+    im = eval_geometry(rotate(im, params["angle"]), 0, resize, crop, params["offset"], final_resize=False)
+    if params["flip"]:
+        im = np.ascontiguousarray(im[:, ::-1])
+    import cv2
+
     return cv2.resize(im, (size, size))
 
 
@@ -156,18 +205,22 @@ class RGBDVideoDataset(Dataset):
     or for ``modality='rgbd'`` ((rgb, depth), (g_rgb, g_depth), label). Test: centre crop, middle frames.
 
     ``drop_short``: videos with at most this many frames are left out (official: 16, train and test lists).
+    ``augment``: the official training augmentation (:class:`TrainAugment`), used when ``train``; in ``rgbd``
+    mode the RGB and depth clips get independent draws (official: ``image_propose`` runs once per modality).
     """
 
     def __init__(self, root: str | Path, list_file: str | Path, dataset: str, modality: str = "rgb",
                  frames: int = 64, size: int = 224, window: int = 10, train: bool = False,
                  resize: tuple[int, int] | None = None, crop: int = 0, drop_short: int = 0,
-                 raw_depth: RawDepthOptions | None = None, crop_offset: tuple[int, int] | None = None):
+                 raw_depth: RawDepthOptions | None = None, crop_offset: tuple[int, int] | None = None,
+                 augment: TrainAugment | None = None):
         self.root, self.dataset, self.modality = Path(root), dataset, modality
         self.entries = [e for e in parse_video_list(list_file) if e.frames > drop_short]
         if not self.entries:
             raise ListFileError(f"{list_file}: no video with more than {drop_short} frames")
         self.frames, self.size, self.window, self.train = frames, size, window, train
         self.resize, self.crop, self.raw_depth, self.crop_offset = resize, crop, raw_depth, crop_offset
+        self.augment = augment
 
     def __len__(self):
         return len(self.entries)
@@ -185,9 +238,15 @@ class RGBDVideoDataset(Dataset):
         pattern, first = FRAME_FORMAT.get((self.dataset, "depth" if depth else "rgb"), DEFAULT_FORMAT)
         return self._dir(rel, depth) / (pattern % (i + first))
 
-    def _clip(self, rel: str, depth: bool, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        imgs = [eval_geometry(read_frame(self.frame_path(rel, depth, i), self.raw_depth), self.size, self.resize,
-                              self.crop, self.crop_offset).astype(np.float32) / 255.0 for i in idx]
+    def _clip(self, rel: str, depth: bool, idx: list[int], params: dict | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        def frame(i):
+            im = read_frame(self.frame_path(rel, depth, i), self.raw_depth)
+            if params is not None:
+                return train_geometry(im, self.size, params, self.resize, self.crop)
+            return eval_geometry(im, self.size, self.resize, self.crop, self.crop_offset)
+
+        imgs = [frame(i).astype(np.float32) / 255.0 for i in idx]
         x = normalise(np.stack(imgs))
         g = frp_maps(x, self.window)
         return torch.from_numpy(x).permute(3, 0, 1, 2).float(), torch.from_numpy(g)[None]
@@ -195,10 +254,15 @@ class RGBDVideoDataset(Dataset):
     def __getitem__(self, i):
         e = self.entries[i]
         idx = sample_frames(e.frames, self.frames, self.train)
+        rng = np.random.default_rng()
+
+        def params():
+            return self.augment.draw(rng, self.resize, self.crop) if self.train and self.augment else None
+
         if self.modality == "rgbd":
-            (xr, gr), (xd, gd) = self._clip(e.rel, False, idx), self._clip(e.rel, True, idx)
+            (xr, gr), (xd, gd) = self._clip(e.rel, False, idx, params()), self._clip(e.rel, True, idx, params())
             return (xr, xd), (gr, gd), e.label
-        x, g = self._clip(e.rel, self.modality == "depth", idx)
+        x, g = self._clip(e.rel, self.modality == "depth", idx, params())
         return x, g, e.label
 
 

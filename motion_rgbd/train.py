@@ -22,7 +22,7 @@ from shared.cli import train_main
 from shared.engine import RunConfig, Task, Trainer
 from shared.metrics import top1_accuracy
 
-from .data import RGBDVideoDataset, SynRGBD
+from .data import RGBDVideoDataset, SynRGBD, TrainAugment
 from .depth import RawDepthOptions
 from .losses import ce_ls, unimodal_loss
 from .model import CrossFusionNet, MotionNet, load_official_checkpoint, unimodal_to_fusion
@@ -70,6 +70,12 @@ class DataConfig:
     resize: list[int] = field(default_factory=list)
     crop: int = 0
     crop_offset: list[int] = field(default_factory=list)  # test crop (left, top); [] = centre (NvGesture: 32, 32)
+    # Official training augmentation (config/*.yml `dataset:`; motion_rgbd.data.TrainAugment): random crop of
+    # `crop` after `resize`, rotation with probability rotate_p by an angle in [angle[0], angle[1]), flip.
+    flip: float = 0.0  # NvGesture/IsoGD 0 (mirroring changes a gesture's class); NTU, THU-READ 0.5
+    rotate_p: float = 0.5  # THU-READ 0.8
+    angle: list[int] = field(default_factory=lambda: [-10, 10])  # THU-READ [-45, 45]
+    train_offsets: list[int] = field(default_factory=list)  # [] = [0, W - crop); NvGesture [10, 32] (NvData)
     drop_short: int = 16  # official: videos with <= 16 frames are dropped from every list (0 keeps all)
     # Raw depth (NTU's 16-bit PNGs; motion_rgbd/depth.py). Official: wrap / error / bgr; the others are ours.
     raw_depth_scale: str = "wrap"  # wrap (np.uint8(255 * v), official) | range (ours: raw_depth_range_mm -> 0..255)
@@ -191,7 +197,8 @@ class MotionTask(Task):
         mod = "rgbd" if self.cfg.stage == "fusion" else d.modality
         return RGBDVideoDataset(root, lst, d.name, mod, self.cfg.model.frames, d.size, d.window, train,
                                 tuple(d.resize) or None, d.crop, d.drop_short, raw_depth_options(d),
-                                tuple(d.crop_offset) or None)
+                                tuple(d.crop_offset) or None, TrainAugment(d.flip, d.rotate_p, tuple(d.angle),
+                                                                            tuple(d.train_offsets) or None))
 
     def build_model(self) -> nn.Module:
         c, kw = self.cfg, net_kwargs(self.cfg.model, self.cfg.engine.epochs)
