@@ -2,6 +2,7 @@
 
     python -m tcl_i2v.tune [--seeds 0,1,2] [--jobs 2]     # -> results/tcl_i2v-tuning/summary.{json,md,png}
 
+Every setting names all the values it sweeps, so re-running it on the frozen recipe gives the same table.
 Runs on the validation draw (SynVideo generator seed 1000 + seed, never the reported draws), each
 setting of :data:`GRID` on top of the recipe ``configs/tcl-ml_tiny_1xb32-30e_synvideo.yaml``; the winner
 of each row (highest seed-mean I2V mAP at the last epoch) is what the committed recipe / rows freeze.
@@ -23,8 +24,10 @@ TCL_SETTINGS = {"clip_tau0.5_k4": ["kd.tcl_level=clip", "kd.tcl_tau=0.5", "kd.tc
                 "frame_tau0.1_k1": ["kd.tcl_level=frame", "kd.tcl_tau=0.1", "kd.tcl_k=1"],
                 "frame_tau0.1_k4": ["kd.tcl_level=frame", "kd.tcl_tau=0.1", "kd.tcl_k=4"]}
 GRID = {  # row -> {setting name: overrides}; 3 settings per KD row
-    "vkd": {"alpha0.1_beta1e-4": [], "alpha1_beta1e-4": ["kd.vkd_alpha=1"], "alpha0.1_beta1e-3": ["kd.vkd_beta=1e-3"]},
-    "tkp": {"w1": [], "w0.1": ["kd.tkp_weight=0.1"], "w0.01": ["kd.tkp_weight=0.01"]},
+    "vkd": {"alpha0.1_beta1e-4": ["kd.vkd_alpha=0.1", "kd.vkd_beta=1e-4"],
+            "alpha1_beta1e-4": ["kd.vkd_alpha=1", "kd.vkd_beta=1e-4"],
+            "alpha0.1_beta1e-3": ["kd.vkd_alpha=0.1", "kd.vkd_beta=1e-3"]},
+    "tkp": {"w1": ["kd.tkp_weight=1"], "w0.1": ["kd.tkp_weight=0.1"], "w0.01": ["kd.tkp_weight=0.01"]},
     "tcl": TCL_SETTINGS,
     "tcl_ml": TCL_SETTINGS,
 }
