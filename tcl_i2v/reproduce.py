@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     if args.suite == "misalignment":  # TCL loses less than VKD when the teacher's embedding is scaled x10
         drop = {m: [x - y for x, y in zip(table[m], table[f"{m}_teacher_x10"])] for m in ("vkd", "tcl")}
         claims["drop(vkd) > drop(tcl)"] = claim(drop["vkd"], drop["tcl"])
-    extra = {"suite": args.suite, "validation": args.validation, "data_seeds": [s + offset for s in seeds],
+    marks = {"default": ("tcl_ml", "image_only"), "misalignment": ("tcl_teacher_x10", "vkd_teacher_x10")}[args.suite]
+    extra = {"method": marks[0], "baseline": marks[1], "suite": args.suite, "validation": args.validation, "data_seeds": [s + offset for s in seeds],
              "claims": claims,
              "rank1": {r: [res[(s, r)]["i2v/rank1"] for s in seeds] for r in rows},
              "i2v_tkp_protocol_mAP": {r: [res[(s, r)].get("i2v_tkp/mAP", float("nan")) for s in seeds] for r in rows},
