@@ -134,7 +134,8 @@ def main(argv=None) -> int:
         drop = {m: [x - y for x, y in zip(table[m], table[f"{m}_teacher_x10"])] for m in ("vkd", "tcl")}
         claims["drop(vkd) > drop(tcl)"] = claim(drop["vkd"], drop["tcl"])
     marks = {"default": ("tcl_ml", "image_only"), "misalignment": ("tcl_teacher_x10", "vkd_teacher_x10")}[args.suite]
-    extra = {"method": marks[0], "baseline": marks[1], "suite": args.suite, "validation": args.validation, "data_seeds": [s + offset for s in seeds],
+    extra = {"method": marks[0], "baseline": marks[1], "suite": args.suite, "validation": args.validation,
+             "data_seeds": [s + offset for s in seeds],
              "claims": claims,
              "rank1": {r: [res[(s, r)]["i2v/rank1"] for s in seeds] for r in rows},
              "i2v_tkp_protocol_mAP": {r: [res[(s, r)].get("i2v_tkp/mAP", float("nan")) for s in seeds] for r in rows},
