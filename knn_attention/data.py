@@ -93,8 +93,7 @@ def epoch_chunk(dataset: Dataset, epoch: int, samples: int, seed: int) -> Datase
 def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, digit_px: int = 14,
                       distractors: int = 6, frag_px: tuple[int, int] = (5, 9),
                       frag_gain: tuple[float, float] = (0.4, 0.7), noise: float = 0.2,
-                      occluders: int = 1, canvas: int = 32, bar_px: tuple[int, int] = (1, 2)
-                      ) -> dict[str, np.ndarray]:
+                      occluders: int = 1) -> dict[str, np.ndarray]:
     """The embedded data of the k-NN miniature: a small digit among many irrelevant tokens.
 
     32x32 canvas (with ``patch 4``: 8x8 = 64 patch tokens). One rendered digit (the evidence), resized to
@@ -109,9 +108,9 @@ def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, di
 
     def make(n: int, s: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(s)
-        glyphs, labels = render_digits(n, s + 7919)  # 32 px glyphs, resized below
-        x = np.zeros((n, canvas, canvas), np.float32)
-        mask = np.zeros((n, canvas, canvas), bool)
+        glyphs, labels = render_digits(n, s + 7919)
+        x = np.zeros((n, 32, 32), np.float32)
+        mask = np.zeros((n, 32, 32), bool)
         for i in range(n):
             c = x[i]
             for _ in range(distractors):
@@ -121,20 +120,20 @@ def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, di
                 small = small / max(float(small.max()), 1e-6)
                 gy, gx = rng.integers(0, digit_px - fh + 1), rng.integers(0, digit_px - fw + 1)
                 frag = small[gy:gy + fh, gx:gx + fw] * rng.uniform(*frag_gain)
-                py, px = rng.integers(0, canvas - fh + 1), rng.integers(0, canvas - fw + 1)
+                py, px = rng.integers(0, 32 - fh + 1), rng.integers(0, 32 - fw + 1)
                 c[py:py + fh, px:px + fw] = np.maximum(c[py:py + fh, px:px + fw], frag)
             d = cv2.resize(glyphs[i], (digit_px, digit_px), interpolation=cv2.INTER_AREA)
             d = d / max(float(d.max()), 1e-6)
-            py, px = rng.integers(0, canvas - digit_px + 1, size=2)
+            py, px = rng.integers(0, 32 - digit_px + 1, size=2)
             c[py:py + digit_px, px:px + digit_px] = np.maximum(c[py:py + digit_px, px:px + digit_px], d)
             mask[i, py:py + digit_px, px:px + digit_px] = d > 0.2
             for _ in range(occluders):  # thin dark bars: occlusion of whatever lies below
                 if rng.random() < 0.5:
-                    y0, w = int(rng.integers(0, canvas - 1)), int(rng.integers(bar_px[0], bar_px[1] + 1))
+                    y0, w = int(rng.integers(0, 31)), int(rng.integers(1, 3))
                     c[y0:y0 + w, :] = 0.0
                     mask[i, y0:y0 + w, :] = False
                 else:
-                    x0, w = int(rng.integers(0, canvas - 1)), int(rng.integers(bar_px[0], bar_px[1] + 1))
+                    x0, w = int(rng.integers(0, 31)), int(rng.integers(1, 3))
                     c[:, x0:x0 + w] = 0.0
                     mask[i, :, x0:x0 + w] = False
         x = x + rng.normal(0, noise, x.shape).astype(np.float32)
@@ -144,8 +143,6 @@ def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, di
 
     params = {"n_train": n_train, "n_test": n_test, "seed": seed, "digit_px": digit_px, "distractors": distractors,
               "frag_px": list(frag_px), "frag_gain": list(frag_gain), "noise": noise, "occluders": occluders}
-    if canvas != 32 or tuple(bar_px) != (1, 2):  # keys of the 32 px draws unchanged (their caches stay valid)
-        params |= {"canvas": canvas, "bar_px": list(bar_px)}
     a = _cached("knn_distractor_digits", params, lambda: {
         **{f"train_{k}": v for k, v in make(n_train, seed).items()},
         **{f"test_{k}": v for k, v in make(n_test, seed + 100_003).items()}})

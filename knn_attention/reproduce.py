@@ -3,7 +3,7 @@
 Default suite: rows ``dense`` and ``knn`` (k = floor(N/2) = 32 of N = 65 keys, the DeiT ratio 100/197),
 3 seeds, the same data draw, steps and parameters per seed; only the attention differs. The data are
 ``knn_attention.data.distractor_digits`` (64 patch tokens, about 3/4 of them clutter, distractors,
-occlusion or noise). Reported: test top-1 at the last step (rows), top-1 every 25 steps and its area
+occlusion or noise). Reported: test top-1 at the last step (rows), top-1 every 100 steps and its area
 (mean over evaluations: the convergence claim), seconds per training step of both arms (same run),
 CLS attention share on digit patches, attention entropy and attended distance.
 
@@ -39,18 +39,18 @@ from .train import KNNConfig, KNNTask
 HERE = Path(__file__).resolve().parent
 _C = HERE / "configs"
 CONFIGS = {
-    "dense": _C / "dense_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
-    "knn": _C / "knn_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
-    "knn_k0.25": _C / "knn-k0.25_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
-    "knn_k0.5": _C / "knn-k0.5_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
-    "knn_k0.75": _C / "knn-k0.75_vit-p4d3w48_1xb64-16e_distractor-digits.yaml",
+    "dense": _C / "dense_vit-p4d3w48_convstem_1xb32-12e_distractor-digits.yaml",
+    "knn": _C / "knn_vit-p4d3w48_convstem_1xb32-12e_distractor-digits.yaml",
+    "knn_k0.25": _C / "knn-k0.25_vit-p4d3w48_convstem_1xb32-12e_distractor-digits.yaml",
+    "knn_k0.5": _C / "knn-k0.5_vit-p4d3w48_convstem_1xb32-12e_distractor-digits.yaml",
+    "knn_k0.75": _C / "knn-k0.75_vit-p4d3w48_convstem_1xb32-12e_distractor-digits.yaml",
 }
 SUITES = {"default": ("dense", "knn"), "k_sweep": ("knn_k0.25", "knn_k0.5", "knn_k0.75")}
 QUICK = ["engine.epochs=2", "data.epoch_samples=64", "engine.batch_size=32", "data.n_train=128",
          "data.n_test=64", "model.depth=1", "model.embed_dim=24"]
 STATS = ("cls_digit_share", "cls_digit_share_last", "digit_patch_frac", "attn_entropy", "key_distance")
-BENCH = ("distractor digits 32x32 (6 distractors, occluder, noise), tiny ViT (64 patch tokens + CLS), "
-         "400 steps")
+BENCH = ("distractor digits 32x32 (20 px digit, 6 distractors, occluder, noise), tiny conv-stem ViT "
+         "(64 patch tokens + CLS), 1200 steps")
 
 
 def run_one(method: str, seed: int, run_dir: Path, quick: bool) -> dict:
