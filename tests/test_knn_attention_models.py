@@ -108,3 +108,32 @@ def test_init_weights_are_strict_except_a_new_head(tmp_path):
     torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointMismatchError, match="other.pth"):
         build_model(ModelConfig(**{**m.__dict__, "init_weights": str(tmp_path / "other.pth")}))
+
+
+def test_conv_stem_keeps_the_token_grid_and_is_local():
+    """model.stem=conv: same 8x8 = 64 tokens and width as the linear patch embedding; a token sees only its
+    neighbourhood (two 3x3 stride-2 convs: receptive field 7 px around its 4x4 cell), never the far side."""
+    from knn_attention.stem import ConvPatchEmbed
+
+    cfg = dict(arch="vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4, in_chans=1, embed_dim=48,
+               depth=1, num_heads=3, global_pool="avg")
+    conv = build_model(ModelConfig(attention="knn", topk=32, stem="conv", **cfg))
+    lin = build_model(ModelConfig(attention="knn", topk=32, **cfg))
+    assert isinstance(conv.patch_embed, ConvPatchEmbed) and conv.patch_embed.num_patches == 64
+    x = torch.randn(2, 1, 32, 32)
+    assert conv.patch_embed(x).shape == lin.patch_embed(x).shape == (2, 64, 48)
+    # by hand: 2 stride-2 convs 1 -> 24 -> 48 (no bias, BN) and a 1x1 48 -> 48 (bias)
+    n_stem = 9 * 24 + 2 * 24 + 9 * 24 * 48 + 2 * 48 + 48 * 48 + 48
+    assert sum(p.numel() for p in conv.patch_embed.parameters()) == n_stem
+    stem = conv.patch_embed.eval()
+    for m in stem.proj:
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.constant_(m.bias, 10.0)  # every ReLU open: the stem is linear, its support exact
+    x = torch.randn(1, 1, 32, 32, requires_grad=True)
+    stem(x)[0, 0].sum().backward()  # token (0, 0): conv 2's output 0 sees conv 1's -1..1 = pixels -3..3
+    seen = x.grad[0, 0].abs() > 0
+    assert seen[:4, :4].all() and int(seen.sum()) == 16
+    with pytest.raises(ValueError, match="power of 2"):
+        ConvPatchEmbed(img_size=30, patch_size=6, in_chans=1, embed_dim=48)
+    with pytest.raises(ValueError, match="model.stem"):
+        build_model(ModelConfig(attention="dense", stem="convnext", **cfg))

@@ -191,3 +191,17 @@ def test_imagenet_deit_recipe_runs_a_few_engine_steps(tmp_path):
                        "--out", str(tmp_path / "eval.json"), *over])
     assert m["top1"] == pytest.approx(metrics["top1"])
     assert json.loads((tmp_path / "eval.json").read_text())["top1"] == pytest.approx(metrics["top1"])
+
+
+def test_committed_miniature_digit_is_still_a_minority_of_the_tokens():
+    """The frozen config (20 px digit): the digit's patches stay fewer than half of the 64 on average, and
+    the config's digit size and distractor gain reach the generator (a 20 px digit covers more than a 14 px)."""
+    from knn_attention.data import distractor_digits
+
+    cfg = load_config(reproduce.CONFIGS["knn"], KNNConfig)
+    d = cfg.data
+    kw = dict(n_train=60, n_test=4, seed=5, distractors=d.clutter, noise=d.noise, frag_gain=tuple(d.distractor_gain))
+    big = distractor_digits(digit_px=d.digit_px, **kw)["train_mask"].reshape(60, 8, 4, 8, 4).any(axis=(2, 4))
+    small = distractor_digits(digit_px=14, **kw)["train_mask"].reshape(60, 8, 4, 8, 4).any(axis=(2, 4))
+    per_image = big.reshape(60, 64).sum(1)
+    assert d.digit_px == 20 and per_image.mean() < 32 and per_image.mean() > small.reshape(60, 64).sum(1).mean()
