@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from shared.data import ListFileDataset, ListFileError, digit_domains, parse_list_file
-from shared.data.verify import check_counts, register
+from shared.data.registry import check_counts, register
 
 
 class ArrayDataset(Dataset):

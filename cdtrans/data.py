@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from shared.data import ListFileDataset, digit_domains, parse_list_file
 from shared.data.listfile import ListFileError
-from shared.data.verify import register
+from shared.data.registry import register
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

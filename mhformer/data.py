@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from shared.data.registry import register
 from shared.data.skeleton import JOINTS_LEFT, JOINTS_RIGHT, world_to_camera
-from shared.data.verify import register
 
 from . import h36m_cameras
 

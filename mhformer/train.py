@@ -16,9 +16,9 @@ from shared.cli import train_main
 from shared.engine import EngineConfig, OptimConfig, RunConfig, SchedConfig, Task
 
 from .data import H36M_TEST, H36M_TRAIN, PoseData, PoseWindows, load_3dhp, load_h36m
-from .evaluate import evaluate_windows
 from .losses import mpjpe_loss, zero_root
 from .model import build_model, load_official_checkpoint
+from .scoring import evaluate_windows
 
 
 @dataclass

@@ -2,21 +2,10 @@
 
 Nothing paper-specific lives here; a paper's own logic stays in its folder.
 """
+from .errors import install_excepthook as _install_excepthook
+from .papers import PAPERS
 
-PAPERS = (
-    "bp_triplet",
-    "tcl_i2v",
-    "elsa",
-    "motion_rgbd",
-    "transfgu",
-    "mhformer",
-    "transreid_ssl",
-    "cdtrans",
-    "scaled_relu_stem",
-    "knn_attention",
-)
-
-from .errors import install_excepthook as _install_excepthook  # noqa: E402
+__all__ = ["PAPERS"]
 
 # An exception escaping one of this repository's ``python -m`` entry points prints one line (see errors.py).
 _install_excepthook()

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .papers import PAPERS
+
 DEBUG_ENV = "VISIONREPRO_DEBUG"
 
 
@@ -111,8 +113,6 @@ def cli_errors(prog: str, argv: list[str] | None = None) -> Iterator[None]:
 
 def main_prog() -> str | None:
     """``python -m <module>`` of the running ``__main__`` when it is one of this repository's modules."""
-    from . import PAPERS
-
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     name = getattr(spec, "name", None) or ""

@@ -10,8 +10,8 @@ import importlib
 import importlib.util
 import sys
 
-from . import PAPERS
 from .errors import cli_errors
+from .papers import PAPERS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from shared.data.listfile import read_text_lines
-from shared.data.verify import check_counts, register
+from shared.data.registry import check_counts, register
 
 
 @dataclass

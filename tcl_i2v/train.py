@@ -30,8 +30,8 @@ from shared.engine import RunConfig, Task
 
 from . import losses as L
 from .data import ClipDataset, load_tracklets, synvideo
-from .evaluate import evaluate_i2v
 from .model import TriNet, load_vkd_checkpoint, reinit_student
+from .scoring import evaluate_i2v
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from shared.data.verify import register
+from shared.data.registry import register
 
 STUFF = ("gradient", "streaks", "planks")
 THINGS = ("stripes", "checker", "dots", "rings")

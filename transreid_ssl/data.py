@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from shared.data.listfile import ListFileError, load_rgb
-from shared.data.verify import check_counts, register
+from shared.data.registry import check_counts, register
 
 MARKET_RE = re.compile(r"([-\d]+)_c(\d)")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -36,6 +36,7 @@ from shared.engine import Task, Trainer
 from shared.jobs import run_jobs
 from shared.pretrain import (
     git_sha,
+    pick_encoder,
     pretrain_parser,
     record_encoder,
     save_encoder,
@@ -47,6 +48,7 @@ ROOT = HERE.parent
 PRE_CFG = HERE / "configs" / "dino_vit-tiny-d64_1xb64-pretrain_synperson.yaml"
 REID_CFG = HERE / "configs" / "transreid_vit-tiny-d64_1xb32-12e_synperson.yaml"
 ENCODERS = HERE / "encoders"
+N_SHIPPED = 3  # pre-training seeds shipped per arm
 ARMS = ["dino_full", "dino_random50", "dino_cfs50", "supervised_generic"]
 # job -> (arm it writes or None, jobs it needs)
 JOBS = {"pre_full": ("dino_full", []), "ft_full": (None, ["pre_full"]), "pre_cfs50": ("dino_cfs50", ["ft_full"]),
@@ -56,6 +58,12 @@ ARM_JOBS = {"dino_full": ["pre_full"], "dino_random50": ["pre_random50"],
 QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine.epochs=1", "dino.warmup_epochs=0",
          "engine.batch_size=16"]
 N_GENERIC_CLASSES = 20
+
+
+def encoder_for(row: str, seed: int, encoders: Path = ENCODERS) -> Path:
+    """The shipped init of ``row`` for fine-tuning seed ``seed``: pre-training seed ``seed`` if shipped, else
+    ``seed mod 3`` (sha256-checked)."""
+    return pick_encoder(encoders, row, seed, N_SHIPPED)
 
 
 def encoder_name(arm: str, seed: int) -> str:

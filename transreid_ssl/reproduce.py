@@ -32,26 +32,19 @@ from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_par
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
-from shared.pretrain import pick_encoder, read_manifest
+from shared.pretrain import read_manifest
 from shared.results import write_summary
 
+from .pretrain import ENCODERS, N_SHIPPED, encoder_for
 from .train import TransReIDSSLConfig, build_task
 
 HERE = Path(__file__).resolve().parent
 REID_CFG = HERE / "configs" / "transreid_vit-tiny-d64_1xb32-12e_synperson.yaml"
-ENCODERS = HERE / "encoders"
-N_SHIPPED = 3
 ROWS = ["scratch", "supervised_generic", "dino_full", "dino_cfs50", "dino_random50", "scratch_conv_bn",
         "scratch_ics"]
 INIT = {"supervised_generic", "dino_full", "dino_cfs50", "dino_random50"}
 STEM = {"scratch_conv_bn": "ics_bn", "scratch_ics": "ics"}
 QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine.epochs=2", "sched.warmup_epochs=0"]
-
-
-def encoder_for(row: str, seed: int, encoders: Path = ENCODERS) -> Path:
-    """The shipped init of ``row`` for fine-tuning seed ``seed``: pre-training seed ``seed`` if shipped, else
-    ``seed mod 3`` (sha256-checked)."""
-    return pick_encoder(encoders, row, seed, N_SHIPPED)
 
 
 def row_overrides(row: str, seed: int, quick: bool, encoders: Path = ENCODERS) -> list[str]:

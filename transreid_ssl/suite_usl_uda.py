@@ -50,7 +50,7 @@ def _overrides(job: str, seed: int, run: Path, quick: bool) -> list[str]:
         out = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed + SOURCE_SEED}",
                f"data.cam_strength={SOURCE_CAM_STRENGTH}"]
     if job == "usl":
-        from .reproduce import encoder_for
+        from .pretrain import encoder_for
 
         out.append(f"model.pretrained={encoder_for('dino_full', seed)}")
     if job == "uda":

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .verify import register
+from .registry import register
 
 IMAGENET_CLASSES = 1000
 IMAGENET_TRAIN = 1_281_167

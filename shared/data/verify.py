@@ -1,12 +1,7 @@
 """``python -m shared.data.verify <dataset> <root>``: check a real dataset's documented layout.
 
-Each paper registers its datasets with :func:`register`::
-
-    @register("office31", paper="cdtrans", doc="data/office31/{amazon,dslr,webcam}/images/... + lists")
-    def verify_office31(root: Path) -> list[str]:
-        return problems  # human-readable, empty when everything is in place
-
-A check returns a list of problems (missing files, wrong counts, malformed lines). The command then
+Each paper registers its datasets with :func:`shared.data.registry.register` (re-exported here). A check
+returns a list of problems (missing files, wrong counts, malformed lines). The command then
 decodes every image under the root (``--fast`` skips that) and names each one that cannot be read
 (a truncated JPEG passes a layout check and would stop training hours later). It prints the problems
 and exits 1, or prints ``OK``.
@@ -16,39 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from .. import PAPERS
 from ..errors import cli_errors
+from ..papers import PAPERS
+from .registry import REGISTRY, VerifySpec, check_counts, register
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
-
-
-@dataclass
-class VerifySpec:
-    name: str
-    paper: str
-    doc: str
-    fn: Callable[[Path], list[str]]
-
-
-REGISTRY: dict[str, VerifySpec] = {}
-
-
-def register(name: str, paper: str, doc: str = ""):
-    """Register ``fn(root) -> problems`` under ``name``; a name taken by another paper is an error."""
-
-    def deco(fn: Callable[[Path], list[str]]):
-        old = REGISTRY.get(name)
-        if old is not None and old.paper != paper:
-            raise ValueError(f"verify: dataset name '{name}' is already registered by {old.paper}; "
-                             f"{paper} must use another name (e.g. '{paper}.{name}')")
-        REGISTRY[name] = VerifySpec(name, paper, doc, fn)
-        return fn
-
-    return deco
 
 
 def load_all() -> None:
@@ -60,12 +29,6 @@ def load_all() -> None:
         except ModuleNotFoundError as e:
             if e.name not in (f"{p}.data", p):
                 raise
-
-
-def check_counts(found: dict[str, int], expected: dict[str, int]) -> list[str]:
-    """Problems for every ``found[k] != expected[k]``."""
-    return [f"{k}: expected {v} entries, found {found.get(k, 0)}" for k, v in expected.items()
-            if found.get(k, 0) != v]
 
 
 def image_problems(root: Path) -> tuple[int, list[str]]:
@@ -90,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    # Run as ``python -m shared.data.verify`` this file is ``__main__``; the papers register into the
-    # imported ``shared.data.verify`` module, so read that module's registry.
-    from shared.data import verify as registry_module
-
     load_all()
-    REGISTRY = registry_module.REGISTRY  # noqa: N806
     ap = argparse.ArgumentParser(prog="python -m shared.data.verify", description=__doc__.split("\n")[0])
     ap.add_argument("dataset", nargs="?", help="one of: " + ", ".join(sorted(REGISTRY)))
     ap.add_argument("root", nargs="?", type=Path)
@@ -122,6 +80,8 @@ def _main(argv: list[str] | None = None) -> int:
     print(f"{args.dataset}: OK ({args.root})")
     return 0
 
+
+__all__ = ["REGISTRY", "VerifySpec", "check_counts", "image_problems", "load_all", "main", "register"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

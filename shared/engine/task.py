@@ -1,14 +1,29 @@
 """The interface a paper plugs into the engine: a task object, never a copied loop."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
+
+class TrainerView(Protocol):
+    """What a task may read from the engine's trainer (:class:`shared.engine.trainer.Trainer`, which
+    has these and more): the type of every hook's ``trainer`` argument. Declared here so that this
+    module does not import the trainer, which imports it."""
+
+    cfg: Any
+    epoch: int  # 0-based
+    global_step: int
+    device: torch.device
+    model: nn.Module  # unwrapped
+    wrapped: nn.Module  # DDP or the model
+    world_size: int
+    rank: int
+    run_dir: Path
+    history: list[dict]
 
 
 class Task:
@@ -20,6 +35,10 @@ class Task:
     """
 
     collate_fn = None  # optional DataLoader collate function
+    # True: under DDP every rank calls ``evaluate`` and must take its part of the evaluation set from
+    # ``shared.engine.dist.eval_loader`` and ``gather_cat`` the per-sample outputs before computing the
+    # metric (so no rank idles while rank 0 evaluates a big set). False: rank 0 alone evaluates.
+    evaluate_sharded = False
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
@@ -28,12 +47,13 @@ class Task:
         """The dataset for ``epoch`` (0-based); the engine shuffles it with a per-epoch seed."""
         raise NotImplementedError
 
-    def training_step(self, model: nn.Module, batch: Any, trainer: Trainer) -> dict[str, torch.Tensor]:
+    def training_step(self, model: nn.Module, batch: Any, trainer: TrainerView) -> dict[str, torch.Tensor]:
         """Return named losses; ``'loss'`` is what gets back-propagated."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, trainer: Trainer) -> dict[str, float]:
-        """Named metrics (rank 0 only, model unwrapped, eval mode set by the engine)."""
+    def evaluate(self, model: nn.Module, trainer: TrainerView) -> dict[str, float]:
+        """Named metrics (model unwrapped, eval mode set by the engine): on rank 0 only, or on every rank
+        with ``evaluate_sharded`` (rank 0's values are logged)."""
         return {}
 
     def train_sampler(self, dataset: Dataset, epoch: int, world_size: int, rank: int) -> Sampler | None:
@@ -45,16 +65,16 @@ class Task:
         """Optional custom parameter groups; ``None`` lets the engine build them from ``optim``."""
         return None
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         pass
 
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         pass
 
-    def on_step_end(self, trainer: Trainer, global_step: int) -> None:
+    def on_step_end(self, trainer: TrainerView, global_step: int) -> None:
         pass
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int) -> None:
         pass
 
     def state_dict(self) -> dict:
