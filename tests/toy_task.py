@@ -25,6 +25,8 @@ class ToyConfig(RunConfig):
     blowup_at_step: int = 0  # after this global step's update, scale the weights by 1e30 (finite, useless)
     fail_at_step: int = 0  # raise ``fail_with`` in this global step's training_step
     fail_with: str = "OSError"
+    sharded_eval: bool = False  # evaluate on every rank's shard and gather (Task.evaluate_sharded)
+    eval_sleep: float = 0.0  # seconds the evaluation takes longer (a big validation set)
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(epochs=3, batch_size=8, log_every=1))
 
 
@@ -52,9 +54,28 @@ class ToyTask(Task):
             loss = loss * float("nan")
         return {"loss": loss, "mse": loss.detach()}
 
+    @property
+    def evaluate_sharded(self) -> bool:
+        return self.cfg.sharded_eval
+
     def evaluate(self, model, trainer):
+        import time
+
+        from shared.engine.dist import eval_loader, gather_cat
+
+        time.sleep(self.cfg.eval_sleep)
         with torch.no_grad():
-            return {"val_mse": float(nn.functional.mse_loss(model(self.x), self.y))}
+            if not self.cfg.sharded_eval:
+                return {"val_mse": float(nn.functional.mse_loss(model(self.x), self.y))}
+            preds, ys, idx = [], [], []
+            for x, y, i in eval_loader(TensorDataset(self.x, self.y, torch.arange(len(self.x))), batch_size=7):
+                preds.append(model(x))
+                ys.append(y)
+                idx.append(i)
+            pred, y, i = gather_cat(torch.cat(preds)), gather_cat(torch.cat(ys)), gather_cat(torch.cat(idx))
+            return {"val_mse": float(nn.functional.mse_loss(pred, y)), "eval_n": len(i),
+                    "eval_in_order": int(torch.equal(i, torch.arange(len(self.x)))),
+                    "eval_shard": len(eval_loader(self.x, batch_size=1))}
 
     def on_epoch_start(self, trainer, epoch):
         self.refreshes.append(epoch)

@@ -66,6 +66,11 @@ class EngineConfig:
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
     find_unused_parameters: bool = False
+    # DDP: minutes any collective may wait (None: torch's default, 10 min for NCCL); and minutes the other
+    # ranks may wait for rank 0 when a task evaluates on rank 0 only (they wait on a gloo group of this
+    # timeout, not in an NCCL collective). A task with ``evaluate_sharded = True`` evaluates on all ranks.
+    dist_timeout_min: float | None = None
+    eval_timeout_min: float = 180.0
 
 
 @dataclass

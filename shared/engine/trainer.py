@@ -59,6 +59,7 @@ _KILL_AT_STEP = int(os.environ.get("VISIONREPRO_FAULT_KILL_AT_STEP", "0") or 0)
 # loader workers, checkpoint cadence). Anything else differing from the checkpoint's config is refused.
 RESUME_MAY_CHANGE = ("logger.", "engine.num_workers", "engine.log_every", "engine.eval_every", "engine.ckpt_every",
                      "engine.ckpt_every_steps", "engine.device", "engine.deterministic",
+                     "engine.dist_timeout_min", "engine.eval_timeout_min",
                      # applied: the run continues to the new length, the LR schedule is rebuilt for it
                      "engine.epochs")
 
@@ -166,8 +167,10 @@ class Trainer:
         self.task, self.cfg = task, cfg
         self.run_dir = Path(run_dir)
         self._created_run_dir = not self.run_dir.exists()
-        self.device = device or dist.init_distributed(cfg.engine.device)
+        self.device = device or dist.init_distributed(cfg.engine.device, cfg.engine.dist_timeout_min)
         self.rank, self.world_size = dist.rank(), dist.world_size()
+        # The other ranks wait for a rank-0-only evaluation here, not in an NCCL collective (dist.py).
+        self._eval_wait = dist.wait_group(cfg.engine.eval_timeout_min)
         self.is_main = self.rank == 0
         e = cfg.engine
         if e.batch_size % self.world_size:
@@ -371,14 +374,18 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """The task's metrics, on every rank. ``Task.evaluate_sharded``: every rank runs it (on its shard,
+        gathering what the metric needs; rank 0's result counts); else rank 0 alone, the others waiting on
+        the gloo group of ``engine.eval_timeout_min`` minutes (see ``shared/engine/dist.py``)."""
+        sharded = self.world_size > 1 and getattr(self.task, "evaluate_sharded", False)
         metrics: dict[str, float] = {}
-        if self.is_main:
+        if self.is_main or sharded:
             model = self.ema.module if self.ema is not None and self.cfg.engine.eval_ema else self.model
             was_training = model.training
             model.eval()
             metrics = self.task.evaluate(model, self)
             model.train(was_training)
-        return dist.broadcast_object(metrics)
+        return dist.broadcast_object(metrics, group=None if sharded else self._eval_wait)
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, float]:
