@@ -42,7 +42,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.layers import Format, PatchEmbed, nchw_to, to_2tuple
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, get_pretrained_cfg, register_model
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -247,33 +247,51 @@ _DEIT = {"tiny": dict(embed_dim=192, depth=12, num_heads=3), "small": dict(embed
          "base": dict(embed_dim=768, depth=12, num_heads=12)}
 
 
-def _deit_stem(size: str, default_stem: StemConfig, stem=None, pretrained: bool = False, **kwargs):
+def _deit_stem(variant: str, size: str, default_stem: StemConfig, stem=None, pretrained: bool = False, **kwargs):
+    """Built through timm's ``build_model_with_cfg``: the model carries its ``pretrained_cfg`` and
+    ``features_only=True`` returns timm's ``FeatureGetterNet`` (NCHW maps of the blocks ``out_indices``
+    picks, default the last 3, stride 16, as for timm's ViTs)."""
     if pretrained:
         raise ValueError("no published weights for conv-stem DeiTs: build with pretrained=False and load a "
                          "DeiT checkpoint with scaled_relu_stem.model.load_deit_weights")
-    for k in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm.create_model's extras
-        kwargs.pop(k, None)
+    kwargs.pop("cache_dir", None)  # timm.create_model's extra: nothing is downloaded here
     args = dict(img_size=224, patch_size=16, **_DEIT[size])
     args.update(kwargs)
-    return create_stem_vit(stem if stem is not None else default_stem, **args)
+    stem = stem if stem is not None else default_stem
+    return build_model_with_cfg(partial(create_stem_vit, stem), variant, False,
+                                feature_cfg=dict(out_indices=3, feature_cls="getter"), **args)
+
+
+def _srstem_cfg() -> dict:
+    """DeiT's evaluation settings (bicubic, crop 0.875, ImageNet mean/std), no weights (none were released);
+    the first layer is the stem's first conv."""
+    deit = get_pretrained_cfg("deit_small_patch16_224").to_dict()
+    keep = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes", "classifier",
+            "fixed_input_size")
+    return {**{k: deit[k] for k in keep if k in deit}, "url": "", "first_conv": "patch_embed.backbone.0"}
+
+
+default_cfgs = generate_default_cfgs({name: _srstem_cfg() for name in (
+    "deit_tiny_srstem_patch16_224", "deit_small_srstem_patch16_224", "deit_base_srstem_patch16_224",
+    "deit_small_xiaostem_patch16_224")})
 
 
 @register_model
 def deit_tiny_srstem_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """DeiT-T/16 with the scaled-ReLU (conv-BN-ReLU x3, VOLO layout) stem; ``stem=`` overrides it."""
-    return _deit_stem("tiny", StemConfig(), pretrained=pretrained, **kwargs)
+    return _deit_stem("deit_tiny_srstem_patch16_224", "tiny", StemConfig(), pretrained=pretrained, **kwargs)
 
 
 @register_model
 def deit_small_srstem_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """DeiT-S/16 with the scaled-ReLU stem (23.41M params vs 22.05M for DeiT-S, spec section 5)."""
-    return _deit_stem("small", StemConfig(), pretrained=pretrained, **kwargs)
+    return _deit_stem("deit_small_srstem_patch16_224", "small", StemConfig(), pretrained=pretrained, **kwargs)
 
 
 @register_model
 def deit_base_srstem_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """DeiT-B/16 with the scaled-ReLU stem."""
-    return _deit_stem("base", StemConfig(), pretrained=pretrained, **kwargs)
+    return _deit_stem("deit_base_srstem_patch16_224", "base", StemConfig(), pretrained=pretrained, **kwargs)
 
 
 @register_model
@@ -281,7 +299,8 @@ def deit_small_xiaostem_patch16_224(pretrained: bool = False, **kwargs) -> Visio
     """Xiao et al. ViTC-4GF-style comparison: 3x3/2 convs 48-96-192-384 + BN + ReLU, 1x1 projection,
     one block removed to keep FLOPs equal (depth 11; recalled from Xiao et al., unverified)."""
     kwargs.setdefault("depth", 11)
-    return _deit_stem("small", StemConfig(layout="xiao", proj_init="xiao"), pretrained=pretrained, **kwargs)
+    return _deit_stem("deit_small_xiaostem_patch16_224", "small", StemConfig(layout="xiao", proj_init="xiao"),
+                      pretrained=pretrained, **kwargs)
 
 
 # ----------------------------------------------------------------------------- DeiT weights
