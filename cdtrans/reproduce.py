@@ -21,14 +21,16 @@ With ``--data ROOT`` it runs the real benchmark's launch script instead (``--ben
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
-from shared.config import load_config
+from shared.config import load_config, to_dict
 from shared.engine import Trainer
 from shared.jobs import run_jobs
 from shared.pretrain import pick_encoder
@@ -48,6 +50,7 @@ for _share in (0.2, 0.4):
 SUITES = {"default": ["self_training", "cdtrans"],
           "pair_noise": ["self_training", "cdtrans", "self_training_noise0.2", "cdtrans_noise0.2",
                          "self_training_noise0.4", "cdtrans_noise0.4"]}
+SHARED_ARMS = ("source_only", "self_training", "cdtrans")  # the default suite's runs; other suites read them back
 PRECISION_KEYS = ("precision_one_way", "precision_two_way", "precision_two_way_center_aware")
 QUICK = ["engine.epochs=1", "engine.eval_every=1", "uda.update_every=1", "data.n_source=200"]
 
@@ -60,27 +63,61 @@ def stage_a_overrides(seed: int, init: str) -> list[str]:
     return [f"model.imagenet_init={path}"]
 
 
+def _recorded_equal(saved, current) -> bool:
+    """Every value ``saved`` records equals ``current``'s (keys added to the schema since are not compared)."""
+    if isinstance(saved, dict):
+        return isinstance(current, dict) and all(k in current and _recorded_equal(v, current[k])
+                                                 for k, v in saved.items())
+    return saved == current
+
+
+def finished_run(run_dir: Path, cfg: CDTransConfig) -> dict | None:
+    """``{"history", "pairs"}`` of a run in ``run_dir`` that finished all its epochs under ``cfg`` (every value
+    its ``config.yaml`` records equal to ``cfg``'s), else None. The suites share runs through it (:func:`run_job`)."""
+    ck, saved = run_dir / "last.pt", run_dir / "config.yaml"
+    if not (ck.is_file() and saved.is_file()) or not _recorded_equal(yaml.safe_load(saved.read_text()), to_dict(cfg)):
+        return None
+    state = torch.load(ck, map_location="cpu", weights_only=True)
+    if state.get("epoch") != cfg.engine.epochs:
+        return None
+    log = run_dir / "metrics.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    pairs = [json.loads(x)["pair_refresh"] for x in lines if '"pair_refresh"' in x]
+    return {"history": state["history"], "pairs": pairs}
+
+
 def run_job(seed: int, arm: str, run_root: Path, quick: bool, init: str = "shipped",
-            overrides: list[str] = ()) -> dict:
+            overrides: list[str] = (), shared_root: Path | None = None) -> dict:
     """One engine run in its own process with one thread: Stage A (``arm='source_only'``) or a Stage-B arm.
 
     Tiny models gain nothing from intra-op threads, so two single-thread processes use the two cores.
-    ``overrides`` (``--set``) apply to every run, after the arm's own.
+    ``overrides`` (``--set``) apply to every run, after the arm's own. With ``shared_root`` (the default
+    suite's seed folder), Stage A and the noise-free arms live there: a run that already finished there under
+    the identical config is read back instead of trained again (the ``pair_noise`` suite after the default
+    suite on the same seeds), else it is trained there.
     """
     torch.set_num_threads(1)
     t0 = time.time()
+    stage_a_root = shared_root or run_root
+    home = stage_a_root if arm in SHARED_ARMS else run_root
     common = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed}"] + (QUICK if quick else [])
     if arm == "source_only":
         cfg = load_config(PRETRAIN_CFG, CDTransConfig, common + stage_a_overrides(seed, init) + list(overrides))
     else:
         cfg = load_config(UDA_CFG, CDTransConfig, common + ARMS[arm] + [
-            f"model.init_checkpoint={run_root / 'source_only' / 'last.pt'}"] + list(overrides))
-    task = build_task(cfg)
-    Trainer(task, cfg, run_root / arm).fit()
-    history = torch.load(run_root / arm / "last.pt", map_location="cpu", weights_only=True)["history"]
-    out = {"seed": seed, "arm": arm, "history": history, "pairs": getattr(task, "pair_log", []),
-           "seconds": time.time() - t0}
-    msg = f"  seed {seed} {arm}: target acc {history[-1]['acc']:.2f}"
+            f"model.init_checkpoint={stage_a_root / 'source_only' / 'last.pt'}"] + list(overrides))
+    done = finished_run(home / arm, cfg) if shared_root else None
+    reused = done is not None
+    if done is None:
+        task = build_task(cfg)
+        Trainer(task, cfg, home / arm).fit()
+        history = torch.load(home / arm / "last.pt", map_location="cpu", weights_only=True)["history"]
+        done = {"history": history, "pairs": getattr(task, "pair_log", [])}
+    history = done["history"]
+    out = {"seed": seed, "arm": arm, "history": history, "pairs": done["pairs"], "seconds": time.time() - t0,
+           "reused": reused}
+    msg = f"  seed {seed} {arm}: target acc {history[-1]['acc']:.2f}" + (f" (read back from {home / arm})"
+                                                                           if reused else "")
     if out["pairs"]:
         msg += f", first-refresh pair precision {out['pairs'][0]['precision_used']:.1f} %"
     print(msg + f" ({out['seconds']:.0f} s)", flush=True)
@@ -88,10 +125,11 @@ def run_job(seed: int, arm: str, run_root: Path, quick: bool, init: str = "shipp
 
 
 def run_all(seeds: list[int], arms: list[str], run_root: Path, quick: bool, jobs: int, init: str = "shipped",
-            overrides: list[str] = ()) -> dict[int, dict]:
+            overrides: list[str] = (), shared_root: Path | None = None) -> dict[int, dict]:
     """Stage A per seed, then its Stage-B arms as soon as it is done, ``jobs`` processes at a time."""
     names = ("source_only", *arms)
-    done = run_jobs(run_job, [((s, a), (s, a, run_root / f"seed{s}", quick, init, list(overrides)))
+    done = run_jobs(run_job, [((s, a), (s, a, run_root / f"seed{s}", quick, init, list(overrides),
+                                        shared_root / f"seed{s}" if shared_root else None))
                               for a in names for s in seeds],
                     deps={(s, a): [(s, "source_only")] for s in seeds for a in arms}, workers=jobs)
     return {s: {a: done[(s, a)] for a in names} for s in seeds}
@@ -137,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     arms = SUITES[args.suite]
     start = time.time()
     print(f"{name} embedded reproduction: seeds {seeds}, init {args.init} -> {out_dir}", flush=True)
-    res = run_all(seeds, arms, run_root, args.quick, max(1, args.jobs), args.init, args.overrides)
+    # pair_noise: Stage A and the noise-free arms are the default suite's runs (same folders, read back when
+    # they finished under the identical config); --quick keeps everything under its own --out.
+    shared_root = None if args.suite == "default" or args.quick else Path("runs") / "reproduce" / "cdtrans"
+    res = run_all(seeds, arms, run_root, args.quick, max(1, args.jobs), args.init, args.overrides, shared_root)
     methods = ["source_only", *arms]
     hist = {m: [res[s][m]["history"] for s in seeds] for m in methods}
     last = {m: [h[-1]["acc"] for h in hist[m]] for m in methods}
@@ -168,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                "oracle_best_epoch": {m: {"mean": float(np.mean(v)), "per_seed": v} for m, v in best.items()},
                "pair_precision_first_refresh": precision, "pair_precision_used": used,
                "pair_refreshes": {m: {str(s): v for s, v in pairs[m].items()} for m in arms},
-               "run_seconds": {m: [round(res[s][m]["seconds"], 1) for s in seeds] for m in methods}})
+               "run_seconds": {m: [round(res[s][m]["seconds"], 1) for s in seeds] for m in methods},
+               "read_back": {m: [bool(res[s][m].get("reused")) for s in seeds] for m in methods}})
     print((out_dir / "summary.md").read_text())
     return 0
 

@@ -27,6 +27,18 @@ def test_train_cli_both_stages_and_resume(tmp_path):
     # resuming a finished run is a no-op that keeps the weights
     train.main(["--config", UDA, "--run-dir", str(b), *SMALL, f"model.init_checkpoint={a / 'last.pt'}",
                 "--resume", "auto"])
+    # the pair_noise suite reads such a run back only when every recorded config value matches
+    from shared.config import load_config
+
+    same = load_config(UDA, train.CDTransConfig, [*SMALL, f"model.init_checkpoint={a / 'last.pt'}"])
+    back = reproduce.finished_run(b, same)
+    assert back["history"] == st["history"] and back["pairs"][0]["pairs"] == refresh[0]["pair_refresh"]["pairs"]
+    other = load_config(UDA, train.CDTransConfig, [*SMALL, f"model.init_checkpoint={a / 'last.pt'}",
+                                                   "uda.pair_noise=0.2"])
+    assert reproduce.finished_run(b, other) is None
+    longer = load_config(UDA, train.CDTransConfig, [*SMALL, f"model.init_checkpoint={a / 'last.pt'}",
+                                                    "engine.epochs=2"])
+    assert reproduce.finished_run(b, longer) is None  # recorded 1 epoch: not the run asked for
 
 
 def test_reproduce_quick_writes_summary(tmp_path):
