@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from shared.cli import train_main
 from shared.engine import RunConfig, Task, Trainer
+from shared.engine.dist import eval_loader, gather_cat
 from shared.metrics import mean_class_accuracy, top1_accuracy
 
 from .data import Domains, PairDataset, build_domains
@@ -80,23 +81,30 @@ def build_model(cfg: CDTransConfig, num_classes: int) -> CDTransModel:
 
 
 @torch.no_grad()
-def extract(model: CDTransModel, dataset, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def extract(model: CDTransModel, dataset, batch_size: int, device: torch.device, num_workers: int = 0,
+            sharded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Target-branch (plain self-attention) BN-neck features and logits of a dataset, eval mode, in order.
 
-    Returns ``(feat (N, D), logits (N, C))`` on the CPU in float32.
+    Returns ``(feat (N, D), logits (N, C))`` on the CPU in float32. ``sharded`` (every DDP rank must call
+    it then): each rank extracts its shard and the whole set is gathered in order (shared.engine.dist).
     """
     was = model.training
     model.eval()
     feats, logits = [], []
-    for x, _, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    loader = (eval_loader(dataset, batch_size, num_workers) if sharded
+              else DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+    for x, _, _ in loader:
         z, f, _ = model.forward_single(x.to(device))
         feats.append(f.float().cpu())
         logits.append(z.float().cpu())
     model.train(was)
-    return torch.cat(feats), torch.cat(logits)
+    feats, logits = torch.cat(feats), torch.cat(logits)
+    return (gather_cat(feats), gather_cat(logits)) if sharded else (feats, logits)
 
 
 class _CDTransTask(Task):
+    evaluate_sharded = True  # under DDP every rank evaluates its shard of the evaluation set (issue 24)
+
     def __init__(self, cfg: CDTransConfig, domains: Domains | None = None):
         self.cfg = cfg
         d = cfg.data
@@ -108,7 +116,8 @@ class _CDTransTask(Task):
 
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
         """Target-branch accuracy on the target list (transductive, as the paper)."""
-        _, logits = extract(model, self.domains.target_eval, self.cfg.data.eval_batch_size, trainer.device)
+        _, logits = extract(model, self.domains.target_eval, self.cfg.data.eval_batch_size, trainer.device,
+                            self.cfg.engine.num_workers, sharded=True)
         y = self.domains.target_labels
         mca, _ = mean_class_accuracy(logits, y, self.domains.num_classes)
         return {"acc": top1_accuracy(logits, y), "mean_class_acc": mca}
@@ -152,8 +161,9 @@ class UDATask(_CDTransTask):
         if epoch % u.update_every or self.pairs_epoch == epoch:
             return  # not a refresh epoch, or already refreshed before a mid-epoch resume
         model, dev, bs = trainer.model, trainer.device, self.cfg.data.eval_batch_size
-        fs, _ = extract(model, self.domains.source_eval, bs, dev)
-        ft, zt = extract(model, self.domains.target_eval, bs, dev)
+        nw = self.cfg.engine.num_workers  # every rank runs this hook: each extracts its shard
+        fs, _ = extract(model, self.domains.source_eval, bs, dev, nw, sharded=True)
+        ft, zt = extract(model, self.domains.target_eval, bs, dev, nw, sharded=True)
         ys = self.domains.source_labels
         r = two_way_center_aware_pairs(fs, ft, zt, ys, min_pairs=self.cfg.engine.batch_size,
                                        use_filter=u.use_filter, skip_empty_centres=u.skip_empty_centres)

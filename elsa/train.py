@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from shared.cli import train_main
 from shared.engine import RunConfig, Task, Trainer
+from shared.engine.dist import eval_loader, gather_cat
 from shared.metrics import top1_accuracy
 
 from .checkpoint import load_official_checkpoint
@@ -128,17 +129,26 @@ def param_groups_timm(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 @torch.no_grad()
-def evaluate_top1(model: nn.Module, dataset, batch_size: int, device: torch.device) -> float:
-    """Top-1 accuracy (%) of ``model`` on ``dataset`` ((image, label) pairs), eval mode."""
+def evaluate_top1(model: nn.Module, dataset, batch_size: int, device: torch.device, num_workers: int = 0,
+                  sharded: bool = False) -> float:
+    """Top-1 accuracy (%) of ``model`` on ``dataset`` ((image, label) pairs), eval mode. ``sharded`` (every
+    DDP rank must call it then): each rank runs its shard, the logits are gathered (shared.engine.dist)."""
     logits, labels = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    loader = (eval_loader(dataset, batch_size, num_workers) if sharded
+              else DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+    for x, y in loader:
         logits.append(model(x.to(device)).float().cpu())
         labels.append(y)
-    return top1_accuracy(torch.cat(logits), torch.cat(labels))
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    if sharded:
+        logits, labels = gather_cat(logits), gather_cat(labels)
+    return top1_accuracy(logits, labels)
 
 
 class ElsaTask(Task):
     """Image classification with the official recipe's mixup/cutmix + label smoothing (when set)."""
+
+    evaluate_sharded = True  # under DDP every rank evaluates its shard of the evaluation set (issue 24)
 
     def __init__(self, cfg: ElsaConfig):
         self.cfg = cfg
@@ -170,7 +180,8 @@ class ElsaTask(Task):
         return {"loss": loss}
 
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
-        return {"top1": evaluate_top1(model, self.eval_set, self.cfg.data.eval_batch_size, trainer.device)}
+        return {"top1": evaluate_top1(model, self.eval_set, self.cfg.data.eval_batch_size, trainer.device,
+                                      self.cfg.engine.num_workers, sharded=True)}
 
 
 def main(argv: list[str] | None = None) -> dict:

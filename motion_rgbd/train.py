@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from shared.cli import train_main
 from shared.engine import RunConfig, Task, Trainer
+from shared.engine.dist import eval_loader, gather_cat
 from shared.metrics import top1_accuracy
 
 from .data import RGBDVideoDataset, SynRGBD, TrainAugment
@@ -188,6 +189,8 @@ def evaluate_capf(model: CrossFusionNet, data: SynRGBD, batch: int = 64):
 class MotionTask(Task):
     """Unimodal or fusion training on an official folder layout through shared.engine."""
 
+    evaluate_sharded = True  # under DDP every rank evaluates its shard of the validation set (issue 24)
+
     def __init__(self, cfg: MotionConfig):
         self.cfg = cfg
 
@@ -235,7 +238,8 @@ class MotionTask(Task):
         """Every validation video once, in order, fixed head (z; fusion y + r + d), middle DTN frames."""
         model.eval()
         logits, ys = [], []
-        for x, g, y in DataLoader(self._dataset(False), batch_size=self.cfg.data.eval_batch_size):
+        # under DDP every rank takes its shard (evaluate_sharded), the logits are gathered in order
+        for x, g, y in eval_loader(self._dataset(False), self.cfg.data.eval_batch_size, self.cfg.engine.num_workers):
             dev = trainer.device
             if self.cfg.stage == "fusion":
                 (a, b, c), _ = model(x[0].to(dev), x[1].to(dev), g[0].to(dev), g[1].to(dev))
@@ -243,7 +247,7 @@ class MotionTask(Task):
             else:
                 logits.append(model(x.to(dev), g.to(dev))[0][0].cpu())
             ys.append(y)
-        lg, yy = torch.cat(logits), torch.cat(ys)
+        lg, yy = gather_cat(torch.cat(logits)), gather_cat(torch.cat(ys))
         return {"acc": top1_accuracy(lg, yy), "loss": float(ce_ls(lg, yy, 0.0))}
 
 

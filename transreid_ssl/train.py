@@ -24,6 +24,7 @@ from shared.data.samplers import IdentitySampler
 from shared.dino import DINOConfig, DINOMultiCrop
 from shared.dino import DINOTask as SharedDINOTask
 from shared.engine import RunConfig, Task, Trainer
+from shared.engine.dist import ShardSampler, gather_cat
 from shared.metrics.reid import reid_evaluate
 
 from .checkpoints import load_backbone
@@ -126,30 +127,32 @@ def build_backbone(m: ModelConfig, drop_path_rate: float | None = None) -> ReIDV
 
 @torch.no_grad()
 def extract_features(net: nn.Module, split: ReIDSplit, size, batch_size: int, device, transform=None,
-                     num_workers: int = 0) -> torch.Tensor:
-    """Eval-mode features (N, D) in order, with the test transform (no augmentation)."""
+                     num_workers: int = 0, sharded: bool = False) -> torch.Tensor:
+    """Eval-mode features (N, D) in order, with the test transform (no augmentation). ``sharded`` (every DDP
+    rank must call it then): each rank extracts its shard, the whole set is gathered in order."""
     was = net.training
     net.eval()
     # its own generator: a DataLoader draws its base seed from the global RNG otherwise, and the clustering of
     # USL runs this at epoch start, where a resumed run has not restored the RNG state yet
-    loader = DataLoader(ReIDDataset(split, transform or reid_test_transform(tuple(size))), batch_size=batch_size,
-                        shuffle=False, num_workers=num_workers, generator=torch.Generator())
+    ds = ReIDDataset(split, transform or reid_test_transform(tuple(size)))
+    loader = DataLoader(ds, batch_size=batch_size, sampler=ShardSampler(ds) if sharded else None, shuffle=False,
+                        num_workers=num_workers, generator=torch.Generator())
     feats = [net(x.to(device)).float().cpu() for x, *_ in loader]
     net.train(was)
-    return torch.cat(feats)
+    return gather_cat(torch.cat(feats)) if sharded else torch.cat(feats)
 
 
 def reid_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, size, batch_size: int, device,
-                 transform=None) -> dict:
+                 transform=None, num_workers: int = 0, sharded: bool = False) -> dict:
     """Market protocol on L2-normalised test features (squared Euclidean), percentages."""
-    gf = F.normalize(extract_features(net, gallery, size, batch_size, device, transform), dim=1)
-    return query_metrics(net, query, gallery, gf, size, batch_size, device, transform)
+    gf = F.normalize(extract_features(net, gallery, size, batch_size, device, transform, num_workers, sharded), dim=1)
+    return query_metrics(net, query, gallery, gf, size, batch_size, device, transform, num_workers, sharded)
 
 
 def query_metrics(net: nn.Module, query: ReIDSplit, gallery: ReIDSplit, gallery_feats: torch.Tensor, size,
-                  batch_size: int, device, transform=None) -> dict:
+                  batch_size: int, device, transform=None, num_workers: int = 0, sharded: bool = False) -> dict:
     """:func:`reid_metrics` with the gallery's normalised features already extracted (several query sets)."""
-    qf = F.normalize(extract_features(net, query, size, batch_size, device, transform), dim=1)
+    qf = F.normalize(extract_features(net, query, size, batch_size, device, transform, num_workers, sharded), dim=1)
     r = reid_evaluate(qf, gallery_feats, query.pids, gallery.pids, query.camids, gallery.camids)
     return {"mAP": r["mAP"], "rank1": r["rank1"], "rank5": r["rank5"], "rank10": r["rank10"], "mINP": r["mINP"]}
 
@@ -167,6 +170,8 @@ def reid_splits(d: DataConfig, size, stage: str) -> tuple[ReIDSplit, ReIDSplit, 
 
 class ReIDTask(Task):
     """Supervised fine-tuning (``transreid_pytorch/train.py``): PK batches, CE + soft triplet, Market eval."""
+
+    evaluate_sharded = True  # under DDP every rank evaluates its shard of the evaluation set (issue 24)
 
     def __init__(self, cfg: TransReIDSSLConfig):
         self.cfg = cfg
@@ -198,16 +203,20 @@ class ReIDTask(Task):
 
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
         size, bs, dev = self.cfg.model.img_size, self.cfg.data.eval_batch_size, trainer.device
-        gf = F.normalize(extract_features(model, self.gallery, size, bs, dev), dim=1)  # once for both query sets
-        out = query_metrics(model, self.query, self.gallery, gf, size, bs, dev)
+        nw = self.cfg.engine.num_workers
+        # once for both query sets
+        gf = F.normalize(extract_features(model, self.gallery, size, bs, dev, None, nw, sharded=True), dim=1)
+        out = query_metrics(model, self.query, self.gallery, gf, size, bs, dev, None, nw, sharded=True)
         if self.heldout is not None:
-            held = query_metrics(model, self.heldout, self.gallery, gf, size, bs, dev)
+            held = query_metrics(model, self.heldout, self.gallery, gf, size, bs, dev, None, nw, sharded=True)
             out |= {"heldout_mAP": held["mAP"], "heldout_rank1": held["rank1"]}
         return out
 
 
 class USLTask(Task):
     """USL / UDA by cluster contrast (:mod:`transreid_ssl.usl`): the train identities are never read."""
+
+    evaluate_sharded = True  # under DDP every rank evaluates its shard of the evaluation set (issue 24)
 
     def __init__(self, cfg: TransReIDSSLConfig):
         self.cfg = cfg
@@ -231,9 +240,9 @@ class USLTask(Task):
         u = self.cfg.usl
         if self.labels_epoch == epoch:  # restored mid-epoch: keep the clusters that epoch was trained on
             return
-        feats = extract_features(trainer.model, self.train_split, self.cfg.model.img_size,
+        feats = extract_features(trainer.model, self.train_split, self.cfg.model.img_size,  # on every rank
                                  self.cfg.data.eval_batch_size, trainer.device, self.test_tf,
-                                 self.cfg.engine.num_workers)
+                                 self.cfg.engine.num_workers, sharded=True)
         self.labels = dbscan_labels(jaccard_distance(feats, u.k1, u.k2), u.eps, u.min_samples)
         n_clusters = int(self.labels.max()) + 1
         if n_clusters < 2:
@@ -268,7 +277,7 @@ class USLTask(Task):
 
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
         return reid_metrics(model, self.query, self.gallery, self.cfg.model.img_size, self.cfg.data.eval_batch_size,
-                            trainer.device, self.test_tf)
+                            trainer.device, self.test_tf, self.cfg.engine.num_workers, sharded=True)
 
     def state_dict(self) -> dict:
         if self.memory is None:
