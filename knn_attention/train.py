@@ -13,10 +13,10 @@ import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
-from torch.utils.data import DataLoader
 
 from shared.cli import train_main
 from shared.engine import RunConfig, Task
+from shared.engine.dist import eval_loader, gather_cat
 
 from .data import DigitsWithMasks, epoch_chunk, imagenet_datasets
 from .model import KNNAttention, set_topk
@@ -120,6 +120,9 @@ def build_model(m: ModelConfig) -> nn.Module:
 class KNNTask(Task):
     """Supervised classification; the attention type is the only difference between methods."""
 
+    # under DDP every rank evaluates its shard of ImageNet val (the digits set is small: every rank scores all)
+    evaluate_sharded = True
+
     def __init__(self, cfg: KNNConfig):
         self.cfg = cfg
         d = cfg.data
@@ -199,12 +202,12 @@ class KNNTask(Task):
                 out["attn_entropy"] = sum(stats["entropy"]) / len(stats["entropy"])
                 out["key_distance"] = sum(stats["key_distance"]) / len(stats["key_distance"])
             return out
-        loader = DataLoader(self.val, batch_size=bs, shuffle=False, num_workers=self.cfg.engine.num_workers)
         correct, n = 0.0, 0
-        for x, y in loader:
+        for x, y in eval_loader(self.val, bs, self.cfg.engine.num_workers):
             logits = model(x.to(device, non_blocking=True))
             correct += float((logits.argmax(-1).cpu() == y).sum())
             n += len(y)
+        correct, n = gather_cat(torch.tensor([[correct, n]], dtype=torch.float64)).sum(0).tolist()
         return {"top1": 100.0 * correct / max(1, n)}
 
 
