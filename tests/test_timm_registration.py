@@ -76,6 +76,17 @@ def test_backbones_build_features_only(name, kw, out_indices, channels, reductio
         assert mods and all(m.topk == 0.5 for m in mods)
 
 
+def test_knn_swin_features_only_keeps_timm_swin_layout():
+    # timm's Swin feature maps are NHWC (its feature_info says so); the k-NN one is the same wrapper
+    model = timm.create_model("knn_swin_tiny_patch4_window7_224", features_only=True, out_indices=(1, 2))
+    assert model.pretrained_cfg["architecture"] == "knn_swin_tiny_patch4_window7_224"
+    assert model.feature_info.channels() == [192, 384] and model.feature_info.reduction() == [8, 16]
+    with torch.no_grad():
+        feats = model(torch.randn(1, 3, 224, 224))
+    assert [tuple(f.shape) for f in feats] == [(1, 28, 28, 192), (1, 14, 14, 384)]
+    assert len(knn_attention.knn_modules(model)) == 2 + 2 + 6  # every window attention of stages 0-2
+
+
 def test_features_only_is_the_classifier_backbone_run_to_that_block():
     # same weights: the stem ViT's block-11 map from features_only equals the full model's intermediate
     torch.manual_seed(0)
