@@ -58,13 +58,13 @@ def test_sharded_evaluation_on_two_ranks_equals_one_process(tmp_path):
 
 
 def test_rank0_evaluation_longer_than_the_collective_timeout_waits_on_the_eval_group(tmp_path):
-    # Collectives time out after 6 s (engine.dist_timeout_min, like NCCL's 10 min on a real job); rank 0's
-    # evaluation takes 10 s. The other rank waits for it on the gloo group of engine.eval_timeout_min.
-    slow = ["engine.dist_timeout_min=0.1", "eval_sleep=10"]
+    # Collectives time out after 4.8 s (engine.dist_timeout_min, like NCCL's 10 min on a real job); rank 0's
+    # evaluation takes 7 s. The other rank waits for it on the gloo group of engine.eval_timeout_min.
+    slow = ["engine.dist_timeout_min=0.08", "eval_sleep=7"]
     ok = _toy([*slow, "engine.eval_timeout_min=1"], tmp_path / "ok", procs=2)
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert _last_eval(tmp_path / "ok")["val_mse"] > 0
     # The same wait with a group timeout shorter than the evaluation fails: the timeout is real.
-    short = _toy([*slow, "engine.eval_timeout_min=0.1"], tmp_path / "short", procs=2)
+    short = _toy([*slow, "engine.eval_timeout_min=0.08"], tmp_path / "short", procs=2)
     assert short.returncode != 0
     assert "timed out" in short.stderr.lower() or "timeout" in short.stderr.lower(), short.stderr[-3000:]
