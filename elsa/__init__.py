@@ -1,5 +1,5 @@
 """elsa: see elsa/README.md.
 
-Importing the package registers the ``elsa_*`` names with timm.
+Importing the package registers the ``elsa_swin_*`` and ``elsa_volo_*`` names with timm.
 """
-from . import model  # noqa: F401  (registers timm model names)
+from . import model, volo  # noqa: F401  (register timm model names)

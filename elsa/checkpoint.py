@@ -124,3 +124,15 @@ def load_official_checkpoint(model: nn.Module, path: str | Path, use_ema: bool =
     """Load a released ELSA-Swin checkpoint into an ``elsa_swin_*`` model, strictly by default."""
     sd = official_to_timm(read_official_checkpoint(path, use_ema))
     return load_weights(model, path, strict=strict, sd=sd)
+
+
+def engine_state(path: str | Path) -> dict | None:
+    """Our engine checkpoint (``{'model', 'optimizer', ...}``) as loaded, or ``None`` for anything else
+    (a released file holds an ``argparse.Namespace`` that ``weights_only`` refuses)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception:  # noqa: BLE001 - not loadable as an engine checkpoint: the official loader decides
+        return None
+    return state if isinstance(state, dict) and "model" in state and "optimizer" in state else None

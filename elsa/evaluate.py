@@ -12,29 +12,15 @@ Protocol (official ``validate.py``): 224 px, crop 0.9, bicubic; here the checkpo
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
 from shared.config import load_config
 from shared.errors import cli_errors
 
-from .checkpoint import load_official_checkpoint
+from .checkpoint import engine_state, load_official_checkpoint
 from .data import build_datasets
 from .train import ElsaConfig, build_model, evaluate_top1
-
-
-def engine_state(path: str | Path) -> dict | None:
-    """Our engine checkpoint (``{'model', 'optimizer', ...}``) as loaded, or ``None`` for anything else
-    (a released file holds an ``argparse.Namespace`` that ``weights_only`` refuses)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception:  # noqa: BLE001 - not loadable as an engine checkpoint: the official loader decides
-        return None
-    return state if isinstance(state, dict) and "model" in state and "optimizer" in state else None
 
 
 def main(argv: list[str] | None = None) -> dict:

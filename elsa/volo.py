@@ -30,6 +30,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models.volo import VOLO
 from torch import nn
 
+from .checkpoint import engine_state
 from .model import ELSABlock, _cfg, _init_linear, build_timm
 
 # VOLO sizes (timm ``volo_d*`` / sail-sg/volo): layers, embed_dims, num_heads (+ D5's mlp_ratio, stem)
@@ -86,8 +87,6 @@ def load_run_weights(model: VOLO, path: str | Path, use_ema: bool = False) -> No
     step at a higher resolution: the (B, H, W, C) position embedding is resampled to this model's grid
     (timm's ``resample_abs_pos_embed_nhwc``, bicubic), everything else loads strictly."""
     from timm.layers import resample_abs_pos_embed_nhwc
-
-    from .evaluate import engine_state
 
     state = engine_state(path)
     if state is None:
