@@ -13,7 +13,7 @@ Suites (``--suite NAME``; each its own 600 s budget and results folder ``results
 Rows: last-epoch test top-1 (%); a claim holds when the seed-mean margin is larger than the pooled seed
 std. The data draw follows the seed. Runs are single-thread processes, two at a time (``--jobs``). Also
 reported: parameters and seconds per training step. With ``--data ROOT`` it launches the ImageNet-1k
-script instead (``--size tiny|small|base``, ``--gpus``).
+script instead (``--size tiny|small|base|d1|d2|d3``, ``--gpus``).
 """
 from __future__ import annotations
 
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", default="default", choices=list(SUITES),
                    help="default (swin/elsa/lsa/volo/elsa_volo) or ablations; each its own results folder")
     p.add_argument("--rows", default="", help="comma-separated subset of the suite's rows (default: all)")
-    p.add_argument("--size", default="tiny", choices=["tiny", "small", "base"],
-                   help="with --data: which ELSA-Swin to train on ImageNet-1k")
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "d1", "d2", "d3"],
+                   help="with --data: ELSA-Swin (tiny|small|base) or ELSA-VOLO (d1|d2|d3) on ImageNet-1k")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / "imagenet.sh", args.data, args.gpus, {"SIZE": args.size},
