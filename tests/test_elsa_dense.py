@@ -191,3 +191,22 @@ def test_dense_configs_load_and_need_a_root():
         DetectionTask(det)
     with pytest.raises(ValueError, match="data.root"):
         SegmentationTask(seg)
+
+
+def test_backbone_starts_from_a_released_classification_file(tmp_path):
+    """``model.init_checkpoint`` of the dense tasks: an official-layout ELSA-Swin file, loaded strictly
+    into the classifier, then its trunk into the features_only body (head and final norm dropped)."""
+    from elsa.checkpoint import timm_to_official
+    from elsa.detection import elsa_backbone
+
+    torch.manual_seed(0)
+    src = timm.create_model("elsa_swin_tiny", **SMALL)
+    path = tmp_path / "elsa_swin_tiny.pth"
+    torch.save({"state_dict": timm_to_official(src.state_dict())}, path)
+    body = elsa_backbone("elsa_swin_tiny", str(path), **SMALL)
+    got = body.model.state_dict()
+    for k in ("layers.0.blocks.0.attn.ghost_head", "layers.3.blocks.0.attn.qkv.weight", "patch_embed.proj.weight"):
+        torch.testing.assert_close(got[k], src.state_dict()[k])
+    torch.save({"state_dict": {"patch_embed.proj.weight": torch.zeros(1)}}, tmp_path / "bad.pth")
+    with pytest.raises(Exception, match="bad.pth"):
+        elsa_backbone("elsa_swin_tiny", str(tmp_path / "bad.pth"), **SMALL)
