@@ -76,7 +76,8 @@ class TimmFPNBackbone(nn.Module):
 def elsa_backbone(name: str = "elsa_swin_tiny", init_checkpoint: str = "", **kwargs: Any) -> nn.Module:
     """A timm ELSA model with ``features_only=True`` on any input size (multiples of 32); optionally
     initialised from a released ELSA-Swin classification file (strict, head dropped)."""
-    kwargs.setdefault("strict_img_size", False) if name.startswith(("elsa_swin", "swin")) else None
+    if name.startswith(("elsa_swin", "swin")):  # Swin builds its attention masks per input size then
+        kwargs.setdefault("strict_img_size", False)
     body = timm.create_model(name, features_only=True, **kwargs)
     if init_checkpoint:
         from .checkpoint import load_official_checkpoint
