@@ -104,7 +104,7 @@ def test_bp_triplet_evaluate_out(tmp_path, capsys):
     assert evaluate.main(["--config", str(cfg_path), "--checkpoint", str(tmp_path / "last.pt"), "--out", str(out),
                           *over]) == 0
     got = read_strict(out)
-    assert set(got) == {"target_top1", "target_mean_class", "a_distance"}
+    assert set(got) == {"target_top1", "target_mean_class", "a_distance", "lambda_star", "eps_source", "eps_target"}
     assert "target_top1" in capsys.readouterr().out
 
 
