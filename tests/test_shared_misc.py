@@ -138,3 +138,14 @@ def test_run_jobs_order_dependencies_and_errors():
     with pytest.raises(ValueError, match="cycle"):
         run_jobs(fn, jobs, deps={1: [2], 2: [1]})
     assert log == [3, 1, 2]  # nothing ran for the refused graphs
+
+
+def test_claim_margin_against_pooled_seed_std():
+    from shared.results import claim
+
+    # a: mean 12, sample var 4 (10, 12, 14); b: mean 9, sample var 1 (8, 9, 10) -> pooled std sqrt(2.5) = 1.581
+    c = claim([10, 12, 14], [8, 9, 10])
+    assert c == {"diff": 3.0, "pooled_std": 1.581, "margin": 0.0, "holds": True}
+    assert not claim([10, 12, 14], [8, 9, 10], margin=5.0)["holds"]  # diff 3 < margin 5
+    assert not claim([10, 12, 14], [9.5, 10.5, 11.5])["holds"]  # diff 1.5 < pooled std 1.58
+    assert claim([3.0], [1.0])["pooled_std"] == 0.0  # one seed: no spread to compare with
