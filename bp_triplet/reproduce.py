@@ -23,7 +23,7 @@ from shared.cli import launch_script, parse_seeds, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
-from shared.results import summarise, write_summary
+from shared.results import claim, summarise, write_summary
 
 from .evaluate import evaluate_model
 from .train import BPTripletConfig, BPTripletTask
@@ -66,15 +66,6 @@ def run_one(method: str, seed: int, run_root: Path, quick: bool, extra: list[str
           f"  lambda* {res['lambda_star']:.2f}  ({time.time() - t0:.0f} s)", flush=True)
     return {**res, "curve_top1": [float(r.get("target_top1", np.nan)) for r in history],
             "pseudo": task.pseudo_history}
-
-
-def claim(a: list[float], b: list[float], margin: float = 0.0) -> dict:
-    """``mean(a) - mean(b)`` against the pooled seed std ``sqrt((s_a^2 + s_b^2) / 2)`` (sample stds): holds
-    when the difference is at least ``margin`` and larger than the pooled std."""
-    diff = float(np.mean(a) - np.mean(b))
-    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
-    return {"diff": round(diff, 3), "pooled_std": round(sd, 3), "margin": margin,
-            "holds": bool(diff >= margin and diff > sd)}
 
 
 def _nanmean(a, axis=None):

@@ -36,7 +36,7 @@ from shared.config import load_config, to_dict
 from shared.engine import Trainer
 from shared.jobs import run_jobs
 from shared.pretrain import pick_encoder
-from shared.results import write_summary
+from shared.results import claim, write_summary
 
 from .train import CDTransConfig, build_task
 
@@ -135,15 +135,6 @@ def run_all(seeds: list[int], arms: list[str], run_root: Path, quick: bool, jobs
                               for a in names for s in seeds],
                     deps={(s, a): [(s, "source_only")] for s in seeds for a in arms}, workers=jobs)
     return {s: {a: done[(s, a)] for a in names} for s in seeds}
-
-
-def claim(a: list[float], b: list[float], margin: float = 0.0) -> dict:
-    """``mean(a) - mean(b)`` against the pooled seed std ``sqrt((s_a^2 + s_b^2) / 2)`` (sample stds): holds
-    when the difference is at least ``margin`` and larger than the pooled std."""
-    diff = float(np.mean(a) - np.mean(b))
-    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
-    return {"diff": round(diff, 3), "pooled_std": round(sd, 3), "margin": margin,
-            "holds": bool(diff >= margin and diff > sd)}
 
 
 def suite_claims(suite: str, last: dict[str, list[float]]) -> dict[str, dict]:
