@@ -24,7 +24,7 @@ import numpy as np
 
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.jobs import run_jobs
-from shared.results import write_summary
+from shared.results import claim, write_summary
 
 HERE = Path(__file__).resolve().parent
 SWIN = "{}_swin-micro-p4_1xb64-12e_shifted-digits.yaml"
@@ -68,14 +68,6 @@ def run_one(config: Path, seed: int, run_dir: Path, quick: bool, overrides: list
     return {"history": trainer.history, "top1": trainer.history[-1]["top1"],
             "params": sum(p.numel() for p in trainer.model.parameters()),
             "s_per_step": seconds / max(steps, 1), "steps": steps}
-
-
-def claim(a: list[float], b: list[float]) -> dict:
-    """Seed-mean margin of ``a`` over ``b``, the pooled seed std sqrt((s_a^2 + s_b^2) / 2) (sample stds), and
-    whether the margin is positive and larger than it."""
-    diff = float(np.mean(a) - np.mean(b))
-    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
-    return {"diff": diff, "pooled_std": sd, "holds": bool(diff > sd and len(a) > 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,12 +48,12 @@ def summarise(per_seed: Sequence[float]) -> tuple[float, float]:
 def claim(a: Sequence[float], b: Sequence[float], margin: float = 0.0) -> dict:
     """A claim "row a beats row b" over seeds: ``diff = mean(a) - mean(b)`` against the pooled seed std
     ``sqrt((s_a^2 + s_b^2) / 2)`` (sample stds; 0 with one seed). It holds when ``diff >= margin`` and
-    ``diff > pooled_std`` (the project's rule: each margin larger than the pooled seed std). For "lower is
-    better" metrics pass the rows the other way round."""
+    ``diff > pooled_std`` (the project's rule: each margin larger than the pooled seed std), and never on a
+    single seed (no spread to compare with). For "lower is better" metrics pass the rows the other way round."""
     diff = float(np.mean(a) - np.mean(b))
     sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
     return {"diff": round(diff, 3), "pooled_std": round(sd, 3), "margin": margin,
-            "holds": bool(diff >= margin and diff > sd)}
+            "holds": bool(diff >= margin and diff > sd and min(len(a), len(b)) > 1)}
 
 
 def write_summary(

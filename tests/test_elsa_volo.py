@@ -115,7 +115,7 @@ def test_ablation_rows_build_what_their_names_say():
 def test_claim_needs_a_margin_above_the_pooled_std():
     assert reproduce.claim([10., 12., 14.], [5., 6., 7.])["holds"]
     c = reproduce.claim([8., 14., 20.], [9., 10., 11.])  # +4 against a pooled std of sqrt((36 + 1) / 2)
-    assert c["diff"] == pytest.approx(4.0) and c["pooled_std"] == pytest.approx(math.sqrt(18.5))
+    assert c["diff"] == pytest.approx(4.0) and c["pooled_std"] == pytest.approx(math.sqrt(18.5), abs=1e-3)
     assert not c["holds"]
     assert not reproduce.claim([5.], [1.])["holds"]  # one seed: no spread, no claim
 

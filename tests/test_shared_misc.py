@@ -148,4 +148,5 @@ def test_claim_margin_against_pooled_seed_std():
     assert c == {"diff": 3.0, "pooled_std": 1.581, "margin": 0.0, "holds": True}
     assert not claim([10, 12, 14], [8, 9, 10], margin=5.0)["holds"]  # diff 3 < margin 5
     assert not claim([10, 12, 14], [9.5, 10.5, 11.5])["holds"]  # diff 1.5 < pooled std 1.58
-    assert claim([3.0], [1.0])["pooled_std"] == 0.0  # one seed: no spread to compare with
+    one = claim([3.0], [1.0])  # one seed: no spread to compare with, no claim
+    assert one["pooled_std"] == 0.0 and not one["holds"]
