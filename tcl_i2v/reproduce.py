@@ -27,7 +27,7 @@ from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_par
 from shared.config import load_config
 from shared.data.samplers import IdentitySampler
 from shared.jobs import run_jobs
-from shared.results import write_summary
+from shared.results import claim, write_summary
 
 from .data import synvideo
 from .train import KDTask, TCLConfig
@@ -90,13 +90,6 @@ def run_job(seed: int, row: str, overrides: list[str], data_seed: int, run_root:
         Path(run_root).mkdir(parents=True, exist_ok=True)
         return fit(cfg, splits, ckpt_out=teacher)
     return fit(cfg, splits, ckpt_in=teacher)
-
-
-def claim(a: list[float], b: list[float]) -> dict:
-    """``mean(a) - mean(b)`` against the pooled seed std ``sqrt((s_a^2 + s_b^2) / 2)``; holds when larger."""
-    diff = float(np.mean(a) - np.mean(b))
-    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
-    return {"diff": round(diff, 3), "pooled_std": round(sd, 3), "holds": bool(diff > sd)}
 
 
 def main(argv=None) -> int:
