@@ -32,7 +32,7 @@ from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_par
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
-from shared.results import write_summary
+from shared.results import claim, write_summary
 
 from .train import KNNConfig, KNNTask
 
@@ -83,14 +83,6 @@ def _ms(v) -> str:
     return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
-def claim(a: list[float], b: list[float], margin: float = 0.0) -> tuple[float, float, bool]:
-    """``(mean(a) - mean(b), pooled seed std, holds)``: holds when the difference is at least ``margin``
-    and larger than the pooled std ``sqrt((s_a^2 + s_b^2) / 2)`` (sample stds)."""
-    diff = float(np.mean(a) - np.mean(b))
-    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) > 1 else 0.0
-    return diff, sd, bool(diff >= margin and diff > sd)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("knn_attention", __doc__.split("\n")[0], jobs=True)
     p.add_argument("--suite", default="default", choices=list(SUITES),
@@ -137,10 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             "loss_auc", "s_per_step")) + " |")
     claims = {}
     if "dense" in rows and "knn" in rows:
-        d1, s1, h1 = claim(rows["knn"], rows["dense"], 2.0)
-        d2, s2, h2 = claim(per_method["knn"]["auc"], per_method["dense"]["auc"])
-        claims = {"final_top1": {"diff": d1, "pooled_std": s1, "holds": h1},
-                  "curve_area": {"diff": d2, "pooled_std": s2, "holds": h2}}
+        claims = {"final_top1": claim(rows["knn"], rows["dense"], 2.0),
+                  "curve_area": claim(per_method["knn"]["auc"], per_method["dense"]["auc"])}
+        (d1, s1, h1), (d2, s2, h2) = ((c["diff"], c["pooled_std"], c["holds"]) for c in claims.values())
         lines += ["", f"Claim knn >= dense + 2 points (final top-1): {d1:+.2f} points, pooled seed std {s1:.2f}: "
                   f"{'holds' if h1 else 'does not hold'}.",
                   f"Claim larger area under the top-1 curve: {d2:+.2f} points, pooled seed std {s2:.2f}: "

@@ -152,10 +152,11 @@ def test_k_of_each_row_is_fixed_by_its_config():
 
 
 def test_claim_needs_margin_and_pooled_std():
-    d, sd, ok = reproduce.claim([50.0, 52.0, 54.0], [47.0, 48.0, 49.0], 2.0)
-    assert d == pytest.approx(4.0) and sd == pytest.approx((2.5) ** 0.5) and ok  # pooled var (4 + 1) / 2
-    assert not reproduce.claim([50.0, 50.5, 51.0], [49.0, 49.0, 49.0], 2.0)[2]  # +1.5 > std, < 2 points
-    assert not reproduce.claim([50.0, 60.0, 40.0], [45.0, 46.0, 47.0], 2.0)[2]  # +3 within the pooled std
+    c = reproduce.claim([50.0, 52.0, 54.0], [47.0, 48.0, 49.0], 2.0)
+    assert c["diff"] == pytest.approx(4.0) and c["pooled_std"] == pytest.approx(2.5 ** 0.5, abs=1e-3)  # (4 + 1) / 2
+    assert c["holds"]
+    assert not reproduce.claim([50.0, 50.5, 51.0], [49.0, 49.0, 49.0], 2.0)["holds"]  # +1.5 > std, < 2 points
+    assert not reproduce.claim([50.0, 60.0, 40.0], [45.0, 46.0, 47.0], 2.0)["holds"]  # +3 within the pooled std
 
 
 def test_distractor_digits_follow_the_seed_and_leave_most_patches_irrelevant():
