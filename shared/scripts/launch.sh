@@ -64,7 +64,11 @@ fi
 slurm_first_host() {
   local list="$1" head prefix rest inside first
   if command -v scontrol >/dev/null 2>&1; then
-    scontrol show hostnames "$list" | head -n 1
+    # Read all of scontrol's output (no `| head`: under pipefail, head closing the pipe early
+    # kills scontrol with SIGPIPE and the job with it).
+    local hosts
+    hosts="$(scontrol show hostnames "$list")" || return
+    echo "${hosts%%$'\n'*}"
     return
   fi
   head="${list%%,*}"
