@@ -24,7 +24,7 @@ run_cdtrans() {  # run_cdtrans <dataset> <pretrain epochs> <domain>... ; TASKS="
   fi
   for s in "${domains[@]}"; do
     case " $tasks" in *" $s:"*) ;; *) continue ;; esac
-    local first_t; first_t=$(tr ' ' '\n' <<<"$tasks" | grep "^$s:" | head -1 | cut -d: -f2)
+    local first_t; first_t=$(tr ' ' '\n' <<<"$tasks" | grep -m1 "^$s:" | cut -d: -f2)
     run_train cdtrans.train --config "$pre" --run-dir "$root/pretrain_$s" --resume auto \
       data.root="$DATA_ROOT" data.source="$s" data.target="$first_t" model.imagenet_init="$WEIGHTS" "${OVERRIDES[@]}"
   done
