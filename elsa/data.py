@@ -66,6 +66,23 @@ def imagenet_datasets(cfg: DataConfig, img_size: int) -> tuple[Dataset, Dataset]
         raise FileNotFoundError(f"data.root={cfg.root}: {e}") from None
 
 
+def token_label_train_set(cfg: DataConfig, img_size: int, label_root: str, images: Dataset | None = None) -> Dataset:
+    """ImageNet ``train/`` with VOLO's token-label maps and the official label-aware augmentation
+    (``elsa.token_label``); the evaluation set stays ``imagenet_datasets``'s. ``images``: an ``ImageFolder``
+    of ``train/`` already listed (its samples are reused)."""
+    from .token_label import TokenLabelImageFolder, TokenLabelTransform
+
+    if cfg.dataset != "imagenet1k":
+        raise ValueError(f"train.token_label needs data.dataset=imagenet1k (label maps exist for ImageNet), "
+                         f"got '{cfg.dataset}'")
+    if not label_root:
+        raise ValueError("train.token_label_root: set it to the label-map folder (<root>/<wnid>/<stem>.pt)")
+    tf = TokenLabelTransform(img_size, cfg.auto_augment, cfg.color_jitter, cfg.reprob, cfg.remode,
+                             cfg.train_interpolation)
+    return TokenLabelImageFolder(images if images is not None else Path(cfg.root) / "train", label_root, tf,
+                                 cfg.num_classes)
+
+
 def digits_datasets(cfg: DataConfig) -> tuple[TensorDataset, TensorDataset]:
     """(train, test) cluttered digits: (N, 1, 32, 32) normalised images and labels; fixed split."""
     from shared.data import cluttered_digits

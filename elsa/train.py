@@ -19,9 +19,10 @@ from shared.engine.dist import eval_loader, gather_cat
 from shared.metrics import top1_accuracy
 
 from .checkpoint import load_official_checkpoint
-from .data import DataConfig, build_datasets
+from .data import DataConfig, build_datasets, token_label_train_set
 from .model import elsa_swin
-from .volo import ElsaVOLO, load_run_weights
+from .token_label import TokenLabelConfig, TokenLabelLoss, token_label_targets
+from .volo import ElsaVOLO, TokenLabelVOLO, load_run_weights
 
 MIXERS = {"swin": ("elsa", "lsa", "swin"), "volo": ("elsa", "lsa", "outlook")}
 
@@ -65,10 +66,13 @@ class ModelConfig:
 class ElsaConfig(RunConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    train: TokenLabelConfig = field(default_factory=TokenLabelConfig)  # VOLO's token labelling (elsa.token_label)
 
 
-def build_model(m: ModelConfig, num_classes: int) -> nn.Module:
-    """The model a config describes (ELSA-Swin, LSA-Swin, timm Swin; ELSA-VOLO, LSA-VOLO, timm VOLO)."""
+def build_model(m: ModelConfig, num_classes: int, token_label: TokenLabelConfig | None = None) -> nn.Module:
+    """The model a config describes (ELSA-Swin, LSA-Swin, timm Swin; ELSA-VOLO, LSA-VOLO, timm VOLO).
+    ``token_label`` with ``token_label: true``: a VOLO-family model whose training forward returns the dense
+    outputs (``elsa.volo.TokenLabelForward``)."""
     if m.family not in MIXERS:
         raise ValueError(f"model.family must be one of {tuple(MIXERS)}, got '{m.family}'")
     if m.mixer not in MIXERS[m.family]:
@@ -76,7 +80,12 @@ def build_model(m: ModelConfig, num_classes: int) -> nn.Module:
     if len(m.depths) != len(m.num_heads):
         raise ValueError(f"model.depths {m.depths} and model.num_heads {m.num_heads} differ in length")
     if m.family == "volo":
-        return build_volo(m, num_classes)
+        model = build_volo(m, num_classes, token_label is not None and token_label.token_label)
+        if token_label is not None and token_label.token_label:
+            model.token_label_train, model.mix_token = True, token_label.mix_token
+        return model
+    if token_label is not None and token_label.token_label:
+        raise ValueError("train.token_label needs model.family=volo (VOLO's aux head gives the token outputs)")
     common = dict(img_size=m.img_size, in_chans=m.in_chans, patch_size=m.patch_size, window_size=m.window_size,
                   embed_dim=m.embed_dim, depths=tuple(m.depths), num_heads=tuple(m.num_heads),
                   mlp_ratio=m.mlp_ratio, drop_path_rate=m.drop_path_rate, num_classes=num_classes,
@@ -90,7 +99,7 @@ def build_model(m: ModelConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def build_volo(m: ModelConfig, num_classes: int) -> nn.Module:
+def build_volo(m: ModelConfig, num_classes: int, token_label: bool = False) -> nn.Module:
     """timm VOLO (mixer ``outlook``) or ELSA-VOLO (``elsa`` / ``lsa`` in place of the Outlooker stage)."""
     from timm.models.volo import VOLO
 
@@ -105,7 +114,7 @@ def build_volo(m: ModelConfig, num_classes: int) -> nn.Module:
               qkv_bias=False if m.qkv_bias is None else m.qkv_bias, drop_path_rate=m.drop_path_rate,
               post_layers=tuple(m.post_layers) or None)
     if m.mixer == "outlook":
-        model = VOLO(**kw)
+        model = TokenLabelVOLO(**kw) if token_label else VOLO(**kw)
     else:
         model = ElsaVOLO(elsa_kernel=m.elsa_kernel, lam=m.lam, gamma=m.gamma, group_width=m.group_width,
                          elsa_mixer=m.mixer, impl=m.impl, tile=m.tile, **kw)
@@ -154,7 +163,20 @@ class ElsaTask(Task):
         self.cfg = cfg
         d = cfg.data
         self.train_set, self.eval_set = build_datasets(d, cfg.model.img_size, cfg.engine.seed)
-        self.mixup = None
+        self.mixup = self.token_loss = None
+        t = cfg.train
+        if t.token_label:  # VOLO's recipe: label maps + MixToken + dense loss, no mixup/cutmix
+            if cfg.model.family != "volo":
+                raise ValueError("train.token_label needs model.family=volo (VOLO's aux head gives the token outputs)")
+            if d.mixup > 0 or d.cutmix > 0:
+                raise ValueError("train.token_label: set data.mixup=0 data.cutmix=0 (VOLO mixes with MixToken)")
+            m = cfg.model
+            side = m.img_size // m.patch_size // (2 if m.downsamples[0] else 1)  # VOLO's aux-token grid
+            if t.token_label_size != side:
+                raise ValueError(f"train.token_label_size must be the aux-token grid side, model.img_size / "
+                                 f"{m.img_size // side} = {side} (one target per token), got {t.token_label_size}")
+            self.train_set = token_label_train_set(d, m.img_size, t.token_label_root, self.train_set)
+            self.token_loss = TokenLabelLoss(t.dense_weight, t.cls_weight, t.ground_truth)
         if d.mixup > 0 or d.cutmix > 0:
             from timm.data import Mixup
 
@@ -162,7 +184,7 @@ class ElsaTask(Task):
                                num_classes=d.num_classes)
 
     def build_model(self) -> nn.Module:
-        return build_model(self.cfg.model, self.cfg.data.num_classes)
+        return build_model(self.cfg.model, self.cfg.data.num_classes, self.cfg.train)
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         return param_groups_timm(model, self.cfg.optim.weight_decay)
@@ -171,6 +193,12 @@ class ElsaTask(Task):
         return self.train_set
 
     def training_step(self, model, batch, trainer: Trainer) -> dict[str, torch.Tensor]:
+        if self.token_loss is not None:
+            x, maps, box, y = batch
+            t, d = self.cfg.train, self.cfg.data
+            target = token_label_targets(maps, box, y, d.num_classes, t.token_label_size, d.smoothing, t.roi_order)
+            cls, aux, mix_box = model(x)
+            return {"loss": self.token_loss(cls, aux, mix_box, target)}
         x, y = batch
         if self.mixup is not None:
             x, soft = self.mixup(x, y)

@@ -32,6 +32,7 @@ from torch import nn
 
 from .checkpoint import engine_state
 from .model import ELSABlock, _cfg, _init_linear, build_timm
+from .token_label import volo_token_label_forward
 
 # VOLO sizes (timm ``volo_d*`` / sail-sg/volo): layers, embed_dims, num_heads (+ D5's mlp_ratio, stem)
 VOLO_SIZES: dict[str, dict[str, Any]] = {
@@ -46,7 +47,25 @@ VOLO_SIZES: dict[str, dict[str, Any]] = {
 VOLO_RESOLUTIONS = {"d1": (224, 384), "d2": (224, 384), "d3": (224, 448), "d4": (224, 448), "d5": (224, 448, 512)}
 
 
-class ElsaVOLO(VOLO):
+class TokenLabelForward:
+    """Mixin for timm ``VOLO``: with ``token_label_train`` set, a training-mode call returns the official
+    dense outputs ``(class logits, aux logits, MixToken box)`` (``elsa.token_label``), so token labelling
+    runs through ``model(x)`` (and DDP); evaluation and the default stay timm's ``forward``."""
+
+    token_label_train: bool = False
+    mix_token: bool = True
+
+    def forward(self, x):
+        if self.training and self.token_label_train:
+            return volo_token_label_forward(self, x, self.mix_token)
+        return super().forward(x)
+
+
+class TokenLabelVOLO(TokenLabelForward, VOLO):
+    """timm's VOLO with the token-labelling training forward (the ``volo`` baseline under ``train.token_label``)."""
+
+
+class ElsaVOLO(TokenLabelForward, VOLO):
     """VOLO whose Outlooker stage(s) are ELSA blocks; takes VOLO's arguments plus the ELSA switches.
 
     Args (besides VOLO's):
