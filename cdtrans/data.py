@@ -107,6 +107,30 @@ class ArrayDataset(Dataset):
             img = torch.roll(torch.nn.functional.pad(img, (s, s, s, s)), (dy, dx), (1, 2))[:, s:-s, s:-s]
         return img, int(self.y[i]), i
 
+    def __getitems__(self, idx: list[int]) -> list[tuple]:
+        """A whole batch at once (the DataLoader's batched fetch): the same items, the same global-RNG draws
+        in the same order as ``[self[i] for i in idx]`` (a ``(n, 2)`` ``randint`` draws what n ``(2,)``
+        draws do), without n pad/roll calls."""
+        return self.items(idx, torch.randint(-self.shift, self.shift + 1, (len(idx), 2)) if self.shift else None)
+
+    def items(self, idx: list[int], shifts: torch.Tensor | None) -> list[tuple]:
+        """``[(image, label, index)]`` for ``idx``, image ``k`` shifted by ``shifts[k] = (dy, dx)`` (None: as is)."""
+        t = torch.as_tensor(idx, dtype=torch.long)
+        img = self.x[t] if shifts is None else shift_images(self.x[t], shifts, self.shift)
+        return list(zip(img, self.y[t].tolist(), idx))
+
+
+def shift_images(x: torch.Tensor, shifts: torch.Tensor, s: int) -> torch.Tensor:
+    """``(B, C, H, W)`` images, image ``b`` moved by ``shifts[b] = (dy, dx)`` (each in ``[-s, s]``) with zeros
+    entering: ``out[b, :, y, x] = x[b, :, y - dy, x - dx]`` (0 outside), the batched form of
+    :meth:`ArrayDataset.__getitem__`'s pad-roll-crop, value for value (a copy, no arithmetic)."""
+    b, _, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (s, s, s, s))
+    rows = torch.arange(h)[None, :] + s - shifts[:, :1]  # (B, H): |dy| <= s never wraps in the padded image
+    cols = torch.arange(w)[None, :] + s - shifts[:, 1:]  # (B, W)
+    out = xp[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
 
 @dataclass
 class Domains:
@@ -161,6 +185,22 @@ class PairDataset(Dataset):
         xs, ys, _ = self.source[s]
         xt, _, _ = self.target[t]
         return (xs, xt), (ys, int(self.pairs.pseudo_label[i])), (s, t)
+
+    def __getitems__(self, idx: list[int]) -> list[tuple]:
+        """A whole batch at once, equal item for item (and draw for draw) to ``[self[i] for i in idx]``.
+
+        Per item the source image draws its shift, then the target image; for two shifted
+        :class:`ArrayDataset` s one ``(n, 2, 2)`` draw is that same sequence. Other datasets go item by item.
+        """
+        src, tgt = self.source, self.target
+        if not (isinstance(src, ArrayDataset) and isinstance(tgt, ArrayDataset) and src.shift == tgt.shift):
+            return [self[i] for i in idx]  # image lists with transforms, or unequal shift ranges
+        si, ti = self.pairs.source_idx[idx].tolist(), self.pairs.target_idx[idx].tolist()
+        shifts = torch.randint(-src.shift, src.shift + 1, (len(idx), 2, 2)) if src.shift else None
+        s_items = src.items(si, None if shifts is None else shifts[:, 0])
+        t_items = tgt.items(ti, None if shifts is None else shifts[:, 1])
+        return [((xs, xt), (ys, yt), (s, t)) for (xs, ys, s), (xt, _, t), yt
+                in zip(s_items, t_items, self.pairs.pseudo_label[idx].tolist())]
 
 
 # ---------------------------------------------------------------------------- verify

@@ -129,3 +129,41 @@ def test_office31_launch_script_runs_pretrain_baseline_and_uda(tmp_path):
     assert not (out / "pretrain_dslr").exists()  # TASKS restricted the run
     base = json.loads((out / "baseline_amazon2webcam.json").read_text())
     assert 0 <= base["acc"] <= 100 and len(base["per_class_acc"]) == 31
+
+
+def test_shift_images_by_hand():
+    """Zeros enter from the side the image moves away from: out[y, x] = x[y - dy, x - dx]."""
+    from cdtrans.data import shift_images
+
+    x = torch.arange(1.0, 10.0).reshape(1, 1, 3, 3).repeat(2, 1, 1, 1)
+    out = shift_images(x, torch.tensor([[1, 0], [0, -1]]), 1)
+    assert out[0, 0].tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]  # down by one row
+    assert out[1, 0].tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]  # left by one column
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_batched_fetch_equals_item_by_item(shift):
+    """The DataLoader's batched fetch (``__getitems__``) returns the same items and leaves the global RNG
+    where ``[ds[i] for i in idx]`` leaves it, so training is unchanged to the bit."""
+    from cdtrans.data import ArrayDataset
+
+    g = torch.Generator().manual_seed(0)
+    xs, xt = torch.rand(40, 1, 6, 5, generator=g).numpy(), torch.rand(30, 1, 6, 5, generator=g).numpy()
+    src = ArrayDataset(xs, torch.randint(0, 4, (40,), generator=g).numpy(), shift)
+    tgt = ArrayDataset(xt, torch.randint(0, 4, (30,), generator=g).numpy(), shift)
+    pairs = PairSet(torch.randint(0, 40, (25,), generator=g), torch.randint(0, 30, (25,), generator=g),
+                    torch.zeros(25, dtype=torch.long), torch.randint(0, 4, (25,), generator=g))
+    idx = torch.randperm(25, generator=g)[:17].tolist()
+    for ds in (src, PairDataset(src, tgt, pairs)):
+        torch.manual_seed(7)
+        batched, after_b = ds.__getitems__(idx), torch.rand(3)
+        torch.manual_seed(7)
+        single, after_s = [ds[i] for i in idx], torch.rand(3)
+        assert torch.equal(after_b, after_s)
+        flat = lambda items: torch.utils._pytree.tree_leaves(items)  # noqa: E731
+        assert len(flat(batched)) == len(flat(single))
+        for a, b in zip(flat(batched), flat(single)):
+            assert type(a) is type(b) and (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b)
+    if shift:  # the shifts are real: some image moved
+        torch.manual_seed(7)
+        assert any(not torch.equal(item[0], src.x[i]) for item, i in zip(src.__getitems__(idx), idx))
