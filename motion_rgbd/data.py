@@ -1,5 +1,5 @@
-"""MotionRGBD data: FRP motion maps, the official video list format, RGB-D folder datasets, verify entries,
-and the embedded synthetic RGB-D motion set (``SynRGBD``).
+"""MotionRGBD data: FRP motion maps, the official video list format, RGB-D folder datasets and verify entries
+(the embedded synthetic set is ``motion_rgbd.synthetic``).
 
 Official list line: ``<rel_dir> <num_frames> <label(0-based)>`` (extra fields ignored; PAMI THU-READ
 lists begin with a space, so lines are split on whitespace). Frames: ``<root>/<rel_dir>/%06d.jpg``.
@@ -353,81 +353,3 @@ def verify_ntu(root: Path) -> list[str]:
             if lf.is_file():
                 problems += ntu_split_problems(lf, proto, split)[:20]
     return problems
-
-
-# --------------------------------------------------------------------------- embedded synthetic set
-CLASSES = ("left_to_right", "top_to_bottom", "approach", "recede", "clockwise", "counter_clockwise")
-
-
-def render_clip(label: int, rng: np.random.Generator, t: int = 16, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic RGB-D clip: rgb (T, S, S, 3) and depth (T, S, S) in [0, 1].
-
-    Textured background at depth 0.9, a static distractor blob, and a striped disk whose motion is the
-    class: 0/1 translate (both modalities), 2/3 depth 0.7->0.3 / 0.3->0.7 at fixed size and colour (depth
-    only), 4/5 rotate in place clockwise / counter-clockwise at constant depth (RGB only).
-    """
-    yy, xx = np.mgrid[:size, :size].astype(np.float32)
-    bg = np.clip(rng.uniform(0.2, 0.6, 3) + 0.15 * rng.standard_normal((size // 4, size // 4, 3)).repeat(4, 0)
-                 .repeat(4, 1), 0, 1)
-    r = rng.uniform(5, 8)
-    col = rng.uniform(0.5, 1.0, 3)
-    speed = rng.uniform(0.7, 1.3)
-    bx, by, br = rng.uniform(4, size - 4, 2).tolist() + [rng.uniform(2, 4)]
-    bcol, bdep = rng.uniform(0, 1, 3), rng.uniform(0.5, 0.8)
-    cx0, cy0 = rng.uniform(r + 2, size - r - 2, 2)
-    phase = rng.uniform(0, 2 * np.pi)
-    rgb = np.empty((t, size, size, 3), np.float32)
-    dep = np.empty((t, size, size), np.float32)
-    for i in range(t):
-        a = i / (t - 1)
-        cx, cy, z, rot = cx0, cy0, 0.5, 0.0
-        span = (size - 2 * r - 4) * min(1.0, speed)
-        if label == 0:
-            cx = r + 2 + a * span
-        elif label == 1:
-            cy = r + 2 + a * span
-        elif label in (2, 3):
-            z = 0.7 - 0.4 * a if label == 2 else 0.3 + 0.4 * a
-        elif label in (4, 5):
-            rot = (1 if label == 5 else -1) * a * np.pi * speed
-        frame, d = bg.copy(), np.full((size, size), 0.9, np.float32)
-        blob = (xx - bx) ** 2 + (yy - by) ** 2 <= br ** 2
-        frame[blob], d[blob] = bcol, bdep
-        disk = (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
-        theta = np.arctan2(yy - cy, xx - cx)
-        stripe = 0.35 + 0.65 * (np.sin(4 * (theta - rot - phase)) > 0)
-        frame[disk] = (col[None] * stripe[disk, None])
-        d[disk] = z
-        rgb[i], dep[i] = frame, d
-    rgb = np.clip(rgb + 0.05 * rng.standard_normal(rgb.shape), 0, 1)
-    dep = np.clip(dep + 0.02 * rng.standard_normal(dep.shape), 0, 1)
-    return rgb.astype(np.float32), dep.astype(np.float32)
-
-
-@dataclass
-class SynRGBD:
-    """Tensors of the embedded set: rgb/depth (N, 3, T, S, S) normalised, g_rgb/g_depth (N, 1, T, S, S), y (N,)."""
-
-    rgb: torch.Tensor
-    depth: torch.Tensor
-    g_rgb: torch.Tensor
-    g_depth: torch.Tensor
-    y: torch.Tensor
-
-
-def make_synthetic(n_per_class: int, seed: int, t: int = 16, size: int = 32, window: int = 4) -> SynRGBD:
-    """Render ``n_per_class`` clips of each of the 6 classes (seeded) with their FRP maps."""
-    rng = np.random.default_rng(seed)
-    rs, ds, gr, gd, ys = [], [], [], [], []
-    for c in range(len(CLASSES)):
-        for _ in range(n_per_class):
-            rgb, dep = render_clip(c, rng, t, size)
-            xr, xd = normalise(rgb), normalise(np.repeat(dep[..., None], 3, -1))
-            rs.append(xr)
-            ds.append(xd)
-            gr.append(frp_maps(xr, window))
-            gd.append(frp_maps(xd, window))
-            ys.append(c)
-    clip = lambda a: torch.from_numpy(np.stack(a)).permute(0, 4, 1, 2, 3).contiguous()  # noqa: E731
-    maps = lambda a: torch.from_numpy(np.stack(a))[:, None]  # noqa: E731
-    return SynRGBD(clip(rs), clip(ds), maps(gr), maps(gd), torch.tensor(ys))

@@ -316,25 +316,27 @@ class DTNNet(nn.Module):
 class MotionNet(nn.Module):
     """Unimodal network (official ``DSNNet``): DSN trunk with FRP at Mixed_3b/4b/5b, LinearMap, DTN.
 
-    ``width_div`` divides every trunk width (1 = official); ``bn_momentum`` 0.01 is official (a few hundred
+    ``width_div`` divides every trunk width (1 = official); ``coupled`` makes every k x k trunk conv 3 x k x k
+    (the decoupled-vs-coupled ablation, same widths; ours); ``bn_momentum`` 0.01 is official (a few hundred
     steps leave the running statistics near their initial values, so the miniature uses 0.1).
     ``forward(x, g)`` with x (B, 3, T, H, W),
     g (B, 1, T, H, W) or None (FRP off). ``endpoint='spatial'`` returns F (B, T, dim).
     """
 
     def __init__(self, num_classes: int, frames: int = 64, width_div: int = 1, dim: int = 512, frp: bool = True,
-                 bn_momentum: float = 0.01, **dtn_kwargs):
+                 bn_momentum: float = 0.01, coupled: bool = False, **dtn_kwargs):
         super().__init__()
         w = lambda c: max(1, math.ceil(c / width_div))  # noqa: E731
+        kt = 3 if coupled else 1  # coupled (ours, the I3D-style ablation): every k x k conv spans 3 frames
         self.frp = frp
-        self.Conv3d_1a_7x7 = Unit3D(3, w(64), (1, 7, 7), (1, 2, 2))
+        self.Conv3d_1a_7x7 = Unit3D(3, w(64), (kt, 7, 7), (1, 2, 2))
         self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         self.Conv3d_2b_1x1 = Unit3D(w(64), w(64))
-        self.Conv3d_2c_3x3 = Unit3D(w(64), w(192), (1, 3, 3))
+        self.Conv3d_2c_3x3 = Unit3D(w(64), w(192), (kt, 3, 3))
         self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         cin = w(192)
         for name in ("Mixed_3b", "Mixed_3c", "Mixed_4b", "Mixed_4c", "Mixed_5b", "Mixed_5c"):
-            mod = InceptionModule(cin, [w(c) for c in INCEPTION_WIDTHS[name]])
+            mod = InceptionModule(cin, [w(c) for c in INCEPTION_WIDTHS[name]], kernel=(kt, 3, 3))
             setattr(self, name, mod)
             cin = mod.out_channels
         self.MaxPool3d_4a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))

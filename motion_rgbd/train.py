@@ -23,10 +23,11 @@ from shared.engine import RunConfig, Task, Trainer
 from shared.engine.dist import eval_loader, gather_cat
 from shared.metrics import top1_accuracy
 
-from .data import RGBDVideoDataset, SynRGBD, TrainAugment
+from .data import RGBDVideoDataset, TrainAugment
 from .depth import RawDepthOptions
 from .losses import ce_ls, unimodal_loss
 from .model import CrossFusionNet, MotionNet, load_official_checkpoint, unimodal_to_fusion
+from .synthetic import SynAugment, SynRGBD
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ModelConfig:
     knn: float = 0.7
     recoupling: bool = True
     frp: bool = True
+    coupled: bool = False  # ablation: every k x k trunk conv becomes 3 x k x k (I3D-style coupled), ours
     rcm_hidden: int = 256
     temper: float = 0.5  # 0.4 for NvGesture
     sharpness: bool = True
@@ -97,16 +99,18 @@ class MotionConfig(RunConfig):
 
 
 NET_KEYS = ("bn_momentum", "frames", "width_div", "dim", "samples", "depth", "heads", "dim_head", "mlp_dim",
-            "dropout", "knn", "recoupling", "frp", "rcm_hidden", "temper", "sharpness", "temp", "temp_warm_epochs")
-# The embedded miniature (T = 16 frames of 32x32, widths / 8, D = 48, N = 2).
+            "dropout", "knn", "recoupling", "frp", "coupled", "rcm_hidden", "temper", "sharpness", "temp",
+            "temp_warm_epochs")
+# The embedded miniature (T = 16 frames of 32x32, widths / 8, D = 48, N = 2): the tests' net; the reported
+# runs read theirs from configs/embedded-synrgbd.yaml (a test checks the two agree).
 MINI_NET = dict(bn_momentum=0.1, frames=16, width_div=8, dim=48, samples=[4, 8, 12], depth=2, heads=4, dim_head=8,
-                mlp_dim=64, dropout=0.1, knn=0.7, recoupling=True, frp=True, rcm_hidden=32, temper=0.5, sharpness=True,
-                temp=[0.04, 0.07], temp_warm_epochs=4)
+                mlp_dim=64, dropout=0.1, knn=0.7, recoupling=True, frp=True, coupled=False, rcm_hidden=32, temper=0.5,
+                sharpness=True, temp=[0.04, 0.07], temp_warm_epochs=4)
 
 
 def net_kwargs(m: ModelConfig | dict, epochs: int) -> dict:
     d = asdict(m) if not isinstance(m, dict) else m
-    kw = {k: d[k] for k in NET_KEYS}
+    kw = {k: d[k] for k in NET_KEYS if k in d}
     kw["samples"], kw["temp"] = tuple(kw["samples"]), tuple(kw["temp"])
     return kw | {"epochs": epochs}
 
@@ -119,8 +123,10 @@ def _set_epoch(model: nn.Module, epoch: int) -> None:
 
 # --------------------------------------------------------------------------- plain loops (embedded set)
 def train_unimodal(data: SynRGBD, modality: str, epochs: int, seed: int, net: dict, lr: float = 1e-3,
-                   batch: int = 16, distill_warm: int = 2) -> tuple[MotionNet, list[float]]:
-    """Adam, label smoothing 0.1, multi-loss [1, .5, .5, .5] + KL (0 for the first ``distill_warm`` epochs)."""
+                   batch: int = 16, distill_warm: int = 2, augment: SynAugment | None = None
+                   ) -> tuple[MotionNet, list[float]]:
+    """Adam, label smoothing 0.1, multi-loss [1, .5, .5, .5] + KL (0 for the first ``distill_warm`` epochs);
+    ``augment``: one geometric draw per clip and step (the official NvGesture recipe, scaled)."""
     model = MotionNet(6, **net_kwargs(net, epochs))
     model.dtn.rng.seed(seed)
     x, g = (data.rgb, data.g_rgb) if modality == "rgb" else (data.depth, data.g_depth)
@@ -132,7 +138,8 @@ def train_unimodal(data: SynRGBD, modality: str, epochs: int, seed: int, net: di
         _set_epoch(model, ep)
         tot, n = 0.0, 0
         for idx in torch.randperm(len(data.y), generator=gen).split(batch):
-            out, kl, _ = model(x[idx], g[idx])
+            xb, gb = augment.train(x[idx], g[idx], gen) if augment else (x[idx], g[idx])
+            out, kl, _ = model(xb, gb)
             loss = unimodal_loss(out, kl, data.y[idx], distill=1.0 if ep >= distill_warm else 0.0)["loss"]
             opt.zero_grad()
             loss.backward()
@@ -152,8 +159,10 @@ def evaluate_unimodal(model: MotionNet, data: SynRGBD, modality: str, batch: int
 
 
 def train_capf(data: SynRGBD, rgb_net: MotionNet, depth_net: MotionNet, epochs: int, seed: int, net: dict,
-               lr: float = 1e-3, batch: int = 16) -> tuple[CrossFusionNet, list[float]]:
-    """CAPF from the two unimodal nets (heads dropped), all weights trainable, the full CAPF loss."""
+               lr: float = 1e-3, batch: int = 16, augment: SynAugment | None = None
+               ) -> tuple[CrossFusionNet, list[float]]:
+    """CAPF from the two unimodal nets (heads dropped), all weights trainable, the full CAPF loss; with
+    ``augment`` the RGB and depth clips draw independently (official)."""
     model = CrossFusionNet(6, **net_kwargs(net, epochs))
     load_official_checkpoint(model, unimodal_to_fusion(rgb_net.state_dict(), depth_net.state_dict()),
                              required_prefix="Modalit_")
@@ -166,7 +175,10 @@ def train_capf(data: SynRGBD, rgb_net: MotionNet, depth_net: MotionNet, epochs: 
         model.train()
         tot, n = 0.0, 0
         for idx in torch.randperm(len(data.y), generator=gen).split(batch):
-            _, losses = model(data.rgb[idx], data.depth[idx], data.g_rgb[idx], data.g_depth[idx], data.y[idx])
+            xr, gr, xd, gd = data.rgb[idx], data.g_rgb[idx], data.depth[idx], data.g_depth[idx]
+            if augment:
+                (xr, gr), (xd, gd) = augment.train(xr, gr, gen), augment.train(xd, gd, gen)
+            _, losses = model(xr, xd, gr, gd, data.y[idx])
             opt.zero_grad()
             losses["loss"].backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)

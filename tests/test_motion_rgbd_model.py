@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from motion_rgbd.data import frp_maps, rank_pool_weights, render_clip, sample_frames, to_grey
+from motion_rgbd.data import frp_maps, rank_pool_weights, sample_frames, to_grey
 from motion_rgbd.losses import ce_ls, distillation_kl
 from motion_rgbd.model import (
     CrossFusionNet,
@@ -193,12 +193,3 @@ def test_load_official_checkpoint_and_fusion_init():
               "fusion_model.encoder.enconv.9.weight", "fusion_model.decoder.deconv.3.weight",
               "fusion_model.efc.weight", "fc.weight", "classifier1.1.weight", "classifier2.0.weight"):
         assert k in fsd
-
-
-def test_synthetic_classes_complementary():
-    rng = np.random.default_rng(0)
-    rgb2, dep2 = render_clip(2, rng)
-    rgb4, dep4 = render_clip(4, rng)
-    assert rgb2.shape == (16, 32, 32, 3) and dep2.shape == (16, 32, 32)
-    assert dep2[0].min() < dep2[-1].min() + 0.5 and abs(dep2[0].min() - dep2[-1].min()) > 0.2  # depth changes
-    assert abs(dep4[0].min() - dep4[-1].min()) < 0.15  # rotation: constant depth
