@@ -129,19 +129,67 @@ def test_bad_volo_settings_fail_with_one_line():
         build_model(cfg.model, 10)
 
 
-@pytest.mark.parametrize("size,lr,drop_path,params", [("d1", 1.6e-3, 0.1, 26.67), ("d2", 1e-3, 0.2, 58.72),
-                                                      ("d3", 1e-3, 0.5, 86.38)])
-def test_imagenet_volo_configs_follow_volos_recipe(size, lr, drop_path, params):
+@pytest.mark.parametrize("size,lr,drop_path,params,crop", [
+    ("d1", 1.6e-3, 0.1, 26.67, 0.96), ("d2", 1e-3, 0.2, 58.72, 0.96), ("d3", 1e-3, 0.5, 86.38, 0.96),
+    ("d4", 1e-3, 0.5, 192.72, 1.15), ("d5", 8e-4, 0.75, 295.10, 1.15)])
+def test_imagenet_volo_configs_follow_volos_recipe(size, lr, drop_path, params, crop):
+    """D1-D3: the official README's commands; D4/D5: the VOLO paper's model table (lr, drop path, crop
+    ratio 1.15 = the official ``volo_large`` default_cfg). All with token labelling, 14 tokens a side."""
     from pathlib import Path
 
     cfg = load_config(Path(reproduce.HERE) / "configs" / f"elsa_volo-{size}_8xb128-310e_in1k.yaml", ElsaConfig)
-    assert (cfg.optim.lr, cfg.model.drop_path_rate) == (lr, drop_path)
-    assert (cfg.engine.batch_size, cfg.engine.epochs) == (1024, 310)
+    assert (cfg.optim.lr, cfg.model.drop_path_rate, cfg.data.eval_crop_pct) == (lr, drop_path, crop)
+    assert (cfg.engine.batch_size, cfg.engine.epochs, cfg.model.img_size) == (1024, 310, 224)
     assert cfg.optim.lr * cfg.sched.warmup_lr_factor == pytest.approx(1e-6)
     assert cfg.optim.lr * cfg.sched.min_lr_factor == pytest.approx(1e-5)
+    t = cfg.train
+    assert (t.token_label, t.token_label_size, t.dense_weight, t.cls_weight, t.ground_truth, t.mix_token) == (
+        True, 14, 0.5, 1.0, False, True)
+    assert (cfg.data.mixup, cfg.data.cutmix) == (0.0, 0.0)
     with torch.device("meta"):
-        m = build_model(cfg.model, 1000)
-    assert isinstance(m, ElsaVOLO) and round(n_params(m) / 1e6, 2) == params
+        m = build_model(cfg.model, 1000, cfg.train)
+    assert isinstance(m, ElsaVOLO) and round(n_params(m) / 1e6, 2) == params and m.token_label_train
+
+
+@pytest.mark.parametrize("name,size,batch,drop_path", [
+    ("d1-384px-ft_8xb64", 384, 512, 0.1), ("d2-384px-ft_8xb48", 384, 384, 0.2), ("d3-448px-ft_8xb30", 448, 240, 0.5),
+    ("d4-448px-ft_8xb30", 448, 240, 0.5), ("d5-448px-ft_8xb30", 448, 240, 0.75),
+    ("d5-512px-ft_8xb30", 512, 240, 0.75)])
+def test_fine_tuning_configs_follow_volos_recipe(name, size, batch, drop_path):
+    """VOLO's fine-tuning commands: lr 8e-6 -> 4e-6, wd 1e-8, 30 + 10 epochs, token labelling at img / 16
+    tokens a side with the ground-truth blend, the 224 px run's drop path."""
+    cfg = load_config(reproduce.HERE / "configs" / f"elsa_volo-{name}-40e_in1k.yaml", ElsaConfig)
+    assert (cfg.model.img_size, cfg.engine.batch_size, cfg.engine.epochs, cfg.model.drop_path_rate) == (
+        size, batch, 40, drop_path)
+    assert (cfg.optim.lr, cfg.optim.weight_decay) == (8e-6, 1e-8)
+    assert cfg.optim.lr * cfg.sched.min_lr_factor == pytest.approx(4e-6)
+    assert (cfg.train.token_label, cfg.train.token_label_size, cfg.train.ground_truth) == (True, size // 16, True)
+
+
+def test_every_config_builds_its_model():
+    """Every config under elsa/configs (classification, ablations, Mask R-CNN, UperNet) loads and builds
+    its model (on the meta device: no memory, no time); the model's input size is the config's."""
+    from elsa.detection import DetConfig, elsa_maskrcnn
+    from elsa.segmentation import SegConfig, elsa_upernet
+
+    paths = sorted(p for p in (reproduce.HERE / "configs").rglob("*.yaml") if not p.name.startswith("base_"))
+    assert len(paths) == 26  # 21 top-level (ELSA-Swin, ELSA-VOLO D1-D5 + 6 fine-tunings, micro, dense) + 5 ablations
+    for p in paths:
+        with torch.device("meta"):
+            if p.name.startswith("maskrcnn_"):
+                m = load_config(p, DetConfig).model
+                model = elsa_maskrcnn(m.num_classes, m.backbone, "", m.fpn_channels, m.min_size, m.max_size,
+                                      drop_path_rate=m.drop_path_rate)
+            elif p.name.startswith("upernet_"):
+                m = load_config(p, SegConfig).model
+                model = elsa_upernet(m.num_classes, m.backbone, "", m.channels, m.aux_channels,
+                                     drop_path_rate=m.drop_path_rate)
+            else:
+                cfg = load_config(p, ElsaConfig, ["model.init_checkpoint="])
+                model = build_model(cfg.model, cfg.data.num_classes, cfg.train)
+                if cfg.model.family == "volo":
+                    assert model.pos_embed.shape[1] * cfg.model.patch_size * 2 == cfg.model.img_size, p.name
+        assert n_params(model) > 0, p.name
 
 
 def test_fine_tuning_init_resamples_the_position_embedding(tmp_path):
