@@ -1,5 +1,5 @@
-"""Train ELSA-Swin (or the Swin / plain local self-attention baselines) on ImageNet-1k or the embedded
-cluttered digits, on the shared engine.
+"""Train ELSA-Swin (or the Swin / plain local self-attention baselines) or ELSA-VOLO (or VOLO; with VOLO's
+token labelling, ``train.token_label``) on ImageNet-1k or the embedded digits, on the shared engine.
 
     python -m elsa.train --config elsa/configs/elsa_swin-tiny_8xb128-310e_in1k.yaml data.root=/data/imagenet
     torchrun --nproc_per_node=8 -m elsa.train --config ...                               # DDP
@@ -79,13 +79,13 @@ def build_model(m: ModelConfig, num_classes: int, token_label: TokenLabelConfig 
         raise ValueError(f"model.mixer must be one of {MIXERS[m.family]} for model.family={m.family}, got '{m.mixer}'")
     if len(m.depths) != len(m.num_heads):
         raise ValueError(f"model.depths {m.depths} and model.num_heads {m.num_heads} differ in length")
+    dense = token_label is not None and token_label.token_label
+    check_token_label_family(m, dense)
     if m.family == "volo":
-        model = build_volo(m, num_classes, token_label is not None and token_label.token_label)
-        if token_label is not None and token_label.token_label:
+        model = build_volo(m, num_classes, dense)
+        if dense:
             model.token_label_train, model.mix_token = True, token_label.mix_token
         return model
-    if token_label is not None and token_label.token_label:
-        raise ValueError("train.token_label needs model.family=volo (VOLO's aux head gives the token outputs)")
     common = dict(img_size=m.img_size, in_chans=m.in_chans, patch_size=m.patch_size, window_size=m.window_size,
                   embed_dim=m.embed_dim, depths=tuple(m.depths), num_heads=tuple(m.num_heads),
                   mlp_ratio=m.mlp_ratio, drop_path_rate=m.drop_path_rate, num_classes=num_classes,
@@ -97,6 +97,11 @@ def build_model(m: ModelConfig, num_classes: int, token_label: TokenLabelConfig 
     if m.init_checkpoint:
         load_official_checkpoint(model, m.init_checkpoint, use_ema=m.init_use_ema)
     return model
+
+
+def check_token_label_family(m: ModelConfig, token_label: bool) -> None:
+    if token_label and m.family != "volo":
+        raise ValueError("train.token_label needs model.family=volo (VOLO's aux head gives the token outputs)")
 
 
 def build_volo(m: ModelConfig, num_classes: int, token_label: bool = False) -> nn.Module:
@@ -166,8 +171,7 @@ class ElsaTask(Task):
         self.mixup = self.token_loss = None
         t = cfg.train
         if t.token_label:  # VOLO's recipe: label maps + MixToken + dense loss, no mixup/cutmix
-            if cfg.model.family != "volo":
-                raise ValueError("train.token_label needs model.family=volo (VOLO's aux head gives the token outputs)")
+            check_token_label_family(cfg.model, True)
             if d.mixup > 0 or d.cutmix > 0:
                 raise ValueError("train.token_label: set data.mixup=0 data.cutmix=0 (VOLO mixes with MixToken)")
             m = cfg.model

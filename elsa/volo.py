@@ -15,8 +15,9 @@ What is swapped and what is kept (VOLO, timm ``volo.py``):
   NHWC tokens (stride 8, e.g. 28 x 28 at 224 px). timm hard-codes ``Outlooker`` in ``outlooker_blocks``,
   so the swap happens after construction, in ``__init__`` (``ElsaVOLO``).
 * Everything else is VOLO's: conv stem + patch embedding, downsample, transformer stages, class-attention
-  post layers, the token-labelling aux head (``use_aux_head``; token labelling itself is a training
-  option, off by default, as in VOLO's own scripts it needs precomputed label maps).
+  post layers, the token-labelling aux head (``use_aux_head``). Token labelling itself is a training
+  option (``train.token_label``, ``elsa.token_label``; on in the ImageNet configs, as VOLO trains): with it
+  a training-mode call returns VOLO's dense outputs (``TokenLabelForward``).
 
 ``features_only=True`` works through timm's ``FeatureGetterNet`` (VOLO's ``forward_intermediates``):
 four NCHW maps at strides 8, 16, 16, 16 (VOLO has no stride-32 stage).

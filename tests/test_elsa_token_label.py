@@ -244,3 +244,22 @@ def test_one_training_step_on_a_fixture_tree(tmp_path):
         ElsaTask(tiny_cfg(tmp_path, [f"train.token_label_root={tmp_path / 'nowhere'}"]))
     with pytest.raises(ValueError, match="needs model.family=volo"):
         ElsaTask(tiny_cfg(tmp_path, ["model.family=swin", "model.mixer=elsa"]))
+
+
+def test_transform_flips_the_map_and_records_the_crop_box():
+    """Official order: flip (image and map) first, the random resized crop last, its box recorded as
+    fractions (top, left, height, width) of the flipped image."""
+    from torchvision.transforms import functional as TF
+
+    from elsa.token_label import TokenLabelTransform
+
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    lab = torch.stack([torch.rand(2, 3, 4), torch.randint(0, 9, (2, 3, 4)).float()])
+    tf = TokenLabelTransform(16, auto_augment="", color_jitter=0.0, reprob=0.0, interpolation="bilinear", hflip=1.0)
+    tf.crop.get_params = lambda img, scale, ratio: (10, 6, 20, 30)  # i, j, h, w
+    x, out, box = tf(im, lab)
+    torch.testing.assert_close(out, lab.flip(3))
+    torch.testing.assert_close(box, torch.tensor([10 / 40, 6 / 60, 20 / 40, 30 / 60]))
+    want = tf.final(TF.resized_crop(TF.hflip(im), 10, 6, 20, 30, [16, 16], tf.crop.interpolation))
+    torch.testing.assert_close(x, want)
