@@ -208,3 +208,19 @@ def test_wrong_frames_and_missing_keys_are_named(released_27, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="broken.pth: not a loadable checkpoint"):
         load_official_checkpoint(MHFormer(frames=27, channel=32, d_hid=64), bad)
+
+
+def test_diagnose_forward_with_hypotheses_and_steps():
+    """The collapse probe: the identity pick is the model's own forward, a collapsed pick is not; the MHG step
+    ratio on hand-made hypotheses."""
+    from mhformer.diagnose import forward_with_hypotheses, hypothesis_steps
+
+    torch.manual_seed(0)
+    m = MHFormer(frames=9, channel=16, d_hid=32).eval()
+    x = torch.randn(3, 9, 17, 2)
+    with torch.no_grad():
+        assert torch.equal(forward_with_hypotheses(m, x, (0, 1, 2)), m(x))
+        assert not torch.allclose(forward_with_hypotheses(m, x, (0, 0, 0)), m(x), atol=1e-4)
+    ones = torch.ones(2, 34, 9)
+    m.hypotheses = lambda _x: (ones, 3 * ones, 3 * ones)  # ||X2 - X1|| / ||X1|| = 2, X3 = X2
+    assert hypothesis_steps(m, x) == (2.0, 0.0)
