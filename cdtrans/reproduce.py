@@ -129,11 +129,16 @@ def run_job(seed: int, arm: str, run_root: Path, quick: bool, init: str = "shipp
 
 def run_all(seeds: list[int], arms: list[str], run_root: Path, quick: bool, jobs: int, init: str = "shipped",
             overrides: list[str] = (), shared_root: Path | None = None) -> dict[int, dict]:
-    """Stage A per seed, then its Stage-B arms as soon as it is done, ``jobs`` processes at a time."""
+    """Stage A per seed, then its Stage-B arms as soon as it is done, ``jobs`` processes at a time.
+
+    The three-branch (fusion) arms are started before the two-branch self-training ones, so that the shorter
+    runs come last and the two workers finish close together (a job's numbers do not depend on its order).
+    """
     names = ("source_only", *arms)
+    order = ("source_only", *sorted(arms, key=lambda a: "uda.fusion=false" in ARMS[a]))  # stable: fusion first
     done = run_jobs(run_job, [((s, a), (s, a, run_root / f"seed{s}", quick, init, list(overrides),
                                         shared_root / f"seed{s}" if shared_root else None))
-                              for a in names for s in seeds],
+                              for a in order for s in seeds],
                     deps={(s, a): [(s, "source_only")] for s in seeds for a in arms}, workers=jobs)
     return {s: {a: done[(s, a)] for a in names} for s in seeds}
 
