@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from elsa.detection import coco_dataset, coco_evaluate, coco_problems, elsa_maskrcnn
-from elsa.segmentation import ADE20K, PolyConfig, UPerHead, elsa_upernet, evaluate_miou, poly_lr
+from elsa.segmentation import ADE20K, UPerHead, elsa_upernet, evaluate_miou
 
 SMALL = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))  # ELSA-Swin layout, tiny widths
 
@@ -165,13 +165,40 @@ def test_miou_of_a_perfect_and_of_a_constant_model(tmp_path):
     assert r["mIoU"] == 0.0 and r["aAcc"] == 0.0
 
 
-def test_poly_schedule_matches_mmcv():
-    p = PolyConfig(warmup_iters=10, warmup_ratio=1e-6, power=1.0, min_lr=0.0)
-    assert poly_lr(0, 100, 1.0, p) == pytest.approx(1e-6)
-    assert poly_lr(5, 100, 1.0, p) == pytest.approx(0.95 * (1 - 0.5 * (1 - 1e-6)))
-    assert poly_lr(10, 100, 1.0, p) == pytest.approx(0.9)
-    assert poly_lr(100, 100, 1.0, p) == 0.0
-    assert poly_lr(50, 100, 2.0, PolyConfig(warmup_iters=0, power=2.0, min_lr=0.1)) == pytest.approx(1.9 * .25 + .1)
+def _former_poly_lr(step: int, total: int, base: float) -> float:
+    """The task's own schedule before the engine had ``sched.name: poly`` (``elsa.segmentation.poly_lr`` with
+    the config's former ``poly:`` section: warmup_iters 1500, warmup_ratio 1e-6, power 1, min_lr 0), verbatim."""
+    warmup_iters, warmup_ratio, power, min_lr = 1500, 0.000001, 1.0, 0.0
+    lr = (base - min_lr) * (1 - min(step, total) / total) ** power + min_lr
+    if step < warmup_iters:
+        lr *= 1 - (1 - step / warmup_iters) * (1 - warmup_ratio)
+    return lr
+
+
+def test_upernet_config_gives_the_former_poly_lr_sequence_exactly():
+    """The ADE20K config on the engine's poly schedule sets the very floats the task's hook set, for every one
+    of the 160,401 updates (and after the end), in every parameter group."""
+    from pathlib import Path
+
+    from shared.config import load_config
+    from shared.engine.optim import build_optimizer, build_scheduler
+    from elsa.segmentation import SegConfig
+
+    configs = Path(__file__).resolve().parents[1] / "elsa" / "configs"
+    cfg = load_config(configs / "upernet_elsa-swin-tiny_8xb2-160k_ade20k.yaml", SegConfig)
+    per_epoch = 20210 // cfg.engine.batch_size  # ADE20K train: the former hook's count of updates per epoch
+    total = cfg.engine.epochs * per_epoch
+    assert total == 160401  # 127 x 1,263
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr_factor": f} for f in (1.0, 2.0)]
+    opt = build_optimizer(groups, cfg.optim)
+    sched = build_scheduler(opt, cfg.sched, cfg.optim.lr, cfg.engine.epochs, per_epoch)
+    bases = [cfg.optim.lr * f for f in (1.0, 2.0)]
+    for step in range(total + 3):
+        if step:  # the engine calls step_update(n) after the n-th update, the hook set poly_lr(n) then
+            sched.step_update(step)
+        got = [g["lr"] for g in opt.param_groups]
+        want = [_former_poly_lr(step, total, b) for b in bases]
+        assert got == want, (step, got, want)
 
 
 def test_dense_configs_load_and_need_a_root():
@@ -186,7 +213,7 @@ def test_dense_configs_load_and_need_a_root():
     assert (det.engine.epochs, det.engine.batch_size, det.optim.lr) == (12, 16, 1e-4)
     assert det.sched.decay_milestones == [8, 11]
     seg = load_config(configs / "upernet_elsa-swin-tiny_8xb2-160k_ade20k.yaml", SegConfig)
-    assert seg.engine.epochs * (20210 // seg.engine.batch_size) >= 160000 and seg.sched.name == "const"
+    assert seg.engine.epochs * (20210 // seg.engine.batch_size) >= 160000 and seg.sched.name == "poly"
     with pytest.raises(ValueError, match="data.root"):
         DetectionTask(det)
     with pytest.raises(ValueError, match="data.root"):

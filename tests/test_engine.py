@@ -233,3 +233,75 @@ def test_plateau_warmup_then_decay_and_resume_keeps_its_state(tmp_path):
     s2.load_state_dict(state)
     s2.step(4, 2.5)  # still below the best 3.0 kept in the state: halve again
     assert opt.param_groups[0]["lr"] == pytest.approx(0.25)
+
+
+def test_poly_schedule_values_by_hand():
+    """mmcv's PolyLrUpdaterHook with its linear warm-up (the warm-up scales the poly value, from base x ratio)."""
+    from shared.engine.optim import PolyScheduler
+
+    ps = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    opt = torch.optim.SGD([{"params": [ps[0]], "initial_lr": 1.0}, {"params": [ps[1]], "initial_lr": 2.0}], lr=1.0)
+    s = PolyScheduler(opt, t_initial=100, power=1.0, lr_min=0.0, warmup_t=10, warmup_ratio=1e-6, t_in_epochs=False)
+    lrs = lambda: [g["lr"] for g in opt.param_groups]  # noqa: E731
+    assert lrs() == pytest.approx([1e-6, 2e-6])  # set at construction: the first update's lr
+    s.step_update(5)  # poly 0.95, warm-up factor 1 - 0.5 (1 - 1e-6)
+    assert lrs() == pytest.approx([0.95 * (0.5 + 0.5e-6), 1.9 * (0.5 + 0.5e-6)])
+    s.step_update(10)  # warm-up over: the poly curve itself
+    assert lrs() == pytest.approx([0.9, 1.8])
+    s.step(3)  # an updates schedule ignores epoch steps
+    assert lrs() == pytest.approx([0.9, 1.8])
+    s.step_update(100)
+    assert lrs() == [0.0, 0.0]
+    s.step_update(130)  # past the end: stays at lr_min
+    assert lrs() == [0.0, 0.0]
+    s2 = PolyScheduler(opt, t_initial=100, power=2.0, lr_min=0.1)
+    s2.step(50)  # (2 - 0.1) x 0.5 ** 2 + 0.1 for the base-2 group
+    assert lrs() == pytest.approx([0.9 * 0.25 + 0.1, 1.9 * 0.25 + 0.1])
+
+
+def test_poly_per_update_in_the_trainer_and_its_config_errors(tmp_path):
+    """``sched.name=poly, per_iter=true, warmup_updates=N``: the lr of every update is mmcv's poly of the number
+    of updates done, over epochs x loader length; a resumed run continues the same sequence."""
+    from shared.engine.optim import build_scheduler
+
+    seen: list[float] = []
+
+    class Recording(ToyTask):
+        def training_step(self, model, batch, trainer):
+            seen.append(trainer.optimizer.param_groups[0]["lr"])
+            return super().training_step(model, batch, trainer)
+
+    over = ["engine.epochs=3", "optim.lr=0.5", "sched.name=poly", "sched.per_iter=true", "sched.warmup_updates=5",
+            "sched.warmup_lr_factor=0.1", "sched.poly_power=0.9", "logger.progress=false"]
+    cfg = load_config(None, ToyConfig, over)
+    Trainer(Recording(cfg), cfg, tmp_path / "a").fit()
+    total = 3 * (96 // 8)
+    want = [0.5 * (1 - n / total) ** 0.9 * (1 - (1 - n / 5) * 0.9 if n < 5 else 1.0) for n in range(total)]
+    assert seen == pytest.approx(want, rel=1e-12)
+    seen.clear()
+    cfg2 = load_config(None, ToyConfig, [*over, "engine.epochs=1"])
+    Trainer(Recording(cfg2), cfg2, tmp_path / "b").fit()
+    cfg3 = load_config(None, ToyConfig, over)
+    Trainer(Recording(cfg3), cfg3, tmp_path / "b", resume=tmp_path / "b" / "last.pt").fit()
+    assert seen[12:] == pytest.approx(want[12:], rel=1e-12)
+    bad = load_config(None, ToyConfig, ["sched.name=poly", "sched.warmup_updates=5"])
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="warmup_updates=5 counts updates"):
+        build_scheduler(opt, bad.sched, 0.1, 3)
+
+
+def test_resume_accepts_a_setting_added_since_at_its_default_only():
+    """A checkpoint written before a config key existed resumes while the key keeps its default (the old
+    behaviour); any other value is a change, as is a changed existing key."""
+    from shared.config import to_dict
+    from shared.engine.trainer import config_changes
+
+    saved = to_dict(ToyConfig())
+    del saved["sched"]["poly_power"], saved["sched"]["warmup_updates"]
+    defaults = to_dict(ToyConfig())
+    now = to_dict(load_config(None, ToyConfig, []))
+    assert config_changes(saved, now, defaults) == []
+    assert config_changes(saved, now) != []  # without the defaults every added key counts
+    other = to_dict(load_config(None, ToyConfig, ["sched.poly_power=2", "optim.lr=0.5"]))
+    assert sorted(config_changes(saved, other, defaults)) == ["optim.lr: 0.01 -> 0.5",
+                                                            "sched.poly_power: '<absent>' -> 2.0"]

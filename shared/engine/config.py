@@ -26,8 +26,10 @@ class OptimConfig:
 class SchedConfig:
     """timm scheduler settings; lr-relative where a paper states factors rather than values."""
 
-    name: str = "cosine"  # cosine | step | multistep | plateau | const
+    name: str = "cosine"  # cosine | step | multistep | plateau | poly | const
     warmup_epochs: int = 0
+    # per_iter schedules: the warm-up length in updates instead (mmseg's 1,500 iterations); 0: warmup_epochs
+    warmup_updates: int = 0
     warmup_lr_factor: float = 0.01  # warmup starts at optim.lr * this
     min_lr_factor: float = 0.0  # lr_min = optim.lr * this
     decay_epochs: float = 30.0  # step: period; multistep: see decay_milestones
@@ -35,6 +37,7 @@ class SchedConfig:
     decay_rate: float = 0.1
     cycle_limit: int = 1
     cooldown_epochs: int = 0  # timm train.py: the last N epochs run at lr_min after the cosine cycle
+    poly_power: float = 1.0  # poly: lr = (lr - lr_min) * (1 - t / T) ** poly_power + lr_min (mmcv)
     # timm steps epoch schedulers with the number of the epoch about to run. CDTrans calls
     # scheduler.step(epoch) with 1-based epochs, i.e. t_offset = 1 (its warmup quirk depends on it).
     t_offset: int = 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, StepLRScheduler
+from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
 from .config import OptimConfig, SchedConfig
@@ -77,6 +78,32 @@ class PlateauScheduler:
         self.inner.load_state_dict(state)
 
 
+class PolyScheduler(Scheduler):
+    """mmcv's ``PolyLrUpdaterHook`` (what mmseg's ``*_160k`` configs use) with its linear warm-up, in timm's
+    scheduler calls: ``lr(t) = (base - lr_min) * (1 - min(t, t_initial) / t_initial) ** power + lr_min``, and
+    for ``t < warmup_t`` that value times ``1 - (1 - t / warmup_t) * (1 - warmup_ratio)``. Unlike timm's
+    ``PolyLRScheduler`` (a ramp from ``warmup_lr_init`` up to the base lr), mmcv's warm-up scales the poly
+    value itself, so it starts at ``base * warmup_ratio`` and meets the poly curve at ``warmup_t``. ``t`` is
+    the epoch about to run, or the number of updates done (``t_in_epochs=False``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, t_initial: int, power: float = 1.0, lr_min: float = 0.0,
+                 warmup_t: int = 0, warmup_ratio: float = 0.0, t_in_epochs: bool = True):
+        super().__init__(optimizer, param_group_field="lr", t_in_epochs=t_in_epochs)
+        if t_initial < 1:
+            raise ValueError(f"poly schedule: t_initial={t_initial} must be >= 1")
+        self.t_initial, self.power, self.lr_min = t_initial, power, lr_min
+        self.warmup_t, self.warmup_ratio = warmup_t, warmup_ratio
+        self.update_groups(self._get_lr(0))
+
+    def _get_lr(self, t: int) -> list[float]:
+        # The operation order is mmcv's (and the ELSA task's before the engine had poly): same floats.
+        lrs = [(base - self.lr_min) * (1 - min(t, self.t_initial) / self.t_initial) ** self.power + self.lr_min
+               for base in self.base_values]
+        if t < self.warmup_t:
+            lrs = [lr * (1 - (1 - t / self.warmup_t) * (1 - self.warmup_ratio)) for lr in lrs]
+        return lrs
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, base_lr: float,
                     epochs: int, steps_per_epoch: int = 1, monitor_mode: str = "max"):
     """A timm scheduler; ``t`` is in epochs, or in updates when ``per_iter``. ``plateau`` watches the engine's
@@ -86,8 +113,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, base_lr:
     # timm schedulers write group['lr'] from group['initial_lr']; give each group its factor-scaled lr.
     for g in optimizer.param_groups:
         g["initial_lr"] = base_lr * g.get("lr_factor", 1.0)
-    common = dict(warmup_t=cfg.warmup_epochs * scale, warmup_lr_init=base_lr * cfg.warmup_lr_factor,
-                  t_in_epochs=not cfg.per_iter)
+    if cfg.warmup_updates and not cfg.per_iter:
+        raise ValueError(f"sched.warmup_updates={cfg.warmup_updates} counts updates: set sched.per_iter=true "
+                         "(or use sched.warmup_epochs)")
+    if cfg.warmup_updates and cfg.warmup_epochs:
+        raise ValueError("sched.warmup_updates and sched.warmup_epochs are both set: keep one")
+    warmup_t = cfg.warmup_updates or cfg.warmup_epochs * scale
+    common = dict(warmup_t=warmup_t, warmup_lr_init=base_lr * cfg.warmup_lr_factor, t_in_epochs=not cfg.per_iter)
     if name == "cosine":
         if not 0 <= cfg.cooldown_epochs < epochs:
             raise ValueError(f"sched.cooldown_epochs={cfg.cooldown_epochs} must be in [0, engine.epochs={epochs})")
@@ -105,6 +137,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, base_lr:
             raise ValueError("sched.name=plateau steps once per evaluation: set sched.per_iter=false")
         return PlateauScheduler(optimizer, cfg.decay_rate, cfg.patience_epochs, cfg.plateau_cooldown_epochs,
                                 monitor_mode, cfg.warmup_epochs, base_lr * cfg.warmup_lr_factor)
+    if name == "poly":  # lr_min is one value for every group, as in timm's cosine and mmcv's min_lr
+        return PolyScheduler(optimizer, t_initial=epochs * scale, power=cfg.poly_power,
+                             lr_min=base_lr * cfg.min_lr_factor, warmup_t=warmup_t,
+                             warmup_ratio=cfg.warmup_lr_factor, t_in_epochs=not cfg.per_iter)
     if name in ("const", "none"):
         return None
-    raise ValueError(f"sched.name: unknown scheduler '{cfg.name}' (cosine | step | multistep | plateau | const)")
+    raise ValueError(f"sched.name: unknown scheduler '{cfg.name}' "
+                     "(cosine | step | multistep | plateau | poly | const)")

@@ -112,11 +112,14 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
-def config_changes(old: dict, new: dict) -> list[str]:
-    """``key: old -> new`` for every config value that differs (and may not) between two configs."""
-    a, b = _flatten(old), _flatten(new)
+def config_changes(old: dict, new: dict, defaults: dict | None = None) -> list[str]:
+    """``key: old -> new`` for every config value that differs (and may not) between two configs. A key ``old``
+    lacks (added to the schema after its checkpoint was written) is no change while ``new`` holds its
+    ``defaults`` value: a new setting's default keeps the old behaviour."""
+    a, b, d = _flatten(old), _flatten(new), _flatten(defaults or {})
     keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "<absent>") != b.get(k, "<absent>")]
-    allowed = [k for k in keys if k.startswith(RESUME_MAY_CHANGE) or k.split(".")[-1].endswith(("root", "dir"))]
+    allowed = [k for k in keys if k.startswith(RESUME_MAY_CHANGE) or k.split(".")[-1].endswith(("root", "dir"))
+               or (k not in a and k in d and b.get(k) == d[k])]
     return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys if k not in allowed]
 
 
@@ -231,7 +234,7 @@ class Trainer:
         if self._epochs_changed and self.is_main:
             print(f"resume: engine.epochs {old_epochs} -> {self.cfg.engine.epochs} (applied; the LR schedule "
                   f"is rebuilt for {self.cfg.engine.epochs} epochs)", flush=True)
-        changes = config_changes(saved, to_dict(self.cfg))
+        changes = config_changes(saved, to_dict(self.cfg), to_dict(type(self.cfg)()))
         if changes:
             raise UserError(
                 f"{self.resumed_from}: the config differs from the checkpoint's ({'; '.join(changes)}); a "
@@ -311,6 +314,10 @@ class Trainer:
         self.optimizer.load_state_dict(s["optimizer"])
         if self.scheduler is not None and s["scheduler"] and not self._epochs_changed:
             self.scheduler.load_state_dict(s["scheduler"])
+        elif self.scheduler is not None and self.cfg.sched.per_iter:
+            # The optimizer state holds the lr of the old length's schedule; an epoch schedule is stepped at the
+            # epoch start anyway, a per-update one must set the next update's lr from the rebuilt one now.
+            self.scheduler.step_update(s["global_step"])
         self.scaler.load_state_dict(s["scaler"])
         if self.ema is not None and s["ema"]:
             self.ema.load_state_dict(s["ema"])
