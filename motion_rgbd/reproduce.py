@@ -133,7 +133,10 @@ def score(res: dict, test: SynRGBD, rows: tuple[str, ...]) -> tuple[dict, dict]:
                "both_pair": y < 2, "depth_only_pair": (y == DEPTH_ONLY[0]) | (y == DEPTH_ONLY[1]),
                "rgb_only_pair": (y == RGB_ONLY[0]) | (y == RGB_ONLY[1])}
     top1 = {k: subset_acc(v.argmax(-1), y, torch.ones_like(y, dtype=torch.bool)) for k, v in logits.items()}
-    diag = {k: {s: subset_acc(v.argmax(-1), y, m) for s, m in subsets.items()} for k, v in logits.items()}
+    k = len(CLASSES)
+    conf = {n: torch.bincount(y * k + v.argmax(-1), minlength=k * k).view(k, k).tolist() for n, v in logits.items()}
+    diag = {n: {s: subset_acc(v.argmax(-1), y, m) for s, m in subsets.items()} | {"confusion": conf[n]}
+            for n, v in logits.items()}
     return top1, diag
 
 
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                                  rows)
     table = {r: [top1[s][r] for s in seeds] for r in rows}
     extra_rows = [k for k in top1[seeds[0]] if k not in rows]
+    confusion = {k: np.sum([diag[s][k].pop("confusion") for s in seeds], 0).tolist() for k in diag[seeds[0]]}
     diag_mean = {k: {sub: _nanmean([diag[s][k][sub] for s in seeds]) for sub in diag[seeds[0]][k]}
                  for k in diag[seeds[0]]}
     if args.suite == "default":
@@ -214,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                   out_dir=out_dir, notes="\n".join(lines), curves=curves, curves_xlabel="epoch",
                   extra={"claims": claims, "diagnostics": diag_mean, "diagnostics_per_seed": diag,
                          "diagnostic_rows": {k: [top1[s][k] for s in seeds] for k in extra_rows},
-                         "params": params, "seconds": {f"{r}_s{s}": done[(r, s)]["seconds"] for (r, s) in done
+                         "confusion": confusion, "params": params, "seconds": {f"{r}_s{s}": done[(r, s)]["seconds"] for (r, s) in done
                                                        if r != "data"},
                          "data_faults": {s: done[("data", s)] for s in seeds}, "suite": args.suite,
                          "method": "capf" if args.suite == "default" else "rgb",

@@ -19,7 +19,7 @@ def _pair(a, b, seed=5, **kw):
 
 @pytest.mark.parametrize("a,b,rgb_same,depth_same", [(2, 3, True, False),   # approach/recede: depth only
                                                      (4, 5, False, True),   # colour drifts: RGB only
-                                                     (0, 1, False, False)])  # translations: both
+                                                     (0, 1, False, False)])  # expand/contract: both
 def test_each_pair_is_separable_only_in_its_modality(a, b, rgb_same, depth_same):
     (ra, da), (rb, db) = _pair(a, b)
     assert np.array_equal(ra, rb) == rgb_same
@@ -74,8 +74,9 @@ def test_sub_window_clip_is_static_outside_the_window():
     cfg = SynConfig(depth_fault=0.0, motion_frames=6, rgb_noise=0.0, depth_noise=0.0)
     for seed in range(5):
         _, dep = render_clip(0, np.random.default_rng(seed), cfg)
-        changes = sum(not np.array_equal(dep[i], dep[i + 1]) for i in range(15))
-        assert changes == 5  # 6 moving frames = 5 changes; the other 10 frames repeat the start or end pose
+        changed = [i for i in range(15) if not np.array_equal(dep[i], dep[i + 1])]
+        assert len(changed) >= 3 and changed[-1] - changed[0] <= 4  # 6 moving frames: at most 5 changes in a row;
+        # the other 10 frames repeat the start or end pose
 
 
 def test_augment_without_rotation_is_the_official_resize_and_crop():
