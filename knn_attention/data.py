@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from shared.data.digits import cluttered_digits
+from shared.data.digits import cluttered_digits, fit_glyph, paste_digit, render_digits, split_draw
 from shared.data.imagenet import IMG_EXT, ImageNetAugment, imagenet_problems
 from shared.data.imagenet import imagenet_datasets as shared_imagenet_datasets
 
@@ -104,8 +103,6 @@ def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, di
     Returns float32 ``{train,test}_x`` (n, 1, 32, 32) normalised, int64 ``_y``, bool ``_mask`` (n, 32, 32)
     digit pixels.
     """
-    from shared.data.digits import render_digits
-
     def make(n: int, s: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(s)
         glyphs, labels = render_digits(n, s + 7919)
@@ -116,17 +113,12 @@ def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, di
             for _ in range(distractors):
                 g = glyphs[int(rng.integers(0, n))]  # a fragment of another image's digit
                 fh, fw = rng.integers(frag_px[0], frag_px[1] + 1, size=2)
-                small = cv2.resize(g, (digit_px, digit_px), interpolation=cv2.INTER_AREA)
-                small = small / max(float(small.max()), 1e-6)
+                small = fit_glyph(g, digit_px)
                 gy, gx = rng.integers(0, digit_px - fh + 1), rng.integers(0, digit_px - fw + 1)
                 frag = small[gy:gy + fh, gx:gx + fw] * rng.uniform(*frag_gain)
                 py, px = rng.integers(0, 32 - fh + 1), rng.integers(0, 32 - fw + 1)
                 c[py:py + fh, px:px + fw] = np.maximum(c[py:py + fh, px:px + fw], frag)
-            d = cv2.resize(glyphs[i], (digit_px, digit_px), interpolation=cv2.INTER_AREA)
-            d = d / max(float(d.max()), 1e-6)
-            py, px = rng.integers(0, 32 - digit_px + 1, size=2)
-            c[py:py + digit_px, px:px + digit_px] = np.maximum(c[py:py + digit_px, px:px + digit_px], d)
-            mask[i, py:py + digit_px, px:px + digit_px] = d > 0.2
+            paste_digit(c, mask[i], glyphs[i], digit_px, rng)
             for _ in range(occluders):  # thin dark bars: occlusion of whatever lies below
                 if rng.random() < 0.5:
                     y0, w = int(rng.integers(0, 31)), int(rng.integers(1, 3))
@@ -139,18 +131,6 @@ def distractor_digits(n_train: int = 4000, n_test: int = 1000, seed: int = 0, di
         x = x + rng.normal(0, noise, x.shape).astype(np.float32)
         return {"x": x, "y": labels[:n].astype(np.int64), "mask": mask}
 
-    from shared.data.digits import _cached
-
     params = {"n_train": n_train, "n_test": n_test, "seed": seed, "digit_px": digit_px, "distractors": distractors,
               "frag_px": list(frag_px), "frag_gain": list(frag_gain), "noise": noise, "occluders": occluders}
-    a = _cached("knn_distractor_digits", params, lambda: {
-        **{f"train_{k}": v for k, v in make(n_train, seed).items()},
-        **{f"test_{k}": v for k, v in make(n_test, seed + 100_003).items()}})
-    tr = {k[6:]: v for k, v in a.items() if k.startswith("train_")}
-    te = {k[5:]: v for k, v in a.items() if k.startswith("test_")}
-    mean, std = float(tr["x"].mean()), float(tr["x"].std())
-    out = {}
-    for name, d in (("train", tr), ("test", te)):
-        out[f"{name}_x"] = ((d["x"] - mean) / std)[:, None].astype(np.float32)
-        out[f"{name}_y"], out[f"{name}_mask"] = d["y"], d["mask"]
-    return out
+    return split_draw("knn_distractor_digits", params, make, n_train, n_test, seed)

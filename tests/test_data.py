@@ -55,6 +55,75 @@ def test_cluttered_digits_shapes_masks_and_split():
     assert not np.array_equal(c.train_x[:32], c.test_x)
 
 
+def _sha256(arrays) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+# sha256 (dtype, shape, bytes of train_x, train_y, train_mask, test_x, test_y, test_mask, in that order) of two
+# small draws, computed on 2026-12-04 with the code from before paste_digit/split_draw were shared (commit
+# 7fbe990: cluttered_digits, and knn_attention.data.distractor_digits with its own paste, cache and normalisation
+# lines), in this repository's venv (the glyphs come from matplotlib's fonts through Pillow and OpenCV: another
+# Pillow/FreeType/OpenCV may draw other bytes).
+PINNED = {
+    "cluttered": "f62d11d5dfb928c10459a5106c17b74400f063368fd7aa5e8cf654979145abbc",
+    "distractor": "2ec4d6c3fa1158494ff2bef6be944d7b337da556ad1154add4828e9b63d02a5f",
+}
+SPLIT_KEYS = ("train_x", "train_y", "train_mask", "test_x", "test_y", "test_mask")
+
+
+def test_digit_generators_draw_the_bytes_they_drew_before_sharing_their_pieces():
+    from knn_attention.data import distractor_digits
+
+    c = cluttered_digits(n_train=24, n_test=8, seed=3, clutter=2, noise=0.1)
+    assert _sha256([getattr(c, k) for k in SPLIT_KEYS]) == PINNED["cluttered"]
+    d = distractor_digits(n_train=24, n_test=8, seed=3, digit_px=12, distractors=3, occluders=2)
+    assert _sha256([d[k] for k in SPLIT_KEYS]) == PINNED["distractor"]
+    again = cluttered_digits(n_train=24, n_test=8, seed=3, clutter=2, noise=0.1)  # read back from the cache
+    assert _sha256([getattr(again, k) for k in SPLIT_KEYS]) == PINNED["cluttered"]
+
+
+def test_paste_digit_and_split_draw_by_hand():
+    from shared.data.digits import fit_glyph, paste_digit, split_draw
+
+    glyph = np.zeros((8, 8), np.float32)
+    glyph[:, 4:] = 0.5  # right half lit: resized to 4 px, columns 2-3 at peak 1 after the rescale
+    assert fit_glyph(glyph, 4).tolist() == [[0, 0, 1, 1]] * 4
+    canvas, mask = np.full((6, 6), 0.3, np.float32), np.zeros((6, 6), bool)
+    rng = np.random.default_rng(0)
+    top, left = np.random.default_rng(0).integers(0, 3, size=2)  # the one draw paste_digit makes
+    paste_digit(canvas, mask, glyph, 4, rng)
+    want = np.full((6, 6), 0.3, np.float32)
+    want[top:top + 4, left + 2:left + 4] = 1.0  # pixel-wise max: the dark half leaves the 0.3 below it
+    assert canvas.tolist() == want.tolist() and mask.tolist() == (want == 1.0).tolist()
+    with pytest.raises(ValueError, match="square"):
+        paste_digit(np.zeros((6, 7), np.float32), np.zeros((6, 7), bool), glyph, 4, rng)
+
+    calls = []
+
+    def make(n, s):
+        calls.append((n, s))
+        x = np.arange(n * 4, dtype=np.float32).reshape(n, 2, 2) + s
+        return {"x": x, "y": np.arange(n), "mask": x > 2}
+
+    a = split_draw("toy", {"n": 3}, make, 3, 2, 5)
+    assert calls == [(3, 5), (2, 5 + 100_003)]  # test draw from its own stream
+    train = np.arange(12, dtype=np.float32) + 5
+    assert a["train_x"].shape == (3, 1, 2, 2) and a["train_x"].dtype == np.float32
+    np.testing.assert_allclose(a["train_x"].ravel(), (train - train.mean()) / train.std(), rtol=1e-6)
+    np.testing.assert_allclose(a["test_x"].ravel(), (np.arange(8) + 100_008 - train.mean()) / train.std(),
+                               rtol=1e-6)  # normalised with the training split's statistics
+    b = split_draw("toy", {"n": 3}, make, 3, 2, 5)
+    assert len(calls) == 2 and all(np.array_equal(a[k], b[k]) for k in a)  # the second draw is the cache's
+
+
 def _tree(tmp_path, lines):
     (tmp_path / "images" / "cls").mkdir(parents=True)
     for i in range(3):

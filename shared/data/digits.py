@@ -8,6 +8,9 @@
 * :func:`cluttered_digits` -- a rendered digit at a random place on a 32x32 canvas among clutter
   (fragments of other digits, noise), fixed train/test split, with the digit's pixel mask, for the
   ViT-variant papers.
+* :func:`paste_digit` and :func:`split_draw` -- the pieces such a generator is made of (a rendered digit
+  pasted at a random place with its mask; the cached train/test draw normalised by the training split),
+  shared with ``knn_attention.data.distractor_digits``.
 """
 from __future__ import annotations
 
@@ -120,6 +123,42 @@ def _cached(name: str, params: dict, build) -> dict[str, np.ndarray]:
     return arrays
 
 
+def fit_glyph(glyph: np.ndarray, size: int) -> np.ndarray:
+    """``glyph`` area-resized to ``size`` x ``size`` px and rescaled to peak 1 (thin, eroded strokes stay fully
+    visible after resizing)."""
+    d = cv2.resize(glyph, (size, size), interpolation=cv2.INTER_AREA)
+    return d / max(float(d.max()), 1e-6)
+
+
+def paste_digit(canvas: np.ndarray, mask: np.ndarray, glyph: np.ndarray, size: int,
+                rng: np.random.Generator) -> None:
+    """Paste ``glyph`` (a rendered digit) fitted to ``size`` px (:func:`fit_glyph`) at a random place on the square
+    ``canvas`` (S, S), by pixel-wise max, in place; ``mask`` (S, S) gets its digit pixels (> 0.2) in that box.
+    Draws the place (top, left) from ``rng`` in one call of two (two calls of one would draw other numbers)."""
+    d = fit_glyph(glyph, size)
+    if canvas.shape[0] != canvas.shape[1]:
+        raise ValueError(f"paste_digit: the canvas must be square, got {canvas.shape}")
+    py, px = rng.integers(0, canvas.shape[0] - size + 1, size=2)
+    canvas[py:py + size, px:px + size] = np.maximum(canvas[py:py + size, px:px + size], d)
+    mask[py:py + size, px:px + size] = d > 0.2
+
+
+def split_draw(name: str, params: dict, make, n_train: int, n_test: int, seed: int) -> dict[str, np.ndarray]:
+    """A generator's train/test draw: ``make(n, stream_seed)`` -> ``{"x": (n, H, W), "y", "mask"}`` for the train
+    split (stream ``seed``) and the test split (stream ``seed + 100_003``), cached on disk under ``name`` and
+    ``params``. Returns ``{train,test}_{x,y,mask}`` with ``x`` as (n, 1, H, W) float32 normalised by the
+    training split's mean and std."""
+    a = _cached(name, params, lambda: {
+        **{f"train_{k}": v for k, v in make(n_train, seed).items()},
+        **{f"test_{k}": v for k, v in make(n_test, seed + 100_003).items()},
+    })
+    mean, std = float(a["train_x"].mean()), float(a["train_x"].std())
+    out = dict(a)
+    for split in ("train", "test"):
+        out[f"{split}_x"] = ((a[f"{split}_x"] - mean) / std)[:, None].astype(np.float32)
+    return out
+
+
 @dataclass
 class DigitDomains:
     """Source (rendered) and target (handwritten) digits, (N, 1, 8, 8) float32, normalised."""
@@ -194,21 +233,10 @@ def cluttered_digits(n_train: int = 6000, n_test: int = 1000, seed: int = 0, clu
                 frag = g[gy:gy + fh, gx:gx + fw]
                 py, px = rng.integers(0, 32 - fh + 1), rng.integers(0, 32 - fw + 1)
                 canvas[py:py + fh, px:px + fw] = np.maximum(canvas[py:py + fh, px:px + fw], frag * 0.8)
-            size = int(rng.integers(14, 21))
-            d = cv2.resize(glyphs[i], (size, size), interpolation=cv2.INTER_AREA)
-            d = d / max(float(d.max()), 1e-6)  # thin (eroded) strokes stay fully visible after resizing
-            py, px = rng.integers(0, 32 - size + 1, size=2)
-            canvas[py:py + size, px:px + size] = np.maximum(canvas[py:py + size, px:px + size], d)
-            mask[i, py:py + size, px:px + size] = d > 0.2
+            paste_digit(canvas, mask[i], glyphs[i], int(rng.integers(14, 21)), rng)
         x = np.clip(x + rng.normal(0, noise, x.shape).astype(np.float32), 0, 1)
         return {"x": x, "y": labels[:n], "mask": mask}
 
     params = {"n_train": n_train, "n_test": n_test, "seed": seed, "clutter": clutter, "noise": noise}
-    a = _cached("cluttered_digits", params, lambda: {
-        **{f"train_{k}": v for k, v in make(n_train, seed).items()},
-        **{f"test_{k}": v for k, v in make(n_test, seed + 100_003).items()},
-    })
-    mean, std = float(a["train_x"].mean()), float(a["train_x"].std())
-    norm = lambda x: ((x - mean) / std)[:, None].astype(np.float32)  # noqa: E731
-    return ClutteredDigits(norm(a["train_x"]), a["train_y"], a["train_mask"],
-                           norm(a["test_x"]), a["test_y"], a["test_mask"])
+    a = split_draw("cluttered_digits", params, make, n_train, n_test, seed)
+    return ClutteredDigits(a["train_x"], a["train_y"], a["train_mask"], a["test_x"], a["test_y"], a["test_mask"])
