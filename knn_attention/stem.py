@@ -7,6 +7,11 @@ count and width are those of the plain patch embedding (``(B, (H/patch) * (W/pat
 and the number of keys k is taken from, are unchanged. Why: a ViT this small trained from scratch for a few
 hundred steps barely leaves chance with a linear patch embedding; the stem makes it learn within the budget,
 for the dense and the k-NN model alike (both rows use it).
+
+It computes ``scaled_relu_stem.model.ConvStemEmbed(stem=StemConfig(layout="xiao"))``, but is kept as its own
+module: its parameters are ``proj.{i}`` (there ``backbone.{i}`` + ``proj``) and its seeded init follows the
+linear projection its ``PatchEmbed`` base draws and discards, so the swap would rename checkpoint keys and
+change the frozen miniature's seeded numbers (tests/test_knn_attention_models.py checks the equivalence).
 """
 from __future__ import annotations
 

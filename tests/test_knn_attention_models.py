@@ -137,3 +137,36 @@ def test_conv_stem_keeps_the_token_grid_and_is_local():
         ConvPatchEmbed(img_size=30, patch_size=6, in_chans=1, embed_dim=48)
     with pytest.raises(ValueError, match="model.stem"):
         build_model(ModelConfig(attention="dense", stem="convnext", **cfg))
+
+
+def test_conv_stem_is_scaled_relu_stems_xiao_stem_up_to_names_and_init_stream():
+    """Why the two conv stems stay two modules: knn's ``ConvPatchEmbed`` computes scaled_relu_stem's
+    ``ConvStemEmbed(stem=StemConfig(layout='xiao'))`` (3x3 s2 conv-BN-ReLU x log2(p), then a 1x1 projection),
+    but its parameters are ``proj.{i}`` where that one has ``backbone.{i}`` + ``proj``, and its seeded init
+    comes after the discarded linear projection its ``PatchEmbed`` base draws: swapping one for the other would
+    rename checkpoint keys and change the frozen miniature's seeded numbers."""
+    from timm.layers import PatchEmbed
+
+    from knn_attention.stem import ConvPatchEmbed
+    from scaled_relu_stem.model import ConvStemEmbed, StemConfig
+
+    kw = dict(img_size=32, patch_size=4, in_chans=1, embed_dim=48)
+    torch.manual_seed(0)
+    knn = ConvPatchEmbed(**kw)
+    torch.manual_seed(0)
+    srs = ConvStemEmbed(**kw, stem=StemConfig(layout="xiao"))
+    ka, kb = list(knn.state_dict()), list(srs.state_dict())
+    assert ka != kb and [k.split(".", 1)[1] for k in ka[:-2]] == [k.split(".", 1)[1] for k in kb[:-2]]
+    assert (ka[-2:], kb[-2:]) == (["proj.6.weight", "proj.6.bias"], ["proj.weight", "proj.bias"])
+    assert not torch.equal(knn.state_dict()[ka[0]], srs.state_dict()[kb[0]])  # other init draws
+    torch.manual_seed(0)
+    PatchEmbed(**kw)  # the draw knn's base class makes first
+    srs = ConvStemEmbed(**kw, stem=StemConfig(layout="xiao"))
+    assert all(torch.equal(a, b) for a, b in zip(knn.state_dict().values(), srs.state_dict().values()))
+    with torch.no_grad():
+        for p in knn.parameters():
+            p.normal_()
+    srs.load_state_dict(dict(zip(kb, knn.state_dict().values())), strict=True)
+    x = torch.randn(3, 1, 32, 32)
+    assert torch.equal(knn.train()(x), srs.train()(x))  # batch statistics
+    assert torch.equal(knn.eval()(x), srs.eval()(x))  # running statistics, updated alike by the pass above
