@@ -48,11 +48,26 @@ def test_every_script_answers_help_and_names_a_missing_data_root():
 
 
 def test_relative_data_root_is_resolved_before_the_launcher_changes_folder(tmp_path):
-    probe = (f'source "{ROOT}/shared/scripts/launch.sh"; echo "$DATA_ROOT|$OUT|$PWD"')
-    r = subprocess.run(["bash", "-c", probe], cwd=tmp_path, env={**ENV, "DATA_ROOT": "data/x", "OUT": "runs"},
+    probe = (f'source "{ROOT}/shared/scripts/launch.sh"; echo "$DATA_ROOT|$OUT|$TOKEN_LABEL_ROOT|$WEIGHTS|$PWD"')
+    r = subprocess.run(["bash", "-c", probe], cwd=tmp_path, env={**ENV, "DATA_ROOT": "data/x", "OUT": "runs",
+                                                                 "TOKEN_LABEL_ROOT": "labels", "WEIGHTS": "/w.pth"},
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f"{tmp_path}/data/x|{tmp_path}/runs|{ROOT}"
+    assert r.stdout.strip() == f"{tmp_path}/data/x|{tmp_path}/runs|{tmp_path}/labels|/w.pth|{ROOT}"
+
+
+def test_elsa_imagenet_script_hands_a_relative_token_label_root_on_resolved(tmp_path):
+    """elsa/scripts/imagenet.sh relies on the launcher for TOKEN_LABEL_ROOT like for DATA_ROOT."""
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "argv.txt"}\n')
+    fake.chmod(0o755)
+    env = {**ENV, "PYTHON": str(fake), "DATA_ROOT": "imnet", "TOKEN_LABEL_ROOT": "maps", "SIZE": "d1", "GPUS": "1"}
+    r = subprocess.run(["bash", str(ROOT / "elsa" / "scripts" / "imagenet.sh"), "engine.epochs=1"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    argv = (tmp_path / "argv.txt").read_text().split("\n")
+    assert f"data.root={tmp_path}/imnet" in argv and f"train.token_label_root={tmp_path}/maps" in argv
+    assert argv[:2] == ["-m", "elsa.train"] and "engine.epochs=1" in argv
 
 
 def test_launch_script_hands_overrides_to_the_script(tmp_path):

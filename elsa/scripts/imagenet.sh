@@ -14,10 +14,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../shared/scripts/launch.sh"
 : "${DATA_ROOT:?set DATA_ROOT to the ImageNet-1k folder, e.g. DATA_ROOT=/data/imagenet}"
 SIZE="${SIZE:-tiny}"
-# relative to where the user stands, as the launcher does for DATA_ROOT / WEIGHTS
-if [ -n "${TOKEN_LABEL_ROOT:-}" ] && [[ "$TOKEN_LABEL_ROOT" != /* ]]; then
-  TOKEN_LABEL_ROOT="$_LAUNCH_CALLER_PWD/$TOKEN_LABEL_ROOT"
-fi
 OUT="${OUT:-runs/elsa}"
 case "$SIZE" in
   tiny|small|base) CFG="elsa_swin-${SIZE}_8xb128-310e_in1k" ;;

@@ -11,8 +11,8 @@
 #     CHECKPOINT = a trained model to evaluate, SOURCE_CHECKPOINT = the source model of a domain adaptation;
 #   - ``bash <script> --help`` prints the script's header;
 #   - a missing required variable stops with a line naming it (``require_env``);
-#   - relative DATA_ROOT / OUT / weight paths are resolved against the caller's folder before the
-#     launcher changes to the repository root.
+#   - relative DATA_ROOT / OUT / weight paths (and ELSA's TOKEN_LABEL_ROOT) are resolved against the
+#     caller's folder before the launcher changes to the repository root.
 # Env: GPUS (processes per node, default 1), PYTHON (default .venv/bin/python when present).
 # Several nodes (torchrun's own rendezvous; run the same script on every node, e.g. one srun task per node):
 #   NNODES       number of nodes (default 1)
@@ -47,7 +47,7 @@ require_env() {  # require_env VAR "what it is": stop with one line naming the v
 }
 
 # Paths given relative to where the user stands, resolved before the cd below.
-for _v in DATA_ROOT OUT WEIGHTS WEIGHTS_STEM CHECKPOINT SOURCE_CHECKPOINT TEACHER; do
+for _v in DATA_ROOT OUT WEIGHTS WEIGHTS_STEM CHECKPOINT SOURCE_CHECKPOINT TEACHER TOKEN_LABEL_ROOT; do
   if [ -n "${!_v:-}" ] && [[ "${!_v}" != /* ]]; then
     export "$_v=$_LAUNCH_CALLER_PWD/${!_v}"
   fi
