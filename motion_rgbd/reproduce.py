@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                   out_dir=out_dir, notes="\n".join(lines), curves=curves, curves_xlabel="epoch",
                   extra={"claims": claims, "diagnostics": diag_mean, "diagnostics_per_seed": diag,
                          "diagnostic_rows": {k: [top1[s][k] for s in seeds] for k in extra_rows},
-                         "confusion": confusion, "params": params, "seconds": {f"{r}_s{s}": done[(r, s)]["seconds"] for (r, s) in done
-                                                       if r != "data"},
+                         "confusion": confusion, "params": params,
+                         "seconds": {f"{r}_s{s}": done[(r, s)]["seconds"] for (r, s) in done if r != "data"},
                          "data_faults": {s: done[("data", s)] for s in seeds}, "suite": args.suite,
                          "method": "capf" if args.suite == "default" else "rgb",
                          "baseline": "late_fusion" if args.suite == "default" else "rgb_coupled3d"})
