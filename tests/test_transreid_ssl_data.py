@@ -119,3 +119,13 @@ def test_mm_combines_msmt_train_and_market(syn, tmp_path):
     assert sorted(zip(train.pids[n_ms:], train.camids[n_ms:])) == sorted(
         (p + 1041, c + 15) for p, c in zip(syn.train.pids, syn.train.camids))
     assert len(query) == len(syn.query) and len(gallery) == len(syn.gallery)  # Market's test split
+
+
+def test_synperson_clutter_switch_off_is_the_plain_draw_and_on_is_another_draw_of_the_same_design():
+    import numpy as np
+
+    kw = dict(n_train_ids=3, n_test_ids=3, n_distractors=1, pool_size=4, per_cam=(2, 2))
+    plain, off, on = make_synperson(5, **kw), make_synperson(5, clutter=0, **kw), make_synperson(5, clutter=3, **kw)
+    assert all(np.array_equal(a, b) for a, b in zip(plain.train.sources, off.train.sources))
+    assert set(on.train.pids) == set(plain.train.pids) and len(on.pool) == len(plain.pool)
+    assert any(not np.array_equal(a, b) for a, b in zip(plain.train.sources, on.train.sources))

@@ -68,3 +68,20 @@ def test_shipped_encoders_match_their_hash_and_load_strictly(arm):
         report = load_backbone(net, path)
         assert not report.missing and not report.unexpected
         assert all(torch.isfinite(v).all() for v in net.state_dict().values())
+
+
+def test_claims_follow_the_one_rule_and_the_no_degradation_reading():
+    from transreid_ssl.reproduce import claims_of
+
+    rows = {"scratch": [30.0, 32.0, 34.0], "supervised_generic": [10.0, 12.0, 14.0], "dino_full": [40.0, 42.0, 44.0],
+            "dino_cfs50": [39.0, 41.0, 43.0], "dino_random50": [38.0, 41.0, 44.0],
+            "scratch_conv_bn": [1.0, 2.0, 3.0], "scratch_ics": [1.5, 2.5, 3.5]}
+    c = claims_of({"mAP": rows, "heldout_mAP": rows})
+    assert c["dino_full >= scratch + 5"]["holds"]  # +10 >= 5 and > std 2
+    assert c["dino_full > supervised_generic"]["holds"]
+    assert not c["dino_cfs50 > dino_random50"]["holds"]  # +0 inside the std
+    nodeg = c["dino_cfs50 >= dino_full - pooled std"]
+    assert nodeg["diff"] == -1.0 and nodeg["pooled_std"] == 2.0 and nodeg["holds"]  # 1 below, inside std 2
+    assert not c["scratch_ics > scratch_conv_bn (held-out camera)"]["holds"]  # +0.5 inside std 1
+    worse = dict(rows, dino_cfs50=[35.0, 37.0, 39.0])  # 5 below, std 2
+    assert not claims_of({"mAP": worse, "heldout_mAP": worse})["dino_cfs50 >= dino_full - pooled std"]["holds"]

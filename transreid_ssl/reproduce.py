@@ -33,7 +33,7 @@ from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
 from shared.pretrain import read_manifest
-from shared.results import write_summary
+from shared.results import claim, write_summary
 
 from .pretrain import ENCODERS, N_SHIPPED, encoder_for
 from .train import TransReIDSSLConfig, build_task
@@ -76,6 +76,19 @@ def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int, encoders: 
     return {s: {r: done[(s, r)] for r in ROWS} for s in seeds}
 
 
+def claims_of(metric: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
+    """Issue 14's claims by the one rule (``shared.results.claim``) from per-seed ``metric[name][row]`` values.
+    ``dino_cfs50_no_degradation``: CFS-50 is not below the full pool by more than one pooled std."""
+    m, h = metric["mAP"], metric["heldout_mAP"]
+    nodeg = claim(m["dino_cfs50"], m["dino_full"])
+    nodeg["holds"] = bool(nodeg["diff"] > -nodeg["pooled_std"] and len(m["dino_full"]) > 1)
+    return {"dino_full >= scratch + 5": claim(m["dino_full"], m["scratch"], 5.0),
+            "dino_full > supervised_generic": claim(m["dino_full"], m["supervised_generic"]),
+            "dino_cfs50 > dino_random50": claim(m["dino_cfs50"], m["dino_random50"]),
+            "dino_cfs50 >= dino_full - pooled std": nodeg,
+            "scratch_ics > scratch_conv_bn (held-out camera)": claim(h["scratch_ics"], h["scratch_conv_bn"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = reproduce_parser("transreid_ssl", __doc__.split("\n")[0], jobs=True)
     p.add_argument("--benchmark", default="market1501", choices=["market1501", "msmt17"],
@@ -112,12 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         ("mAP", "dino_cfs50", "dino_random50"), ("mAP", "dino_cfs50", "dino_full"),
         ("heldout_mAP", "scratch_ics", "scratch_conv_bn"), ("mAP", "scratch_ics", "scratch_conv_bn"))}
 
+    claims = claims_of(metric)
+
     def ms(v):
         return f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.2f}"
 
     notes = ("Held-out colour-cast camera, mAP (%): " + ", ".join(f"{r} {ms(v)}" for r, v in
                                                                    metric["heldout_mAP"].items()) + ".\n\n"
              "Rank-1 (%): " + ", ".join(f"{r} {ms(v)}" for r, v in metric["rank1"].items()) + ".\n\n"
+             "Claims (issue 14; diff vs pooled seed std): " + "; ".join(
+                 f"{k} {c['diff']:+.2f} vs {c['pooled_std']:.2f}: {'holds' if c['holds'] else 'does not hold'}"
+                 for k, c in claims.items()) + ".\n\n"
              "Paired per-seed differences (same data per seed), points: "
              + "; ".join(f"{k}: {ms(v)} ({', '.join(f'{x:+.1f}' for x in v)})" for k, v in paired.items()) + ".\n\n"
              f"Inits: shipped encoders of pre-training seeds {pre_seeds} (fine-tuning seed k uses k, or k mod "
@@ -138,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "per_seed": v} for r, v in metric["heldout_mAP"].items()},
                "heldout_rank1": {r: {"mean": float(np.mean(v)), "per_seed": v}
                                  for r, v in metric["heldout_rank1"].items()},
-               "paired_differences": paired, "encoders": enc,
+               "claims": claims, "paired_differences": paired, "encoders": enc,
                "job_seconds": {s: {r: round(x["seconds"], 1) for r, x in res[s].items()} for s in seeds}})
     print((out_dir / "summary.md").read_text())
     return 0

@@ -105,10 +105,22 @@ def _apply_camera(img: np.ndarray, cam: dict, rng: np.random.Generator) -> np.nd
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def render(ident: dict, cam: dict, rng: np.random.Generator, size=(64, 32), occlude_p: float = 0.2) -> np.ndarray:
-    """One image (H, W, 3) uint8 of ``ident`` under ``cam``."""
+def _background(cam: dict, rng: np.random.Generator, size, clutter: int) -> np.ndarray:
+    """The camera's background colour + pixel noise, and ``clutter`` random rectangles (a scene that changes
+    from shot to shot, as street backgrounds do; 0 = the plain per-camera background of the spec)."""
     h, w = size
     canvas = np.ones((h, w, 3)) * cam["bg"] + rng.normal(0, 8, (h, w, 3))
+    for _ in range(clutter):
+        y0, x0 = int(rng.integers(0, h - 2)), int(rng.integers(0, w - 2))
+        canvas[y0:y0 + int(rng.integers(2, h // 2)), x0:x0 + int(rng.integers(2, w // 2))] = rng.uniform(0, 255, 3)
+    return canvas
+
+
+def render(ident: dict, cam: dict, rng: np.random.Generator, size=(64, 32), occlude_p: float = 0.2,
+           clutter: int = 0) -> np.ndarray:
+    """One image (H, W, 3) uint8 of ``ident`` under ``cam`` (``clutter``: see :func:`_background`)."""
+    h, w = size
+    canvas = _background(cam, rng, size, clutter)
     _draw_person(canvas, ident, rng, 0, w)
     if rng.random() < 0.5:  # viewpoint: mirror (moves the bag to the other side)
         canvas = canvas[:, ::-1]
@@ -118,26 +130,26 @@ def render(ident: dict, cam: dict, rng: np.random.Generator, size=(64, 32), occl
     return _apply_camera(canvas, cam, rng)
 
 
-def _off_domain(kind: int, cam: dict, rng: np.random.Generator, size) -> np.ndarray:
+def _off_domain(kind: int, cam: dict, rng: np.random.Generator, size, clutter: int = 0) -> np.ndarray:
     h, w = size
     if kind == 0:  # texture
         img = _texture(int(rng.integers(1, len(TEXTURES))), h, w, rng.uniform(0, 255, 3), rng.uniform(0, 255, 3),
                        rng).astype(float)
     elif kind == 1:  # empty background
-        img = np.ones((h, w, 3)) * cam["bg"] + rng.normal(0, 8, (h, w, 3))
+        img = _background(cam, rng, size, clutter)
     else:  # two people side by side
-        img = np.ones((h, w, 3)) * cam["bg"] + rng.normal(0, 8, (h, w, 3))
+        img = _background(cam, rng, size, clutter)
         for x0 in (0, w // 2):
             _draw_person(img, _identity(rng), rng, x0, w // 2)
     return _apply_camera(img, cam, rng)
 
 
-def _shots(ids, cams, rng, size, n_cams_range=(2, 4), per_cam=(4, 6)):
+def _shots(ids, cams, rng, size, n_cams_range=(2, 4), per_cam=(4, 6), clutter: int = 0):
     imgs, pids, camids = [], [], []
     for pid, ident in ids:
         for c in rng.choice(len(cams), size=int(rng.integers(n_cams_range[0], n_cams_range[1] + 1)), replace=False):
             for _ in range(int(rng.integers(per_cam[0], per_cam[1] + 1))):
-                imgs.append(render(ident, cams[c], rng, size))
+                imgs.append(render(ident, cams[c], rng, size, clutter=clutter))
                 pids.append(pid)
                 camids.append(int(c))
     return imgs, pids, camids
@@ -145,18 +157,19 @@ def _shots(ids, cams, rng, size, n_cams_range=(2, 4), per_cam=(4, 6)):
 
 def make_synperson(seed: int = 0, n_train_ids: int = 80, n_test_ids: int = 80, n_distractors: int = 20,
                    pool_size: int = 3000, n_cams: int = 6, size=(64, 32), per_cam=(4, 6),
-                   cam_strength: float = 0.5, heldout_strength: float = 2.0) -> SynPerson:
+                   cam_strength: float = 0.5, heldout_strength: float = 2.0, clutter: int = 0) -> SynPerson:
     """Generate the whole set in memory (deterministic in ``seed``).
 
     ``heldout_query``: two shots of every test id under one extra camera (cam id ``n_cams``) whose colour cast
     is ``heldout_strength`` times the spec's (the others: ``cam_strength``), drawn from a separate generator so
-    that every other split is the same with or without it; match it against ``gallery``."""
+    that every other split is the same with or without it; match it against ``gallery``. ``clutter``: background
+    rectangles per image (:func:`_background`) in every split."""
     rng = np.random.default_rng(seed)
     cams = [_camera(rng, cam_strength) for _ in range(n_cams)]
     train_ids = [(i, _identity(rng)) for i in range(n_train_ids)]
     test_ids = [(i + 1, _identity(rng)) for i in range(n_test_ids)]
-    train = ReIDSplit(*_shots(train_ids, cams, rng, size, per_cam=per_cam))
-    ti, tp, tc = _shots(test_ids, cams, rng, size, per_cam=per_cam)
+    train = ReIDSplit(*_shots(train_ids, cams, rng, size, per_cam=per_cam, clutter=clutter))
+    ti, tp, tc = _shots(test_ids, cams, rng, size, per_cam=per_cam, clutter=clutter)
     # query: one shot per (id, camera); the rest (incl. same-camera duplicates) go to the gallery
     q_idx, seen = [], set()
     for i, key in enumerate(zip(tp, tc)):
@@ -169,7 +182,7 @@ def make_synperson(seed: int = 0, n_train_ids: int = 80, n_test_ids: int = 80, n
     gallery = ReIDSplit([ti[i] for i in g], [tp[i] for i in g], [tc[i] for i in g])
     for _ in range(n_distractors):  # pid 0: distractors, kept in the gallery as negatives
         c = int(rng.integers(n_cams))
-        gallery.sources.append(render(_identity(rng), cams[c], rng, size))
+        gallery.sources.append(render(_identity(rng), cams[c], rng, size, clutter=clutter))
         gallery.pids.append(0)
         gallery.camids.append(c)
     pool_cams = [_camera(rng, cam_strength) for _ in range(n_cams)]
@@ -177,15 +190,15 @@ def make_synperson(seed: int = 0, n_train_ids: int = 80, n_test_ids: int = 80, n
     for j in range(pool_size):
         cam = pool_cams[int(rng.integers(n_cams))]
         kind.append(0 if j % 2 == 0 else 1 + (j // 2) % 3)
-        pool.append(render(_identity(rng), cam, rng, size) if kind[-1] == 0
-                    else _off_domain(kind[-1] - 1, cam, rng, size))
+        pool.append(render(_identity(rng), cam, rng, size, clutter=clutter) if kind[-1] == 0
+                    else _off_domain(kind[-1] - 1, cam, rng, size, clutter))
     kind = np.asarray(kind)
     hrng = np.random.default_rng([seed, 7])
     hcam = _camera(hrng, heldout_strength)
     held = ReIDSplit([], [], [])
     for pid, ident in test_ids:
         for _ in range(2):
-            held.sources.append(render(ident, hcam, hrng, size))
+            held.sources.append(render(ident, hcam, hrng, size, clutter=clutter))
             held.pids.append(pid)
             held.camids.append(n_cams)
     return SynPerson(train, query, gallery, ReIDSplit(pool, [0] * pool_size, [0] * pool_size), kind == 0, kind,
