@@ -100,17 +100,13 @@ class ArrayDataset(Dataset):
         return self.y.tolist()
 
     def __getitem__(self, i: int):
-        img = self.x[i]
-        if self.shift:
-            s = self.shift
-            dy, dx = torch.randint(-s, s + 1, (2,)).tolist()
-            img = torch.roll(torch.nn.functional.pad(img, (s, s, s, s)), (dy, dx), (1, 2))[:, s:-s, s:-s]
-        return img, int(self.y[i]), i
+        s = self.shift
+        return self.items([i], torch.randint(-s, s + 1, (1, 2)) if s else None)[0]
 
     def __getitems__(self, idx: list[int]) -> list[tuple]:
         """A whole batch at once (the DataLoader's batched fetch): the same items, the same global-RNG draws
-        in the same order as ``[self[i] for i in idx]`` (a ``(n, 2)`` ``randint`` draws what n ``(2,)``
-        draws do), without n pad/roll calls."""
+        in the same order as ``[self[i] for i in idx]`` (a ``(n, 2)`` ``randint`` draws what n ``(1, 2)``
+        draws do), one gather for the batch."""
         return self.items(idx, torch.randint(-self.shift, self.shift + 1, (len(idx), 2)) if self.shift else None)
 
     def items(self, idx: list[int], shifts: torch.Tensor | None) -> list[tuple]:
@@ -122,8 +118,8 @@ class ArrayDataset(Dataset):
 
 def shift_images(x: torch.Tensor, shifts: torch.Tensor, s: int) -> torch.Tensor:
     """``(B, C, H, W)`` images, image ``b`` moved by ``shifts[b] = (dy, dx)`` (each in ``[-s, s]``) with zeros
-    entering: ``out[b, :, y, x] = x[b, :, y - dy, x - dx]`` (0 outside), the batched form of
-    :meth:`ArrayDataset.__getitem__`'s pad-roll-crop, value for value (a copy, no arithmetic)."""
+    entering: ``out[b, :, y, x] = x[b, :, y - dy, x - dx]`` (0 outside): pad by ``s``, roll by (dy, dx), crop,
+    for the whole batch in one gather (a copy, no arithmetic)."""
     b, _, h, w = x.shape
     xp = torch.nn.functional.pad(x, (s, s, s, s))
     rows = torch.arange(h)[None, :] + s - shifts[:, :1]  # (B, H): |dy| <= s never wraps in the padded image
