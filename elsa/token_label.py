@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -313,8 +313,7 @@ def volo_token_label_forward(model: nn.Module, x: torch.Tensor, mix_token: bool)
 
 
 # --------------------------------------------------------------------------------------------------- loss
-def soft_target_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
+soft_target_ce = SoftTargetCrossEntropy()  # mean over rows of -sum_k target_k log softmax(logits)_k (timm's)
 
 
 class TokenLabelLoss(nn.Module):

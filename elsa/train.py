@@ -21,7 +21,7 @@ from shared.metrics import top1_accuracy
 from .checkpoint import load_official_checkpoint
 from .data import DataConfig, build_datasets, token_label_train_set
 from .model import elsa_swin
-from .token_label import TokenLabelConfig, TokenLabelLoss, token_label_targets
+from .token_label import TokenLabelConfig, TokenLabelLoss, soft_target_ce, token_label_targets
 from .volo import ElsaVOLO, TokenLabelVOLO, load_run_weights
 
 MIXERS = {"swin": ("elsa", "lsa", "swin"), "volo": ("elsa", "lsa", "outlook")}
@@ -206,7 +206,7 @@ class ElsaTask(Task):
         x, y = batch
         if self.mixup is not None:
             x, soft = self.mixup(x, y)
-            loss = torch.sum(-soft * model(x).log_softmax(-1), dim=-1).mean()  # SoftTargetCrossEntropy
+            loss = soft_target_ce(model(x), soft)
         else:
             loss = nn.functional.cross_entropy(model(x), y, label_smoothing=self.cfg.data.smoothing)
         return {"loss": loss}
