@@ -26,12 +26,7 @@ HERE = Path(__file__).resolve().parent
 def forward_with_hypotheses(model: MHFormer, x: torch.Tensor, pick: tuple[int, int, int]) -> torch.Tensor:
     """``model(x)`` with stream m fed MHG hypothesis ``X_{pick[m] + 1}``; ``pick=(0, 1, 2)`` is the plain
     forward. (B, N, J, 2) -> (B, N, J, 3)."""
-    hyp = model.hypotheses(x)
-    z = model.Transformer_hypothesis(*(getattr(model, f"embedding_{m + 1}")(hyp[p]).transpose(1, 2)
-                                       for m, p in enumerate(pick)))
-    out = model.regression(z.transpose(1, 2))  # (B, 3J, N)
-    b, _, n = out.shape
-    return out.reshape(b, model.out_joints, 3, n).permute(0, 3, 1, 2)
+    return model(x, pick)
 
 
 def hypothesis_steps(model: MHFormer, x: torch.Tensor) -> tuple[float, float]:

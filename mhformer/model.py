@@ -263,13 +263,15 @@ class MHFormer(nn.Module):
         x_3 = x_2 + self.Transformer_encoder_3(self.norm_3(x_2))
         return x_1, x_2, x_3
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pick: tuple[int, int, int] = (0, 1, 2)) -> torch.Tensor:
+        """``pick[m]``: which MHG hypothesis feeds stream m (the default is the model; others are probes,
+        ``mhformer.diagnose``)."""
         b, f, j, c = x.shape
         if f != self.frames or j != self.n_joints or c != 2:
             raise ValueError(f"MHFormer expects (B, {self.frames}, {self.n_joints}, 2) input, got {tuple(x.shape)}")
-        x_1, x_2, x_3 = self.hypotheses(x)
-        z = self.Transformer_hypothesis(*(getattr(self, f"embedding_{m}")(h).transpose(1, 2)
-                                          for m, h in zip((1, 2, 3), (x_1, x_2, x_3))))
+        hyp = self.hypotheses(x)
+        z = self.Transformer_hypothesis(*(getattr(self, f"embedding_{m + 1}")(hyp[p]).transpose(1, 2)
+                                          for m, p in enumerate(pick)))
         out = self.regression(z.transpose(1, 2))  # (B, 3J, N)
         return rearrange(out, "b (j c) f -> b f j c", j=self.out_joints)
 
