@@ -110,7 +110,7 @@ MINI_NET = dict(bn_momentum=0.1, frames=16, width_div=8, dim=48, samples=[4, 8, 
 
 def net_kwargs(m: ModelConfig | dict, epochs: int) -> dict:
     d = asdict(m) if not isinstance(m, dict) else m
-    kw = {k: d[k] for k in NET_KEYS if k in d}
+    kw = {k: d[k] for k in NET_KEYS}
     kw["samples"], kw["temp"] = tuple(kw["samples"]), tuple(kw["temp"])
     return kw | {"epochs": epochs}
 
