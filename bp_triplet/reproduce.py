@@ -55,7 +55,7 @@ def run_one(method: str, seed: int, run_root: Path, quick: bool, extra: list[str
     """One method x seed in its own single-thread process (``--jobs`` of them share the cores)."""
     torch.set_num_threads(1)
     t0 = time.time()
-    overrides = METHODS[method] + (QUICK if quick else []) + list(extra) + [f"engine.seed={seed}", f"data.seed={seed}"]
+    overrides = METHODS[method] + (QUICK if quick else []) + list(extra) + [f"engine.seed={seed}"]
     cfg = load_config(CONFIG, BPTripletConfig, overrides)
     task = BPTripletTask(cfg)
     trainer = Trainer(task, cfg, run_root / f"{method}_seed{seed}")

@@ -51,8 +51,11 @@ class DataConfig:
     source: str = ""  # digits: mnist | usps | svhn; lists: A | Ar | I | Synthetic ...
     target: str = ""
     reverse: bool = False  # embedded: handwritten -> rendered
-    seed: int = 0  # embedded: generator seed of the rendered source
+    # embedded: the data draw (the rendered source and the handwritten-target subset); null: the run's
+    # engine.seed, so every seed has its own draw
+    draw_seed: int | None = None
     n_source: int = 3000
+    n_target: int = 0  # embedded: handwritten digits drawn of the 1,797 (0: all, the same for every draw)
     pairs_per_epoch: int = 0  # source/target pairs per epoch (0: the larger domain's size)
     # random: random source/target pairs (shared.data.RandomPairDataset). pk: P x K class chunks
     # (ClassChunkPairs; engine.batch_size then counts classes P, each with num_instances source and
@@ -126,8 +129,9 @@ class BPTripletTask(Task):
             raise ValueError(f"triplet.kind must be none | bp | batch_hard, got '{cfg.triplet.kind}'")
         if cfg.lr.schedule not in ("inv", "engine"):
             raise ValueError(f"lr.schedule must be inv | engine, got '{cfg.lr.schedule}'")
-        self.domains = build_domains(d.dataset, d.root, d.source, d.target, d.seed, d.n_source, d.reverse,
-                                     d.image_size, d.resize)
+        draw = cfg.engine.seed if d.draw_seed is None else d.draw_seed
+        self.domains = build_domains(d.dataset, d.root, d.source, d.target, draw, d.n_source, d.reverse,
+                                     d.image_size, d.resize, d.n_target)
         self.pseudo = PseudoLabelState(len(self.domains.target_train))
         self.uses_pseudo = cfg.triplet.kind != "none" or cfg.pseudo.target_ce_weight > 0
         if d.sampling not in ("random", "pk"):

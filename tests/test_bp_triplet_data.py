@@ -178,6 +178,48 @@ def test_embedded_domains_and_reverse():
     assert d.target_train is d.target_test  # transductive: all target images unlabelled, all evaluated
 
 
+def test_embedded_draw_follows_the_seed():
+    a = build_domains("embedded", seed=0, n_source=200, n_target=500)
+    b = build_domains("embedded", seed=0, n_source=200, n_target=500)
+    c = build_domains("embedded", seed=1, n_source=200, n_target=500)
+    assert len(a.source) == 200 and len(a.target_test) == 500
+    for ds in ("source", "target_train"):
+        xa, xb, xc = (getattr(d, ds).x for d in (a, b, c))
+        assert np.array_equal(xa, xb) and np.array_equal(getattr(a, ds).y, getattr(b, ds).y)  # one seed: one draw
+        assert not np.array_equal(xa, xc)  # another seed: another draw, source and target
+    assert np.array_equal(a.target_train_labels, a.target_train.y)
+    # n_target 0: every handwritten digit, whatever the seed (the draw before issue 17)
+    assert len(build_domains("embedded", seed=3, n_source=200).target_test) == 1797
+
+
+def test_embedded_target_subset():
+    from bp_triplet.data import embedded_target_subset
+
+    idx = embedded_target_subset(7, 1797, 1500)
+    assert len(idx) == len(np.unique(idx)) == 1500 and np.all(np.diff(idx) > 0) and idx.max() < 1797
+    assert np.array_equal(idx, embedded_target_subset(7, 1797, 1500))
+    assert not np.array_equal(idx, embedded_target_subset(8, 1797, 1500))
+    assert np.array_equal(embedded_target_subset(7, 10, 0), np.arange(10))
+    assert np.array_equal(embedded_target_subset(7, 10, 50), np.arange(10))
+    with pytest.raises(ValueError, match="data.n_target must be >= 0"):
+        embedded_target_subset(0, 10, -1)
+
+
+def test_task_draw_is_engine_seed_unless_pinned():
+    from bp_triplet.reproduce import CONFIG
+    from bp_triplet.train import BPTripletConfig, BPTripletTask
+    from shared.config import load_config
+
+    def target(*overrides):
+        cfg = load_config(CONFIG, BPTripletConfig, ["data.n_source=200", *overrides])
+        return BPTripletTask(cfg).domains.target_train.x
+
+    seed2 = target("engine.seed=2")
+    assert seed2.shape[0] == 1500  # the embedded config's n_target
+    assert np.array_equal(seed2, target("engine.seed=5", "data.draw_seed=2"))
+    assert not np.array_equal(seed2, target("engine.seed=5"))
+
+
 def test_class_chunk_pairs_group_classes_and_collate():
     from bp_triplet.data import ArrayDataset, ClassChunkPairs, collate_chunks
 

@@ -1,0 +1,121 @@
+"""The validation-draw search behind the committed embedded config (issue 17): every setting of a grid is
+tried for every row (``source_only``, ``dann``, ``plain_triplet``, ``bp_triplet``) with the same effort, on
+seeds 100+ (each its own data draw and init, never a reported seed), scored at the last iteration. One JSON
+line per run goes to ``--log`` (a sweep cut short keeps what ran); at the end a table of seed means per row
+and setting and the choice: the one setting, shared by all rows, with the best mean over the rows of each
+row's seed mean (no row is tuned alone). The choice is written by hand into the embedded config; the README
+logs the grid, the trials per row and the table.
+
+    python -m bp_triplet.tune --grid main --seeds 100,101,102 --jobs 2 --log runs/bp_triplet/tune_main.jsonl
+
+An axis in a grid's ``probe_only`` does not enter the training of a row that trains on no pseudo label
+(``source_only``, ``dann``: there it only changes the label probe); such a row runs once per value of the
+other axes and that result stands for each value of the probe-only axis (logged with ``"shared_run": true``).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from shared.cli import parse_seeds
+from shared.jobs import run_jobs
+
+from .reproduce import DEFAULT_METHODS, METHODS, run_one
+
+GRIDS = {
+    # the lr (every row) x the pseudo-label threshold (the triplet rows' label set; confirmation bias)
+    "main": {"axes": {"optim.lr": [0.01, 0.02], "pseudo.threshold": [0.9, 0.97]},
+             "probe_only": ["pseudo.threshold"]},
+}
+PSEUDO_FREE = ("source_only", "dann")  # rows that train on no pseudo label
+
+
+def settings(grid: dict) -> list[dict]:
+    axes = grid["axes"]
+    return [dict(zip(axes, vals)) for vals in itertools.product(*axes.values())]
+
+
+def trained_setting(method: str, setting: dict, grid: dict) -> dict:
+    """What of ``setting`` enters ``method``'s training (probe-only axes dropped for pseudo-label-free rows)."""
+    if method in PSEUDO_FREE:
+        return {k: v for k, v in setting.items() if k not in grid.get("probe_only", [])}
+    return dict(setting)
+
+
+def _key(setting: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in setting.items())
+
+
+def _tuned_run(method: str, seed: int, run_root: Path, quick: bool, extra: list[str], log: str, meta: dict) -> dict:
+    r = run_one(method, seed, run_root, quick, extra)
+    rec = {**meta, "target_top1": round(r["target_top1"], 2), "a_distance": round(r["a_distance"], 3),
+           "lambda_star": round(r["lambda_star"], 2)}
+    with open(log, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    return rec
+
+
+def search(grid_name: str, seeds: list[int], methods: list[str], jobs: int = 2, log: str = "runs/bp_triplet/tune.jsonl",
+           quick: bool = False) -> tuple[dict[str, dict[str, float]], str]:
+    """Every setting of ``GRIDS[grid_name]`` for every row and seed; ``({setting: {row: seed mean}}, choice)``."""
+    grid = GRIDS[grid_name]
+    grid_settings = settings(grid)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    run_root = Path("runs") / "bp_triplet" / f"tune_{grid_name}{'_quick' if quick else ''}"
+    runs, seen = [], set()
+    for m in methods:
+        for st in grid_settings:
+            trained = trained_setting(m, st, grid)
+            for s in seeds:
+                if (m, _key(trained), s) in seen:
+                    continue
+                seen.add((m, _key(trained), s))
+                extra = [f"{k}={v}" for k, v in trained.items()]
+                meta = {"grid": grid_name, "method": m, **trained, "seed": s}
+                runs.append(((m, _key(trained), s),
+                             (m, s, run_root / _key(trained).replace("=", "").replace(",", "_"), quick, extra, log,
+                              meta)))
+    print(f"{len(runs)} runs ({len(grid_settings)} settings per row, seeds {seeds})", flush=True)
+    done = run_jobs(_tuned_run, runs, workers=max(1, jobs))
+    table = {}  # setting -> method -> seed mean
+    for st in grid_settings:
+        for m in methods:
+            key = _key(trained_setting(m, st, grid))
+            table.setdefault(_key(st), {})[m] = float(np.mean([done[(m, key, s)]["target_top1"] for s in seeds]))
+    print("| setting | " + " | ".join(methods) + " | mean over rows |")
+    print("| --- |" + " --- |" * (len(methods) + 1))
+    for k, row in table.items():
+        print(f"| {k} | " + " | ".join(f"{row[m]:.2f}" for m in methods) + f" | {np.mean(list(row.values())):.2f} |")
+    best = max(table, key=lambda k: np.mean(list(table[k].values())))
+    print(f"choice (best mean over rows, shared by all rows): {best}; "
+          f"trials per row: {len(grid_settings)} settings x {len(seeds)} seeds")
+    return table, best
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bp_triplet.tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", default="main", choices=sorted(GRIDS))
+    p.add_argument("--seeds", default="100,101,102", help="validation seeds (each its own data draw), never reported")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"from: {', '.join(METHODS)}")
+    p.add_argument("--jobs", type=int, default=2, help="single-thread runs at a time")
+    p.add_argument("--log", default="runs/bp_triplet/tune.jsonl", help="one JSON line per run is appended here")
+    p.add_argument("--quick", action="store_true", help="a few iterations per run (smoke test, not a search)")
+    args = p.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    if set(seeds) & {0, 1, 2, 3, 4, 5}:
+        raise SystemExit(f"--seeds {args.seeds}: seeds 0-5 are reported seeds; tune on others (100+)")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    search(args.grid, seeds, methods, args.jobs, args.log, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
