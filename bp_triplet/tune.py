@@ -27,9 +27,13 @@ from shared.jobs import run_jobs
 from .reproduce import DEFAULT_METHODS, METHODS, run_one
 
 GRIDS = {
-    # the lr (every row) x the pseudo-label threshold (the triplet rows' label set; confirmation bias)
+    # round 1: the lr (every row) x the pseudo-label threshold (the triplet rows' label set; confirmation bias)
     "main": {"axes": {"optim.lr": [0.01, 0.02], "pseudo.threshold": [0.9, 0.97]},
              "probe_only": ["pseudo.threshold"]},
+    # round 2, at round 1's lr 0.01: the adversarial weight (every adapted row) x a low threshold, where the
+    # kept labels are noisy and BP's confidence weights have something to discount
+    "adv_threshold": {"axes": {"optim.lr": [0.01], "adv.weight": [0.5, 1.0], "pseudo.threshold": [0.5, 0.97]},
+                      "probe_only": ["pseudo.threshold"]},
 }
 PSEUDO_FREE = ("source_only", "dann")  # rows that train on no pseudo label
 
@@ -40,10 +44,12 @@ def settings(grid: dict) -> list[dict]:
 
 
 def trained_setting(method: str, setting: dict, grid: dict) -> dict:
-    """What of ``setting`` enters ``method``'s training (probe-only axes dropped for pseudo-label-free rows)."""
-    if method in PSEUDO_FREE:
-        return {k: v for k, v in setting.items() if k not in grid.get("probe_only", [])}
-    return dict(setting)
+    """What of ``setting`` enters ``method``'s training: probe-only axes are dropped for pseudo-label-free rows,
+    ``adv.*`` axes for rows without the adversarial loss."""
+    drop = set(grid.get("probe_only", [])) if method in PSEUDO_FREE else set()
+    if "adv.enabled=false" in METHODS[method]:
+        drop |= {k for k in setting if k.startswith("adv.")}
+    return {k: v for k, v in setting.items() if k not in drop}
 
 
 def _key(setting: dict) -> str:

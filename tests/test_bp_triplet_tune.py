@@ -16,6 +16,11 @@ def test_trained_setting_drops_probe_only_axes_for_pseudo_free_rows():
     assert tune.trained_setting("source_only", st, grid) == {"optim.lr": 0.1}
     assert tune.trained_setting("bp_triplet", st, grid) == st
     assert len(tune.settings({"axes": {"a": [1, 2], "b": [3, 4, 5]}})) == 6
+    grid2 = {"axes": {"adv.weight": [0.5], "pseudo.threshold": [0.5]}, "probe_only": ["pseudo.threshold"]}
+    st2 = {"adv.weight": 0.5, "pseudo.threshold": 0.5}
+    assert tune.trained_setting("source_only", st2, grid2) == {}  # no adversarial loss, no pseudo labels
+    assert tune.trained_setting("dann", st2, grid2) == {"adv.weight": 0.5}
+    assert tune.trained_setting("bp_no_adv", st2, grid2) == {"pseudo.threshold": 0.5}
 
 
 def test_search_table_and_choice(tmp_path, monkeypatch):
