@@ -163,7 +163,7 @@ def test_usl_run_resumes_to_the_same_weights(tmp_path):
 
     over = ["data.pool_size=60", "data.n_train_ids=20", "data.n_test_ids=10", "usl.iters=3", "usl.k1=10",
             "engine.epochs=2", "logger.progress=false", "engine.eval_every=0"]
-    cfg_path = CONFIGS / "usl_vit-tiny-d64_1xb64-4e_synperson.yaml"
+    cfg_path = CONFIGS / "usl_vit-tiny-d64_1xb64-12e_synperson.yaml"
 
     def run(d, extra, resume=None):
         cfg = load_config(cfg_path, TransReIDSSLConfig, over + extra)
@@ -200,3 +200,32 @@ def test_scripts_launch_existing_configs(script, env, tmp_path):
     assert cfgs and all((root / c).is_file() for c in cfgs), out
     if script == "msmt17.sh":
         assert "MSMT17" in out and "Market" not in out
+
+
+def test_pseudo_label_ari_leaves_outliers_out():
+    from transreid_ssl.usl import pseudo_label_ari
+
+    pids = [3, 3, 5, 5, 7, 7]
+    assert pseudo_label_ari(np.array([1, 1, 0, 0, -1, -1]), pids) == pytest.approx(1.0)  # a relabelling, outliers out
+    assert pseudo_label_ari(np.array([0, 1, 0, 1, -1, 0]), pids) < 0.5
+    assert pseudo_label_ari(np.full(6, -1), pids) == 0.0
+
+
+@pytest.mark.slow
+def test_usl_uda_suite_quick_writes_rows_claims_and_clusters(tmp_path):
+    """The suite end to end in --quick sizes: four rows, the two claims, clusters and ARI per epoch per loop row."""
+    import json
+
+    from transreid_ssl import reproduce, suite_usl_uda
+
+    if not (reproduce.ENCODERS / "manifest.json").is_file():
+        pytest.skip("no shipped encoders")
+    assert reproduce.main(["--suite", "usl_uda", "--quick", "--seeds", "0", "--jobs", "1", "--out", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["method"] for r in s["rows"]] == suite_usl_uda.ROWS
+    assert set(s["claims"]) == {"usl > usl_scratch", "uda > uda_direct"}
+    assert not any(c["holds"] for c in s["claims"].values())  # one seed: no spread, never a claim
+    for row in ("usl_scratch", "usl", "uda"):
+        counts, aris = s["clusters_per_epoch"][row]["0"], s["pseudo_ari_per_epoch"][row]["0"]
+        assert len(counts) == len(aris) == 1 and counts[0] >= 2 and -1.0 <= aris[0] <= 1.0
+    assert (tmp_path / "summary.png").is_file()

@@ -50,6 +50,7 @@ from .usl import (
     dbscan_labels,
     jaccard_distance,
     load_uda_init,
+    pseudo_label_ari,
     pseudo_split,
     usl_transforms,
 )
@@ -223,7 +224,7 @@ class USLTask(Task):
     def __init__(self, cfg: TransReIDSSLConfig):
         self.cfg = cfg
         self.train_split, self.query, self.gallery = reid_splits(cfg.data, cfg.model.img_size, cfg.stage)
-        self.train_tf, self.test_tf = usl_transforms(tuple(cfg.model.img_size))
+        self.train_tf, self.test_tf = usl_transforms(tuple(cfg.model.img_size), cfg.data.pad)
         self.labels: np.ndarray | None = None
         self.labels_epoch = -1
         self.memory: ClusterMemory | None = None
@@ -253,9 +254,12 @@ class USLTask(Task):
         self.memory = ClusterMemory(cluster_centres(feats, self.labels), u.temp, u.momentum, u.memory_update)
         self.labels_epoch = epoch
         outliers = int((self.labels < 0).sum())
-        trainer.log({"epoch": epoch + 1, "clusters": n_clusters, "outliers": outliers})
+        # diagnostics only (never trained on): agreement of the clustered images' pseudo labels with the identities
+        agree = pseudo_label_ari(self.labels, self.train_split.pids)
+        trainer.log({"epoch": epoch + 1, "clusters": n_clusters, "outliers": outliers, "pseudo_ari": agree})
         if trainer.is_main:
-            print(f"epoch {epoch + 1}: {n_clusters} clusters, {outliers} outliers of {len(self.labels)} images")
+            print(f"epoch {epoch + 1}: {n_clusters} clusters, {outliers} outliers of {len(self.labels)} images, "
+                  f"ARI to the identities {agree:.3f}")
 
     def train_dataset(self, epoch: int):
         return ReIDDataset(pseudo_split(self.train_split, self.labels), self.train_tf)

@@ -260,14 +260,15 @@ class ClusterRandomErasing:
         return img
 
 
-def usl_transforms(size: tuple[int, int]):
+def usl_transforms(size: tuple[int, int], pad: int = 10):
     """(train, test) of ``get_train_loader`` / ``get_test_loader`` with ``--self-norm`` (Normalize .5/.5):
-    bicubic resize; train adds flip .5, pad 10 + random crop, the cluster-contrast random erasing."""
+    bicubic resize; train adds flip .5, pad (official 10, for 256x128) + random crop, the cluster-contrast
+    random erasing."""
     import torchvision.transforms as T
 
     norm = T.Normalize([0.5] * 3, [0.5] * 3)
     resize = T.Resize(size, interpolation=T.InterpolationMode.BICUBIC)
-    train = T.Compose([resize, T.RandomHorizontalFlip(0.5), T.Pad(10), T.RandomCrop(size), T.ToTensor(), norm,
+    train = T.Compose([resize, T.RandomHorizontalFlip(0.5), T.Pad(pad), T.RandomCrop(size), T.ToTensor(), norm,
                        ClusterRandomErasing(0.5)])
     return train, T.Compose([resize, T.ToTensor(), norm])
 
@@ -292,6 +293,17 @@ def load_usl_checkpoint(model: USLModel, path: str | Path) -> LoadReport:
     sd = strip_prefix(obj.get("state_dict", obj))
     sd = {(k if k.startswith("bottleneck.") else f"base.{k}"): v for k, v in sd.items()}
     return load_weights(model, path, sd=sd)
+
+
+def pseudo_label_ari(labels: np.ndarray, pids) -> float:
+    """Adjusted Rand index of the clustered images' pseudo labels against their identities (outliers left
+    out; 0.0 when nothing is clustered): a diagnostic of the clustering, never used for training."""
+    from sklearn.metrics import adjusted_rand_score
+
+    keep = np.asarray(labels) >= 0
+    if not keep.any():
+        return 0.0
+    return float(adjusted_rand_score(np.asarray(pids)[keep], np.asarray(labels)[keep]))
 
 
 def pseudo_split(split: ReIDSplit, labels: np.ndarray) -> ReIDSplit:
