@@ -150,10 +150,11 @@ class Domains:
 
 
 def build_domains(name: str, root: str = "", source: str = "", target: str = "", seed: int = 0,
-                  n_source: int = 3000, shift: int = 1, img_size: int = 224) -> Domains:
-    """The embedded digit domains (``name='digits'``) or a real benchmark's source/target lists."""
+                  n_source: int = 3000, shift: int = 1, img_size: int = 224, n_target: int = 0) -> Domains:
+    """The embedded digit domains (``name='digits'``: source and target both drawn from ``seed``, the target a
+    subset of ``n_target`` handwritten digits, 0 = all) or a real benchmark's source/target lists."""
     if name == "digits":
-        d = digit_domains(seed=seed, n_source=n_source)
+        d = digit_domains(seed=seed, n_source=n_source, n_target=n_target)
         return Domains(ArrayDataset(d.source_x, d.source_y, shift), ArrayDataset(d.source_x, d.source_y),
                        ArrayDataset(d.target_x, d.target_y, shift), ArrayDataset(d.target_x, d.target_y),
                        d.num_classes, "acc")

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> dict:
     with cli_errors(prog):
         cfg = load_config(args.config, CDTransConfig, args.overrides)
         d = cfg.data
-        domains = build_domains(d.name, d.root, d.source, d.target, d.seed, d.n_source, 0, cfg.model.img_size)
+        domains = build_domains(d.name, d.root, d.source, d.target, d.seed, d.n_source, 0, cfg.model.img_size,
+                                d.n_target)
         model = build_model(cfg, domains.num_classes)
         load_official_checkpoint(model, args.checkpoint)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -35,6 +35,7 @@ import yaml
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.config import load_config, to_dict
 from shared.engine import Trainer
+from shared.engine.trainer import config_changes
 from shared.jobs import run_jobs
 from shared.pretrain import pick_encoder
 from shared.results import claim, write_summary
@@ -66,19 +67,13 @@ def stage_a_overrides(seed: int, init: str) -> list[str]:
     return [f"model.imagenet_init={path}"]
 
 
-def _recorded_equal(saved, current) -> bool:
-    """Every value ``saved`` records equals ``current``'s (keys added to the schema since are not compared)."""
-    if isinstance(saved, dict):
-        return isinstance(current, dict) and all(k in current and _recorded_equal(v, current[k])
-                                                 for k, v in saved.items())
-    return saved == current
-
-
 def finished_run(run_dir: Path, cfg: CDTransConfig) -> dict | None:
-    """``{"history", "pairs"}`` of a run in ``run_dir`` that finished all its epochs under ``cfg`` (every value
-    its ``config.yaml`` records equal to ``cfg``'s), else None. The suites share runs through it (:func:`run_job`)."""
+    """``{"history", "pairs"}`` of a run in ``run_dir`` that finished all its epochs under ``cfg``, else None: the
+    engine's resume rule (:func:`shared.engine.trainer.config_changes`) finds no change, so a key its
+    ``config.yaml`` lacks must hold its default. The suites share runs through it (:func:`run_job`)."""
     ck, saved = run_dir / "last.pt", run_dir / "config.yaml"
-    if not (ck.is_file() and saved.is_file()) or not _recorded_equal(yaml.safe_load(saved.read_text()), to_dict(cfg)):
+    if not (ck.is_file() and saved.is_file()) or config_changes(yaml.safe_load(saved.read_text()), to_dict(cfg),
+                                                                 to_dict(CDTransConfig())):
         return None
     state = torch.load(ck, map_location="cpu", weights_only=True)
     if state.get("epoch") != cfg.engine.epochs:

@@ -50,6 +50,7 @@ class DataConfig:
     eval_batch_size: int = 256
     seed: int = 0  # digits: generation seed
     n_source: int = 3000  # digits: rendered source images
+    n_target: int = 0  # digits: handwritten target images drawn from data.seed (0: all 1,797)
     shift: int = 1  # digits: random shift augmentation (px)
 
 
@@ -109,7 +110,7 @@ class _CDTransTask(Task):
         self.cfg = cfg
         d = cfg.data
         self.domains = domains or build_domains(d.name, d.root, d.source, d.target, d.seed, d.n_source, d.shift,
-                                                cfg.model.img_size)
+                                                cfg.model.img_size, d.n_target)
 
     def build_model(self) -> nn.Module:
         return build_model(self.cfg, self.domains.num_classes)

@@ -1,6 +1,8 @@
 """CDTrans loaders and `verify` on fixture trees in the real benchmark layouts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -167,3 +169,20 @@ def test_batched_fetch_equals_item_by_item(shift):
     if shift:  # the shifts are real: some image moved
         torch.manual_seed(7)
         assert any(not torch.equal(item[0], src.x[i]) for item, i in zip(src.__getitems__(idx), idx))
+
+
+
+def test_embedded_digits_target_follows_the_seed(tmp_path, monkeypatch):
+    """The committed digits recipe draws its target from the run's seed (data.n_target of the 1,797 digits)."""
+    monkeypatch.setenv("VISIONREPRO_CACHE", str(tmp_path / "cache"))
+    from cdtrans.train import CDTransConfig
+    from shared.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "cdtrans/configs/cdtrans_vit-tiny-d64_1xb64-12e_digits.yaml",
+                      CDTransConfig)
+    assert cfg.data.name == "digits" and cfg.data.n_target == 1500
+    a, b, c = (build_domains("digits", seed=s, n_source=50, n_target=cfg.data.n_target) for s in (0, 0, 1))
+    assert len(a.target_eval) == len(a.target_train) == 1500 and len(a.source_eval) == 50
+    assert torch.equal(a.target_eval.x, b.target_eval.x) and a.target_eval.labels == b.target_eval.labels
+    assert not torch.equal(a.target_eval.x, c.target_eval.x)  # another seed, another draw of the target
+    assert torch.equal(a.target_eval.x, a.target_train.x)  # one draw for adaptation and evaluation

@@ -39,6 +39,16 @@ def test_train_cli_both_stages_and_resume(tmp_path):
     longer = load_config(UDA, train.CDTransConfig, [*SMALL, f"model.init_checkpoint={a / 'last.pt'}",
                                                     "engine.epochs=2"])
     assert reproduce.finished_run(b, longer) is None  # recorded 1 epoch: not the run asked for
+    # a key its config.yaml lacks (added to the schema since) matches only at its default
+    import yaml
+
+    saved = yaml.safe_load((b / "config.yaml").read_text())
+    del saved["data"]["n_target"]
+    (b / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert reproduce.finished_run(b, same) is None  # the committed recipe draws 1,500 targets, not the default 0
+    at_default = load_config(UDA, train.CDTransConfig, [*SMALL, f"model.init_checkpoint={a / 'last.pt'}",
+                                                        "data.n_target=0"])
+    assert reproduce.finished_run(b, at_default)["history"] == st["history"]
 
 
 def test_reproduce_quick_writes_summary(tmp_path):

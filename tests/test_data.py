@@ -12,6 +12,7 @@ from shared.data import (
     RandomPairDataset,
     cluttered_digits,
     digit_domains,
+    target_subset,
     parse_list_file,
 )
 from shared.data.verify import check_counts
@@ -33,6 +34,23 @@ def test_digit_domains_deterministic_normalised_and_cached(tmp_path):
     np.testing.assert_array_equal(a.source_x, b.source_x)
     c = digit_domains(seed=4, n_source=200)
     assert not np.array_equal(a.source_x, c.source_x)
+
+
+def test_digit_domains_target_draw_follows_the_seed():
+    """n_target: the seed's subset of the handwritten pool, rows equal to the full pool's, sorted, no repeats."""
+    full = digit_domains(seed=3, n_source=100)
+    a, b = digit_domains(seed=3, n_source=100, n_target=1500), digit_domains(seed=3, n_source=100, n_target=1500)
+    c = digit_domains(seed=4, n_source=100, n_target=1500)
+    keep = target_subset(3, 1797, 1500)
+    assert len(keep) == 1500 and len(np.unique(keep)) == 1500 and np.all(np.diff(keep) > 0)
+    np.testing.assert_array_equal(a.target_x, full.target_x[keep])  # same values: normalised on the full pools
+    np.testing.assert_array_equal(a.target_y, full.target_y[keep])
+    np.testing.assert_array_equal(a.target_x, b.target_x)
+    assert not np.array_equal(keep, target_subset(4, 1797, 1500)) and c.target_x.shape == a.target_x.shape
+    np.testing.assert_array_equal(target_subset(3, 1797, 0), np.arange(1797))
+    np.testing.assert_array_equal(target_subset(3, 1797, 5000), np.arange(1797))
+    with pytest.raises(ValueError, match="n_target"):
+        target_subset(3, 1797, -1)
 
 
 def test_digit_domains_have_a_domain_gap():

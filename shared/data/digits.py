@@ -172,8 +172,21 @@ class DigitDomains:
     num_classes: int = 10
 
 
-def digit_domains(seed: int = 0, n_source: int = 3000) -> DigitDomains:
-    """Rendered-font digits (source) -> scikit-learn handwritten digits (target), both 8x8."""
+def target_subset(seed: int, n_pool: int, n_target: int) -> np.ndarray:
+    """Sorted indices of the ``n_target`` handwritten digits (of ``n_pool``) in draw ``seed``; all of them when
+    ``n_target`` is 0 or at least ``n_pool``. Its own stream (``[seed, 1]``), apart from the source rendering."""
+    if n_target < 0:
+        raise ValueError(f"data.n_target must be >= 0, got {n_target}")
+    if n_target == 0 or n_target >= n_pool:
+        return np.arange(n_pool)
+    return np.sort(np.random.default_rng([seed, 1]).choice(n_pool, n_target, replace=False))
+
+
+def digit_domains(seed: int = 0, n_source: int = 3000, n_target: int = 0) -> DigitDomains:
+    """Rendered-font digits (source) -> scikit-learn handwritten digits (target), both 8x8, both drawn from
+    ``seed``: the source is rendered from it, the target is the seed's :func:`target_subset` of ``n_target`` of
+    the 1,797 handwritten digits (0: all of them). The normalisation uses the full pools, so a subset changes
+    which images a run sees, not their values."""
 
     def build() -> dict[str, np.ndarray]:
         from sklearn.datasets import load_digits
@@ -190,7 +203,8 @@ def digit_domains(seed: int = 0, n_source: int = 3000) -> DigitDomains:
     both = np.concatenate([a["source_x"].ravel(), a["target_x"].ravel()])
     mean, std = float(both.mean()), float(both.std())
     norm = lambda x: ((x - mean) / std)[:, None].astype(np.float32)  # noqa: E731
-    return DigitDomains(norm(a["source_x"]), a["source_y"], norm(a["target_x"]), a["target_y"], mean, std)
+    keep = target_subset(seed, len(a["target_y"]), n_target)
+    return DigitDomains(norm(a["source_x"]), a["source_y"], norm(a["target_x"][keep]), a["target_y"][keep], mean, std)
 
 
 @dataclass
