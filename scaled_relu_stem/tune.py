@@ -44,6 +44,10 @@ GRIDS = {
     "stability_micro": {"methods": STABILITY_METHODS, "fixed": STABILITY_RUN,
                         "axes": {"optim.name": ["adamw", "sam"], "optim.lr": [1e-3, 4e-3, 1.6e-2, 6.4e-2, 0.256],
                                  "sched.warmup_epochs": [0, 1]}},
+    # round 4: the same grid at 8 epochs (512 steps), the run length the 600-s budget allows for 144 runs
+    "stability_micro8": {"methods": STABILITY_METHODS, "fixed": ["engine.epochs=8", "stability.blowup_factor=2.0"],
+                         "axes": {"optim.name": ["adamw", "sam"], "optim.lr": [1e-3, 4e-3, 1.6e-2, 6.4e-2, 0.256],
+                                  "sched.warmup_epochs": [0, 1]}},
 }
 
 
