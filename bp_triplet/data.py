@@ -261,32 +261,21 @@ class DomainData:
     num_classes: int
 
 
-def embedded_target_subset(seed: int, n_pool: int, n_target: int) -> np.ndarray:
-    """Sorted indices of the ``n_target`` handwritten digits (of ``n_pool``) in draw ``seed``; all of them when
-    ``n_target`` is 0 or at least ``n_pool``. Its own stream (``[seed, 1]``), apart from the source rendering."""
-    if n_target < 0:
-        raise ValueError(f"data.n_target must be >= 0, got {n_target}")
-    if n_target == 0 or n_target >= n_pool:
-        return np.arange(n_pool)
-    return np.sort(np.random.default_rng([seed, 1]).choice(n_pool, n_target, replace=False))
-
-
 def build_domains(dataset: str, root: str = "", source: str = "", target: str = "", seed: int = 0,
                   n_source: int = 3000, reverse: bool = False, image_size: int = 224,
                   resize: int = 256, n_target: int = 0) -> DomainData:
     """The data of one adaptation task. ``embedded``: rendered -> handwritten digits (``reverse``
     swaps them), both drawn from ``seed``: the rendered source is generated from it and the handwritten
-    side is a seed-drawn subset of ``n_target`` of scikit-learn's 1,797 digits (0: all of them);
+    side is the seed's ``shared.data.target_subset`` of ``n_target`` of the 1,797 digits (0: all of them);
     ``digits``: two of mnist/usps/svhn; image lists: two domains of one benchmark.
 
     Protocols: digits adapt on source train + target train and test on target test; image UDA is
     transductive (all target images unlabelled for training, all evaluated).
     """
     if dataset == "embedded":
-        d = digit_domains(seed=seed, n_source=n_source)
+        d = digit_domains(seed=seed, n_source=n_source, n_target=n_target)
         s = ArrayDataset(d.source_x, d.source_y)
-        keep = embedded_target_subset(seed, len(d.target_y), n_target)
-        t = ArrayDataset(d.target_x[keep], d.target_y[keep])
+        t = ArrayDataset(d.target_x, d.target_y)
         if reverse:
             s, t = t, s
         return DomainData(s, t, t, t, t.labels, 10)

@@ -192,19 +192,6 @@ def test_embedded_draw_follows_the_seed():
     assert len(build_domains("embedded", seed=3, n_source=200).target_test) == 1797
 
 
-def test_embedded_target_subset():
-    from bp_triplet.data import embedded_target_subset
-
-    idx = embedded_target_subset(7, 1797, 1500)
-    assert len(idx) == len(np.unique(idx)) == 1500 and np.all(np.diff(idx) > 0) and idx.max() < 1797
-    assert np.array_equal(idx, embedded_target_subset(7, 1797, 1500))
-    assert not np.array_equal(idx, embedded_target_subset(8, 1797, 1500))
-    assert np.array_equal(embedded_target_subset(7, 10, 0), np.arange(10))
-    assert np.array_equal(embedded_target_subset(7, 10, 50), np.arange(10))
-    with pytest.raises(ValueError, match="data.n_target must be >= 0"):
-        embedded_target_subset(0, 10, -1)
-
-
 def test_task_draw_is_engine_seed_unless_pinned():
     from bp_triplet.reproduce import CONFIG
     from bp_triplet.train import BPTripletConfig, BPTripletTask
