@@ -2,7 +2,8 @@
 
 Every seed starts from a shipped supervised encoder (``cdtrans/encoders/supervised_shapes_seed<k>.pth``, the
 ImageNet-DeiT stand-in written by ``make pretrain PAPER=cdtrans``, read through ``model.imagenet_init`` like a
-DeiT file; seed k uses encoder k mod 3). The source draw follows the seed (``data.seed``). Per seed: Stage A
+DeiT file; seed k uses encoder k mod 3). The data draw follows the seed (``data.seed``: the rendered source and
+the target's ``data.n_target`` handwritten digits). Per seed: Stage A
 (``source_only``) -> Stage-B arms from Stage A's last checkpoint: ``self_training`` (the same two-way
 center-aware pairs, CE_s + CE_t, no fusion branch) and ``cdtrans`` (the triple branch with distillation).
 Rows are last-epoch target accuracy (label-free); the oracle best epoch (what the official code reports) and the
@@ -18,7 +19,7 @@ Suites (``--suite NAME``, each its own 600 s and results folder ``results/cdtran
                   cdtrans loses less than self_training at 0.4 (per-seed drop from the noise-free row).
                   Stage A and the noise-free rows are the default suite's runs (``runs/reproduce/cdtrans``),
                   read back when they finished under the same config (alone the suite trains all 21 runs:
-                  573 s on 2 cores, seeds 0-2).
+                  462 s on 2 cores, seeds 0-2).
 
 With ``--data ROOT`` it runs the real benchmark's launch script instead (``--benchmark``, ``--gpus``).
 """
