@@ -22,7 +22,7 @@ from .checkpoint import load_official_checkpoint
 from .data import DataConfig, build_datasets, token_label_train_set
 from .model import elsa_swin
 from .token_label import TokenLabelConfig, TokenLabelLoss, soft_target_ce, token_label_targets
-from .volo import ElsaVOLO, TokenLabelVOLO, load_run_weights
+from .volo import ElsaVOLO, TokenLabelVOLO, load_run_weights, set_outlook_kernel
 
 MIXERS = {"swin": ("elsa", "lsa", "swin"), "volo": ("elsa", "lsa", "outlook")}
 
@@ -43,6 +43,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.1
     elsa_kernel: int = 7
+    outlook_kernel: int = 3  # volo family, mixer outlook: VOLO's outlook-attention kernel (timm fixes 3)
     group_width: int = 4  # 4 for Tiny, 8 for Small/Base (official model functions)
     lam: float = 0.0  # released Swin weights: additive ghost only
     gamma: float = 1.0
@@ -120,6 +121,8 @@ def build_volo(m: ModelConfig, num_classes: int, token_label: bool = False) -> n
               post_layers=tuple(m.post_layers) or None)
     if m.mixer == "outlook":
         model = TokenLabelVOLO(**kw) if token_label else VOLO(**kw)
+        if m.outlook_kernel != 3:
+            set_outlook_kernel(model, m.outlook_kernel)
     else:
         model = ElsaVOLO(elsa_kernel=m.elsa_kernel, lam=m.lam, gamma=m.gamma, group_width=m.group_width,
                          elsa_mixer=m.mixer, impl=m.impl, tile=m.tile, **kw)

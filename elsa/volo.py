@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from timm.models import generate_default_cfgs, register_model
-from timm.models.volo import VOLO
+from timm.models.volo import VOLO, Outlooker, OutlookAttention
 from torch import nn
 
 from .checkpoint import engine_state
@@ -100,6 +100,22 @@ class ElsaVOLO(TokenLabelForward, VOLO):
                     blocks.append(b)
                 self.network[net_idx] = nn.Sequential(*blocks)
             net_idx += 2 if kwargs.get("downsamples", (True, False, False, False))[i] else 1
+
+
+def set_outlook_kernel(model: VOLO, kernel: int) -> None:
+    """Give every Outlooker block of ``model`` outlook attention with a ``kernel`` x ``kernel`` window
+    (padding ``kernel // 2``, same stride, heads and bias; freshly initialised as VOLO initialises it).
+    timm fixes the outlook kernel at 3 (VOLO's value); this is the ``volo`` row's kernel switch."""
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"outlook kernel must be a positive odd number, got {kernel}")
+    for stage in model.network:
+        for blk in stage.children() if isinstance(stage, nn.Sequential) else ():
+            if isinstance(blk, Outlooker):
+                old = blk.attn
+                blk.attn = OutlookAttention(old.v.in_features, old.num_heads, kernel, kernel // 2, old.stride,
+                                            qkv_bias=old.v.bias is not None, attn_drop=old.attn_drop.p,
+                                            proj_drop=old.proj_drop.p)
+                blk.attn.apply(model._init_weights)
 
 
 def load_run_weights(model: VOLO, path: str | Path, use_ema: bool = False) -> None:

@@ -14,7 +14,7 @@ from elsa import reproduce
 from elsa.complexity import aggregation_macs
 from elsa.model import ELSABlock, LocalSelfAttention
 from elsa.train import ElsaConfig, build_model
-from elsa.volo import VOLO_RESOLUTIONS, ElsaVOLO
+from elsa.volo import VOLO_RESOLUTIONS, ElsaVOLO, set_outlook_kernel
 from shared.config import load_config
 
 MICRO = dict(layers=(2, 1), img_size=32, in_chans=1, num_classes=10, patch_size=4, stem_hidden_dim=8,
@@ -52,6 +52,29 @@ def test_switches_reach_the_blocks_and_forward_runs():
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 10)
     lsa = ElsaVOLO(**MICRO, elsa_mixer="lsa")
     assert isinstance(lsa.network[0][0].attn, LocalSelfAttention)
+
+
+def test_outlook_kernel_switch_by_hand_and_identity_at_3():
+    """``model.outlook_kernel``: outlook attention's weight generator is C -> k^4 per head, so k 5 adds
+    (C + 1) * (5^4 - 3^4) * heads per block; rebuilding at k 3 is timm's VOLO (same output, same weights)."""
+    c, g = 32, 2
+    volo = VOLO(**MICRO)
+    k5 = VOLO(**MICRO)
+    set_outlook_kernel(k5, 5)
+    assert n_params(k5) - n_params(volo) == 2 * (c + 1) * (5 ** 4 - 3 ** 4) * g  # two Outlooker blocks
+    a = k5.network[0][0].attn
+    assert (a.kernel_size, a.padding, a.stride, a.num_heads) == (5, 2, 2, 2)
+    x = torch.randn(2, 1, 32, 32)
+    assert k5(x).shape == (2, 10)
+    k3 = VOLO(**MICRO)
+    set_outlook_kernel(k3, 3)
+    k3.load_state_dict(volo.state_dict())
+    volo.eval(), k3.eval()
+    torch.testing.assert_close(k3(x), volo(x))
+    cfg = load_config(reproduce.config_path("default", "volo"), ElsaConfig, ["model.outlook_kernel=5"])
+    assert build_model(cfg.model, 10).network[0][1].attn.kernel_size == 5
+    with pytest.raises(ValueError, match="positive odd"):
+        set_outlook_kernel(k3, 4)
 
 
 @pytest.mark.parametrize("size", sorted(VOLO_RESOLUTIONS))
