@@ -46,8 +46,10 @@ def data_for(seed: int, quick: bool) -> Path:
     return skeleton_motion(seed=seed, frames=120 if quick else 600)
 
 
-def run_method(method: str, seed: int, data_root: str, run_dir: str, quick: bool) -> dict:
-    """Train one row for one seed in this process (single thread); final metrics, loss curve, parameters."""
+def run_method(method: str, seed: int, data_root: str, run_dir: str, quick: bool,
+               extra: list[str] | tuple[str, ...] = ()) -> dict:
+    """Train one row for one seed in this process (single thread); final metrics, loss curve, parameters.
+    ``extra``: dotted overrides on top of the row's config (``--set``, ``mhformer.tune``: every row alike)."""
     import torch
 
     from shared.config import load_config
@@ -60,7 +62,7 @@ def run_method(method: str, seed: int, data_root: str, run_dir: str, quick: bool
     t = time.time()
     overrides = [f"data.root={data_root}", f"engine.seed={seed}", "logger.progress=false", "engine.device=cpu"]
     cfg = load_config(HERE / "configs" / METHODS[method], MHFormerConfig,
-                      overrides + ((QUICK_COMMON + QUICK[method]) if quick else []))
+                      overrides + ((QUICK_COMMON + QUICK[method]) if quick else []) + list(extra))
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run dir every time (metrics.jsonl would append)
     trainer = Trainer(MHFormerTask(cfg), cfg, Path(run_dir))
     m = trainer.fit()
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = out / "runs" if (args.quick and out) else Path("runs") / "mhformer-reproduce"
     # Slowest rows first so the two workers finish together.
     order = ("mhformer", "single_hypothesis", "videopose3d", "per_frame_mlp")
-    jobs = [((s, m), (m, s, str(roots[s]), str(runs / f"{m}_s{s}"), args.quick)) for s in seeds for m in order]
+    extra = list(args.overrides)  # --set: applied to every row alike
+    jobs = [((s, m), (m, s, str(roots[s]), str(runs / f"{m}_s{s}"), args.quick, extra))
+            for s in seeds for m in order]
     res = run_jobs(run_method, jobs, workers=args.jobs)
     wall = time.time() - t0
     rows = {m: [res[(s, m)]["mpjpe"] for s in seeds] for m in METHODS}
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     write_summary(
         paper="mhformer", benchmark="skeleton motion (H36M-17, 4 cams, detector-like 2D), S9/S11",
         metric="MPJPE (P1, flip TTA, action-wise)", rows=rows, seeds=seeds, wall_seconds=wall,
-        config={m: to_dict(load_config(HERE / "configs" / c, MHFormerConfig)) for m, c in METHODS.items()},
+        config={m: to_dict(load_config(HERE / "configs" / c, MHFormerConfig, extra)) for m, c in METHODS.items()},
         higher_is_better=False, unit="mm", out_dir=out,
         extra={"extra_metrics": extra, "params": params, "mhformer_over_mlp": round(ratio, 4),
                "paired_differences_mm": paired, "paired_differences_hard_mm": paired_hard, "claims": claims,

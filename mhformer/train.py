@@ -55,7 +55,8 @@ class DataConfig:
 
 @dataclass
 class DecayConfig:
-    """Official per-epoch decay: after epoch e (1-based) lr *= large if e % every == 0 else small."""
+    """Official per-epoch decay: after epoch e (1-based) lr *= large if e % every == 0 else small. Applied only
+    with ``sched.name: const`` (the official configs); another ``sched.name`` replaces it."""
 
     small: float = 0.95
     large: float = 0.5
@@ -123,6 +124,10 @@ class MHFormerTask(Task):
 
     # ---------------------------------------------------------------- loop hooks
     def on_epoch_start(self, trainer, epoch: int) -> None:
+        """The official per-epoch decay (``decay.*``) when ``sched.name`` is ``const``; any other ``sched.name``
+        (the embedded miniature's per-update cosine to 0) is the engine's scheduler, and ``decay.*`` is unused."""
+        if self.cfg.sched.name.lower() not in ("const", "none"):
+            return
         lr = official_lr(self.cfg.optim.lr, epoch, self.cfg.decay)
         for g in trainer.optimizer.param_groups:
             g["lr"] = lr * g.get("lr_factor", 1.0)
