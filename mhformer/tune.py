@@ -32,6 +32,9 @@ GRIDS = {  # grid -> setting name -> overrides on top of configs/_base_synth.yam
         "cosine_lr2e-3_3e_s32": COSINE + ["engine.epochs=3", "data.train_stride=32", "optim.lr=0.002"],
         "step0.1_3e_s32": ["sched.name=multistep", "sched.decay_milestones=[2]", "sched.decay_rate=0.1",
                            "engine.epochs=3", "data.train_stride=32"],  # 1e-3 for 2 epochs, 1e-4 for the last
+        # after round 1b (a higher peak lr helped every row; annealing the last epoch alone froze them): the lr axis
+        "cosine_lr3e-3_3e_s32": COSINE + ["engine.epochs=3", "data.train_stride=32", "optim.lr=0.003"],
+        "cosine_lr4e-3_3e_s32": COSINE + ["engine.epochs=3", "data.train_stride=32", "optim.lr=0.004"],
     },
 }
 

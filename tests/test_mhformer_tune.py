@@ -21,7 +21,7 @@ def _epoch_end_lrs(run_dir) -> list[float]:
 
 def test_cosine_replaces_the_official_decay_and_reaches_zero(tmp_path, cache):
     root = str(reproduce.data_for(7, quick=True))
-    common = ["engine.epochs=3", "model.frames=9", "model.channel=8", "model.d_hid=16"]
+    common = ["engine.epochs=3", "optim.lr=0.001", "model.frames=9", "model.channel=8", "model.d_hid=16"]
     reproduce.run_method("mhformer", 7, root, str(tmp_path / "official"), True, common + ["sched.name=const"])
     official = _epoch_end_lrs(tmp_path / "official")
     # logged at the last update of each epoch: the lr of that epoch, 1e-3 x 0.95 per finished epoch
