@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = out / "runs" if (args.quick and out) else Path("runs") / "mhformer-reproduce"
     # Slowest rows first so the two workers finish together.
     order = ("mhformer", "single_hypothesis", "videopose3d", "per_frame_mlp")
-    extra = list(args.overrides)  # --set: applied to every row alike
-    jobs = [((s, m), (m, s, str(roots[s]), str(runs / f"{m}_s{s}"), args.quick, extra))
+    sets = list(args.overrides)  # --set: applied to every row alike
+    jobs = [((s, m), (m, s, str(roots[s]), str(runs / f"{m}_s{s}"), args.quick, sets))
             for s in seeds for m in order]
     res = run_jobs(run_method, jobs, workers=args.jobs)
     wall = time.time() - t0
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     write_summary(
         paper="mhformer", benchmark="skeleton motion (H36M-17, 4 cams, detector-like 2D), S9/S11",
         metric="MPJPE (P1, flip TTA, action-wise)", rows=rows, seeds=seeds, wall_seconds=wall,
-        config={m: to_dict(load_config(HERE / "configs" / c, MHFormerConfig, extra)) for m, c in METHODS.items()},
+        config={m: to_dict(load_config(HERE / "configs" / c, MHFormerConfig, sets)) for m, c in METHODS.items()},
         higher_is_better=False, unit="mm", out_dir=out,
         extra={"extra_metrics": extra, "params": params, "mhformer_over_mlp": round(ratio, 4),
                "paired_differences_mm": paired, "paired_differences_hard_mm": paired_hard, "claims": claims,
