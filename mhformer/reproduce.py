@@ -7,7 +7,8 @@ with the official recipe shrunk to 2 CPU cores (one single-thread process per co
 with the official protocol (flip TTA, centre frame, action-wise MPJPE in mm). Rows: ``per_frame_mlp``,
 ``single_hypothesis``, ``mhformer``, ``videopose3d``; P-MPJPE, N-MPJPE, the MPJPE on the frames whose 2D is
 corrupted (``mpjpe_hard``) and on the rest, the flip-TTA gain and the paired per-seed differences go into
-``summary.json`` (``extra``) and ``summary.md``.
+``summary.json`` (``extra``) and ``summary.md``. ``--set key.sub=value ...`` applies to every embedded row alike
+(the committed config is what ``mhformer.tune`` chose on the validation draws; see the README).
 
 With ``--data ROOT``: runs ``mhformer/scripts/train_h36m.sh`` on the real Human3.6M files.
 """
