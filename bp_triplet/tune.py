@@ -14,14 +14,13 @@ other axes and that result stands for each value of the probe-only axis (logged 
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 
-from shared.cli import parse_seeds
+from shared.cli import tune_parser, validation_seeds
 from shared.jobs import run_jobs
 
 from .reproduce import DEFAULT_METHODS, METHODS, run_one
@@ -103,18 +102,11 @@ def search(grid_name: str, seeds: list[int], methods: list[str], jobs: int = 2, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bp_triplet.tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", default="main", choices=sorted(GRIDS))
-    p.add_argument("--seeds", default="100,101,102", help="validation seeds (each its own data draw), never reported")
+    p = tune_parser("bp_triplet", __doc__, GRIDS, "main", seeds="100,101,102", log="runs/bp_triplet/tune.jsonl",
+                    quick=True)
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"from: {', '.join(METHODS)}")
-    p.add_argument("--jobs", type=int, default=2, help="single-thread runs at a time")
-    p.add_argument("--log", default="runs/bp_triplet/tune.jsonl", help="one JSON line per run is appended here")
-    p.add_argument("--quick", action="store_true", help="a few iterations per run (smoke test, not a search)")
     args = p.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
-    if set(seeds) & {0, 1, 2, 3, 4, 5}:
-        raise SystemExit(f"--seeds {args.seeds}: seeds 0-5 are reported seeds; tune on others (100+)")
+    seeds = validation_seeds(args.seeds)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

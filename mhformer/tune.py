@@ -11,13 +11,12 @@ into ``configs/_base_synth.yaml``; the README logs the grid, the trials per row 
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from shared.cli import parse_seeds
+from shared.cli import tune_parser, validation_seeds
 from shared.jobs import run_jobs
 
 from .reproduce import METHODS, data_for, run_method
@@ -92,19 +91,11 @@ def summarize(grid: str, log: str) -> tuple[dict[str, dict[str, list[float]]], s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mhformer.tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", default="schedule", choices=sorted(GRIDS))
-    p.add_argument("--seeds", default="100,101", help="validation seeds (each its own data draw), never reported")
-    p.add_argument("--jobs", type=int, default=2, help="single-thread runs at a time")
-    p.add_argument("--log", default="runs/mhformer-tune/tune.jsonl", help="one JSON line per run is appended here")
+    p = tune_parser("mhformer", __doc__, GRIDS, "schedule", log="runs/mhformer-tune/tune.jsonl", quick=True)
     p.add_argument("--settings", default="", help="comma-separated settings of the grid to run (default: all)")
     p.add_argument("--summarize", action="store_true", help="only print the table and choice from --log")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test, not a search)")
     args = p.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
-    if set(seeds) & set(range(6)):
-        raise SystemExit(f"--seeds {args.seeds}: seeds 0-5 are reported seeds; tune on others (100+)")
+    seeds = validation_seeds(args.seeds)
     names = [n.strip() for n in args.settings.split(",") if n.strip()] or list(GRIDS[args.grid])
     unknown = [n for n in names if n not in GRIDS[args.grid]]
     if unknown:

@@ -9,13 +9,13 @@ what was tried; rounds 1-2 tuned the earlier 32x32 design, ``configs/*_vit-tiny_
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
 
 import numpy as np
 
+from shared.cli import tune_parser, validation_seeds
 from shared.jobs import run_jobs
 
 from .reproduce import METHODS, STABILITY_METHODS, STABILITY_RUN, TINY_METHODS, run_one
@@ -70,20 +70,17 @@ def run_and_log(log: str, axes: dict, *args) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m scaled_relu_stem.tune")
-    p.add_argument("--grid", choices=sorted(GRIDS), default="main")
-    p.add_argument("--seeds", default="100,101")
-    p.add_argument("--jobs", type=int, default=2)
+    p = tune_parser("scaled_relu_stem", __doc__, GRIDS, "main")
     p.add_argument("--runs", default="runs/tune/scaled_relu_stem")
-    p.add_argument("--log", default="", help="append each run's JSON line to this file as soon as it ends")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
+    seeds = validation_seeds(a.seeds)
     g = GRIDS[a.grid]
     keys = list(g["axes"])
     jobs = []
     for vals in itertools.product(*g["axes"].values()):
         ov = g["fixed"] + [f"{k}={v}" for k, v in zip(keys, vals)] + a.overrides
-        for s in (int(x) for x in a.seeds.split(",")):
+        for s in seeds:
             for m, cfg in g["methods"].items():
                 name = "_".join([m, *(f"{v}" for v in vals), f"s{s}"])
                 jobs.append(((m, vals, s), (a.log, dict(zip(keys, vals)), m, cfg, s, ov, f"{a.runs}/{name}")))

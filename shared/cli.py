@@ -94,8 +94,8 @@ def reproduce_parser(paper: str, description: str, jobs: bool = False) -> argpar
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     p.add_argument("--set", nargs="*", default=[], metavar="key.sub=value", dest="overrides",
-                   help="dotted config overrides: with --data handed to the benchmark script (bp_triplet also "
-                        "applies them to its embedded runs)")
+                   help="dotted config overrides: with --data handed to the benchmark script (bp_triplet and "
+                        "mhformer also apply them to every embedded row)")
     if jobs:
         p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                        help="parallel single-thread runs (default: 2, one per core)")
@@ -116,6 +116,33 @@ def parse_seeds(text: str) -> list[int]:
         return [int(s) for s in str(text).split(",") if s.strip()]
     except ValueError:
         raise SystemExit(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
+REPORTED_SEEDS = frozenset(range(6))  # the default seeds and the held-out 3-5: never used to choose a setting
+
+
+def tune_parser(paper: str, description: str, grids, default_grid: str, seeds: str = "100,101",
+                log: str = "", quick: bool = False) -> argparse.ArgumentParser:
+    """The common ``python -m <paper>.tune`` arguments: --grid, --seeds (validation draws), --jobs, --log
+    (and --quick if ``quick``); each paper adds its own."""
+    p = argparse.ArgumentParser(prog=f"python -m {paper}.tune", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", default=default_grid, choices=sorted(grids))
+    p.add_argument("--seeds", default=seeds,
+                   help="validation seeds (each its own data draw); the reported seeds 0-5 are refused")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="single-thread runs at a time")
+    p.add_argument("--log", default=log, help="one JSON line per run is appended here as soon as it ends")
+    if quick:
+        p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test, not a search)")
+    return p
+
+
+def validation_seeds(text: str) -> list[int]:
+    """``--seeds`` of a tuning run: comma-separated integers, none of them a reported seed (0-5)."""
+    seeds = parse_seeds(text)
+    if set(seeds) & REPORTED_SEEDS:
+        raise SystemExit(f"--seeds {text}: seeds 0-5 are reported seeds; tune on others (100+)")
+    return seeds
 
 
 # --- evaluate: one convention for every paper's ``python -m <paper>.evaluate`` ---------------------------

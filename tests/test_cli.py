@@ -79,3 +79,21 @@ def test_launch_script_hands_overrides_to_the_script(tmp_path):
     args = reproduce_parser("mhformer", "x").parse_args(["--data", "/d", "--gpus", "2", "--set", "optim.lr=1", "a.b=c"])
     assert launch_script(script, args.data, args.gpus, overrides=args.overrides) == 0
     assert (tmp_path / "got.txt").read_text().split() == ["/d", "2", "optim.lr=1", "a.b=c"]
+
+
+def test_tune_parser_refuses_reported_seeds_and_keeps_the_paper_defaults():
+    from shared.cli import tune_parser, validation_seeds
+
+    p = tune_parser("demo", "doc", {"main": 1, "other": 2}, "main", seeds="100,101,102", log="runs/x.jsonl")
+    a = p.parse_args([])
+    assert (a.grid, a.seeds, a.log, p.prog) == ("main", "100,101,102", "runs/x.jsonl", "python -m demo.tune")
+    assert not hasattr(a, "quick")
+    assert tune_parser("demo", "doc", {"main": 1}, "main", quick=True).parse_args(["--quick"]).quick
+    with pytest.raises(SystemExit):
+        p.parse_args(["--grid", "missing"])
+    assert validation_seeds("100, 7,101") == [100, 7, 101]
+    for bad in ("5,100", "0", "100,3"):
+        with pytest.raises(SystemExit, match="reported seeds"):
+            validation_seeds(bad)
+    with pytest.raises(SystemExit, match="integers"):
+        validation_seeds("1a")
