@@ -29,8 +29,8 @@ from shared.results import claim, write_summary
 HERE = Path(__file__).resolve().parent
 SWIN = "{}_swin-micro-p4_1xb64-12e_shifted-digits.yaml"
 CONFIGS = {m: SWIN.format(m) for m in ("swin", "elsa", "lsa")} | {
-    "volo": "volo_volo-micro-p4_1xb64-12e_shifted-digits.yaml",
-    "elsa_volo": "elsa_volo-micro-p4_1xb64-12e_shifted-digits.yaml",
+    "volo": "volo_volo-micro-p4_1xb64-24e_shifted-digits.yaml",
+    "elsa_volo": "elsa_volo-micro-p4_1xb64-24e_shifted-digits.yaml",
     "ablations/lsa": "ablations/lsa_swin-micro-p4_1xb64-12e_shifted-digits.yaml",
     "ablations/lsa_dwconv": "ablations/lsa-dwconv_swin-micro-p4_1xb64-12e_shifted-digits.yaml",
     "ablations/elsa_no_hadamard": "ablations/elsa-no-hadamard_swin-micro-p4_1xb64-12e_shifted-digits.yaml",

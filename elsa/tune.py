@@ -24,10 +24,13 @@ ROWS = ("volo", "elsa_volo")
 # one axis name for the stage-0 mixer's kernel of both rows: outlook attention's k / ELSA's k
 KERNEL_KEY = {"volo": "model.outlook_kernel", "elsa_volo": "model.elsa_kernel"}
 GRIDS = {
-    # where the scatter comes from: the 12-epoch recipe (as committed before this round) on two
-    # validation draws x two inits (data.seed x engine.seed), both rows
+    # where the scatter comes from: the recipe committed before this round (12 epochs, volo lr 2e-3 with
+    # outlook kernel 3, elsa_volo lr 4e-3 with kernel 5) on two validation draws x two inits
+    # (data.seed x engine.seed), both rows
     "scatter": {"fixed": ["engine.epochs=12"], "pairs": [(100, 100), (100, 101), (101, 100), (101, 101)],
-                "axes": {"optim.lr": None}},  # None: each row's committed lr
+                "row_fixed": {"volo": ["optim.lr=0.002", "model.outlook_kernel=3"],
+                              "elsa_volo": ["optim.lr=0.004", "model.elsa_kernel=5"]},
+                "axes": {}},
     # the re-tuning round: lr x mixer kernel at 24 epochs, the same grid for both rows
     "volo_micro": {"fixed": ["engine.epochs=24"], "pairs": None,
                    "axes": {"optim.lr": [1e-3, 2e-3, 4e-3, 8e-3], "kernel": [3, 5]}},
@@ -41,16 +44,45 @@ def _override(row: str, key: str, value) -> str:
 def run_and_log(log: str, row: str, axes: dict, data_seed: int, seed: int, overrides: list[str],
                 run_dir: Path) -> dict:
     """:func:`elsa.reproduce.run_one` on validation draw ``data_seed`` with init ``seed``; its JSON line is
-    appended to ``log`` as soon as it ends (a sweep cut short keeps what ran)."""
+    printed and appended to ``log`` as soon as it ends (a sweep cut short keeps what ran)."""
     r = run_one(config_path("default", row), seed, run_dir, False, overrides + [f"data.seed={data_seed}"])
     rec = {"row": row, **axes, "data_seed": data_seed, "seed": seed, "top1": round(r["top1"], 2),
            "curve": [round(h["top1"], 1) for h in r["history"]], "s_per_step": round(r["s_per_step"], 4),
            "steps": r["steps"]}
+    line = json.dumps(rec)
+    print(line, flush=True)
     if log:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+            f.write(line + "\n")
     return rec
+
+
+def grid_jobs(grid: str, rows: list[str], seeds: list[int], only: list[str], overrides: list[str], log: str,
+              runs: str) -> list[tuple]:
+    """The ``run_jobs`` list of one grid: every setting for every row (the kernel axis set through each row's
+    own key), on the grid's (draw, init) pairs or ``(s, s)`` for each validation seed; ``only``:
+    ``KEY=V1,V2`` restricts an axis. Overrides may not set an axis (they would silently replace it)."""
+    g = GRIDS[grid]
+    axes = dict(g["axes"])
+    for o in only:
+        key, _, vals = o.partition("=")
+        if key not in axes:
+            raise ValueError(f"--only: {key} is not an axis of grid {grid} ({', '.join(axes)})")
+        axes[key] = [type(axes[key][0])(v) for v in vals.split(",")]
+    if clash := [o for o in overrides if o.partition("=")[0] in axes]:
+        raise ValueError(f"overrides {', '.join(clash)} set an axis of grid {grid}: use --only")
+    pairs = g["pairs"] or [(s, s) for s in seeds]
+    jobs = []
+    for row in rows:
+        for vals in itertools.product(*axes.values()):
+            setting = dict(zip(axes, vals))
+            ov = (g["fixed"] + g.get("row_fixed", {}).get(row, []) + [_override(row, k, v) for k, v in setting.items()]
+                  + list(overrides))
+            for d, s in pairs:
+                name = "_".join([grid, row, *(f"{v:g}" for v in setting.values()), f"d{d}", f"s{s}"])
+                jobs.append(((row, vals, d, s), (log, row, setting, d, s, ov, Path(runs) / name)))
+    return jobs
 
 
 def main(argv=None) -> int:
@@ -58,37 +90,23 @@ def main(argv=None) -> int:
     p.add_argument("--grid", choices=sorted(GRIDS), default="volo_micro")
     p.add_argument("--seeds", default="100,101", help="validation seeds (draw = init) where the grid has no pairs")
     p.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of volo,elsa_volo")
-    p.add_argument("--only", default="", help="restrict an axis: KEY=V1,V2 (e.g. kernel=3)")
+    p.add_argument("--only", action="append", default=[],
+                   help="set an axis' values: KEY=V1,V2 (e.g. kernel=3 or optim.lr=5e-4,0.016); repeatable")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--runs", default="runs/tune/elsa")
     p.add_argument("--log", default="", help="append each run's JSON line to this file as soon as it ends")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
-    g = GRIDS[a.grid]
     rows = [r for r in a.rows.split(",") if r]
     if bad := [r for r in rows if r not in ROWS]:
         raise SystemExit(f"--rows: {', '.join(bad)} not in {', '.join(ROWS)}")
-    axes = dict(g["axes"])
-    if a.only:
-        key, _, vals = a.only.partition("=")
-        if key not in axes or axes[key] is None:
-            raise SystemExit(f"--only: {key} is not an axis of grid {a.grid} ({', '.join(axes)})")
-        axes[key] = [type(axes[key][0])(v) for v in vals.split(",")]
-    pairs = g["pairs"] or [(int(s), int(s)) for s in a.seeds.split(",")]
-    jobs = []
-    for row in rows:
-        grid = {k: v if v is not None else [None] for k, v in axes.items()}
-        for vals in itertools.product(*grid.values()):
-            setting = {k: v for k, v in zip(grid, vals) if v is not None}
-            ov = g["fixed"] + [_override(row, k, v) for k, v in setting.items()] + a.overrides
-            for d, s in pairs:
-                name = "_".join([a.grid, row, *(f"{v:g}" for v in setting.values()), f"d{d}", f"s{s}"])
-                jobs.append(((row, vals, d, s), (a.log, row, setting, d, s, ov, Path(a.runs) / name)))
+    try:
+        jobs = grid_jobs(a.grid, rows, [int(x) for x in a.seeds.split(",")], a.only, a.overrides, a.log, a.runs)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     # the slow row first, so the two workers finish together
     jobs.sort(key=lambda j: j[0][0] != "elsa_volo")
-    res = run_jobs(run_and_log, jobs, workers=a.jobs)
-    for rec in res.values():
-        print(json.dumps(rec), flush=True)
+    run_jobs(run_and_log, jobs, workers=a.jobs)
     return 0
 
 
