@@ -15,13 +15,12 @@ other axes and that result stands for each value of the probe-only axis (logged 
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
 from shared.cli import tune_parser, validation_seeds
-from shared.jobs import run_jobs
+from shared.jobs import append_jsonl, run_jobs
 
 from .reproduce import DEFAULT_METHODS, METHODS, run_one
 
@@ -59,9 +58,7 @@ def _tuned_run(method: str, seed: int, run_root: Path, quick: bool, extra: list[
     r = run_one(method, seed, run_root, quick, extra)
     rec = {**meta, "target_top1": round(r["target_top1"], 2), "a_distance": round(r["a_distance"], 3),
            "lambda_star": round(r["lambda_star"], 2)}
-    with open(log, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-    return rec
+    return append_jsonl(log, rec)
 
 
 def search(grid_name: str, seeds: list[int], methods: list[str], jobs: int = 2, log: str = "runs/bp_triplet/tune.jsonl",

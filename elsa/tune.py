@@ -10,13 +10,12 @@ written into ``configs/*_volo-micro-*.yaml`` (the README logs what was tried).
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
-from shared.jobs import run_jobs
+from shared.cli import tune_parser, validation_seeds
+from shared.jobs import append_jsonl, run_jobs
 
 from .reproduce import config_path, run_one
 
@@ -49,13 +48,7 @@ def run_and_log(log: str, row: str, axes: dict, data_seed: int, seed: int, overr
     rec = {"row": row, **axes, "data_seed": data_seed, "seed": seed, "top1": round(r["top1"], 2),
            "curve": [round(h["top1"], 1) for h in r["history"]], "s_per_step": round(r["s_per_step"], 4),
            "steps": r["steps"]}
-    line = json.dumps(rec)
-    print(line, flush=True)
-    if log:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as f:
-            f.write(line + "\n")
-    return rec
+    return append_jsonl(log, rec, echo=True)
 
 
 def grid_jobs(grid: str, rows: list[str], seeds: list[int], only: list[str], overrides: list[str], log: str,
@@ -86,22 +79,18 @@ def grid_jobs(grid: str, rows: list[str], seeds: list[int], only: list[str], ove
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m elsa.tune", description=__doc__.split("\n\n")[0])
-    p.add_argument("--grid", choices=sorted(GRIDS), default="volo_micro")
-    p.add_argument("--seeds", default="100,101", help="validation seeds (draw = init) where the grid has no pairs")
+    p = tune_parser("elsa", __doc__, GRIDS, "volo_micro")
     p.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of volo,elsa_volo")
     p.add_argument("--only", action="append", default=[],
                    help="set an axis' values: KEY=V1,V2 (e.g. kernel=3 or optim.lr=5e-4,0.016); repeatable")
-    p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--runs", default="runs/tune/elsa")
-    p.add_argument("--log", default="", help="append each run's JSON line to this file as soon as it ends")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
     rows = [r for r in a.rows.split(",") if r]
     if bad := [r for r in rows if r not in ROWS]:
         raise SystemExit(f"--rows: {', '.join(bad)} not in {', '.join(ROWS)}")
     try:
-        jobs = grid_jobs(a.grid, rows, [int(x) for x in a.seeds.split(",")], a.only, a.overrides, a.log, a.runs)
+        jobs = grid_jobs(a.grid, rows, validation_seeds(a.seeds), a.only, a.overrides, a.log, a.runs)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     # the slow row first, so the two workers finish together

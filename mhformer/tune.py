@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.cli import tune_parser, validation_seeds
-from shared.jobs import run_jobs
+from shared.jobs import append_jsonl, run_jobs
 
 from .reproduce import METHODS, data_for, run_method
 
@@ -46,9 +46,7 @@ def _logged_run(method: str, seed: int, root: str, run_dir: str, quick: bool, ex
     r = run_method(method, seed, root, run_dir, quick, extra)
     rec = {**meta, **{k: round(r[k], 2) for k in ("mpjpe", "mpjpe_hard", "mpjpe_clean", "p_mpjpe", "seconds")},
            "final_train_loss_mm": round(r["curve"][-1], 2)}
-    with open(log, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-    return rec
+    return append_jsonl(log, rec)
 
 
 def search(grid: str, names: list[str], seeds: list[int], jobs: int = 2, log: str = "runs/mhformer-tune/tune.jsonl",

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from shared.cli import tune_parser, validation_seeds
-from shared.jobs import run_jobs
+from shared.jobs import append_jsonl, run_jobs
 
 from .reproduce import METHODS, STABILITY_METHODS, STABILITY_RUN, TINY_METHODS, run_one
 
@@ -62,11 +62,7 @@ def _record(r: dict, axes: dict) -> dict:
 
 def run_and_log(log: str, axes: dict, *args) -> dict:
     """:func:`run_one`, then append its JSON line to ``log`` at once (a sweep cut short keeps what ran)."""
-    rec = _record(run_one(*args), axes)
-    if log:
-        with open(log, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-    return rec
+    return append_jsonl(log, _record(run_one(*args), axes))
 
 
 def main(argv=None) -> int:

@@ -131,3 +131,20 @@ def _acyclic(keys: list, deps: Mapping[Hashable, list]) -> bool:
 
 
 __all__ = ["pin_threads", "run_jobs"]
+
+
+def append_jsonl(log: str | os.PathLike | None, record: Mapping[str, Any], echo: bool = False) -> Mapping[str, Any]:
+    """Append ``record`` as one JSON line to ``log`` (parent folders made; nothing when ``log`` is empty),
+    printing it first with ``echo``: a tuning sweep logs each run as soon as it ends, so one cut short
+    keeps what ran. Returns ``record``."""
+    import json
+    from pathlib import Path
+
+    line = json.dumps(record)
+    if echo:
+        print(line, flush=True)
+    if log:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(line + "\n")
+    return record

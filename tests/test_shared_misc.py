@@ -150,3 +150,15 @@ def test_claim_margin_against_pooled_seed_std():
     assert not claim([10, 12, 14], [9.5, 10.5, 11.5])["holds"]  # diff 1.5 < pooled std 1.58
     one = claim([3.0], [1.0])  # one seed: no spread to compare with, no claim
     assert one["pooled_std"] == 0.0 and not one["holds"]
+
+
+def test_append_jsonl_appends_one_line_per_record_and_skips_an_empty_log(tmp_path, capsys):
+    from shared.jobs import append_jsonl
+
+    log = tmp_path / "deep" / "tune.jsonl"
+    assert append_jsonl(log, {"a": 1}) == {"a": 1}
+    append_jsonl(str(log), {"a": 2, "b": [0.5]}, echo=True)
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [{"a": 1}, {"a": 2, "b": [0.5]}]
+    assert capsys.readouterr().out.strip() == '{"a": 2, "b": [0.5]}'
+    append_jsonl("", {"c": 3})  # no log: nothing written anywhere
+    assert not (tmp_path / "c").exists() and len(log.read_text().splitlines()) == 2
