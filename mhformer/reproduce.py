@@ -26,10 +26,10 @@ from shared.results import write_summary
 
 HERE = Path(__file__).resolve().parent
 METHODS = {  # row name -> config
-    "per_frame_mlp": "per-frame-mlp_1f_1xb32-3e_synth.yaml",
-    "single_hypothesis": "single-hypothesis-lite_27f_1xb32-3e_synth.yaml",
-    "mhformer": "mhformer-lite_27f_1xb32-3e_synth.yaml",
-    "videopose3d": "videopose3d_27f_1xb32-3e_synth.yaml",
+    "per_frame_mlp": "per-frame-mlp_1f_1xb32-5e_synth.yaml",
+    "single_hypothesis": "single-hypothesis-lite_27f_1xb32-5e_synth.yaml",
+    "mhformer": "mhformer-lite_27f_1xb32-5e_synth.yaml",
+    "videopose3d": "videopose3d_27f_1xb32-5e_synth.yaml",
 }
 QUICK_COMMON = ["engine.epochs=1", "data.train_stride=60", "data.test_stride=60"]
 QUICK = {  # --quick: seconds, for the smoke test

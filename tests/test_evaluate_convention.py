@@ -132,7 +132,7 @@ def test_mhformer_evaluate_out_has_no_nan(tmp_path, monkeypatch):
     root = skeleton_motion(seed=0, frames=40, subseqs=1)
     torch.save(MHFormer(frames=9, channel=16, d_hid=32).state_dict(), tmp_path / "model_1.pth")
     out = tmp_path / "eval.json"
-    args = ["--config", str(REPO / "mhformer/configs/mhformer-lite_27f_1xb32-3e_synth.yaml"),
+    args = ["--config", str(REPO / "mhformer/configs/mhformer-lite_27f_1xb32-5e_synth.yaml"),
             "--checkpoint", str(tmp_path / "model_1.pth"), "--out", str(out), f"data.root={root}",
             "model.frames=9", "model.channel=16", "model.d_hid=32", "data.test_stride=5"]
     assert evaluate.main(args) == 0

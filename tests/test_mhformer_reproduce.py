@@ -50,7 +50,7 @@ def test_evaluate_cli_on_a_released_format_checkpoint(tmp_path, cache, capsys):
     root = skeleton_motion(seed=0, frames=40, subseqs=1)
     ckpt = tmp_path / "model_1234.pth"
     torch.save(MHFormer(frames=9, channel=16, d_hid=32).state_dict(), ckpt)
-    config = Path(reproduce.__file__).parent / "configs" / "mhformer-lite_27f_1xb32-3e_synth.yaml"
+    config = Path(reproduce.__file__).parent / "configs" / "mhformer-lite_27f_1xb32-5e_synth.yaml"
     args = ["--config", str(config), "--checkpoint", str(ckpt),
             f"data.root={root}", "model.frames=9", "model.channel=16", "model.d_hid=32", "data.test_stride=5"]
     assert evaluate.main(args) == 0
