@@ -52,7 +52,6 @@ def _logged_run(method: str, seed: int, root: str, run_dir: str, quick: bool, ex
 def search(grid: str, names: list[str], seeds: list[int], jobs: int = 2, log: str = "runs/mhformer-tune/tune.jsonl",
            quick: bool = False) -> None:
     """Run the settings ``names`` of ``GRIDS[grid]`` for every row and seed, appending to ``log``."""
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
     roots = {s: str(data_for(s, quick)) for s in seeds}
     run_root = Path(log).parent / grid
     order = ("mhformer", "single_hypothesis", "videopose3d", "per_frame_mlp")  # slowest first
