@@ -44,3 +44,17 @@ def test_scatter_grid_crosses_draws_and_inits_at_each_rows_lr(tmp_path):
     ov = {a[1]: a[5] for _, a in jobs}  # the recipe as committed before the re-tuning round
     assert ov == {"volo": ["engine.epochs=12", "optim.lr=0.002", "model.outlook_kernel=3"],
                   "elsa_volo": ["engine.epochs=12", "optim.lr=0.004", "model.elsa_kernel=5"]}
+
+
+def test_confirm_grid_runs_the_five_listed_settings_for_both_rows(tmp_path):
+    jobs = tune.grid_jobs("volo_micro_confirm", ["volo", "elsa_volo"], [102, 103], [], [], "", str(tmp_path))
+    listed = [(0.001, 5), (0.002, 5), (0.004, 5), (0.008, 5), (0.001, 3)]
+    for row in ("volo", "elsa_volo"):
+        assert _settings(jobs, row) == sorted((lr, k, d, d) for lr, k in listed for d in (102, 103))
+    assert len(jobs) == 2 * 5 * 2 and len({a[6] for _, a in jobs}) == len(jobs)
+    for _, args in jobs:
+        row, setting, ov = args[1], args[2], args[5]
+        kernel_key = "model.outlook_kernel" if row == "volo" else "model.elsa_kernel"
+        assert ov == ["engine.epochs=24", f"optim.lr={setting['optim.lr']}", f"{kernel_key}={setting['kernel']}"]
+    kept = tune.grid_jobs("volo_micro_confirm", ["volo"], [102], ["kernel=5"], [], "", str(tmp_path))
+    assert _settings(kept, "volo") == [(lr, 5, 102, 102) for lr in (0.001, 0.002, 0.004, 0.008)]
