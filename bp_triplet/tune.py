@@ -21,6 +21,7 @@ import numpy as np
 
 from shared.cli import tune_parser, validation_seeds
 from shared.jobs import append_jsonl, run_jobs
+from shared.results import choose_setting
 
 from .reproduce import DEFAULT_METHODS, METHODS, run_one
 
@@ -88,13 +89,8 @@ def search(grid_name: str, seeds: list[int], methods: list[str], jobs: int = 2, 
         for m in methods:
             key = _key(trained_setting(m, st, grid))
             table.setdefault(_key(st), {})[m] = float(np.mean([done[(m, key, s)]["target_top1"] for s in seeds]))
-    print("| setting | " + " | ".join(methods) + " | mean over rows |")
-    print("| --- |" + " --- |" * (len(methods) + 1))
-    for k, row in table.items():
-        print(f"| {k} | " + " | ".join(f"{row[m]:.2f}" for m in methods) + f" | {np.mean(list(row.values())):.2f} |")
-    best = max(table, key=lambda k: np.mean(list(table[k].values())))
-    print(f"choice (best mean over rows, shared by all rows): {best}; "
-          f"trials per row: {len(grid_settings)} settings x {len(seeds)} seeds")
+    best = choose_setting(table, higher_is_better=True,
+                          trials=f"{len(grid_settings)} settings x {len(seeds)} seeds")
     return table, best
 
 

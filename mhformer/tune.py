@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from shared.cli import tune_parser, validation_seeds
 from shared.jobs import append_jsonl, run_jobs
+from shared.results import choose_setting
 
 from .reproduce import METHODS, data_for, run_method
 
@@ -80,13 +79,8 @@ def summarize(grid: str, log: str) -> tuple[dict[str, dict[str, list[float]]], s
             seeds = common
     if not table:
         raise SystemExit(f"{log}: no complete setting of grid '{grid}'")
-    print("| setting | " + " | ".join(METHODS) + " | mean over rows |\n|" + " --- |" * (len(METHODS) + 2))
-    for name, row in table.items():
-        cells = [f"{np.mean(v):.2f} ({', '.join(f'{x:.1f}' for x in v)})" for v in row.values()]
-        print(f"| {name} | " + " | ".join(cells) + f" | {np.mean([np.mean(v) for v in row.values()]):.2f} |")
-    best = min(table, key=lambda k: np.mean([np.mean(v) for v in table[k].values()]))
-    print(f"choice (lowest mean over rows, shared by all rows): {best}; trials per row: {len(table)} settings "
-          f"x {len(seeds)} seeds ({', '.join(map(str, seeds))})")
+    best = choose_setting(table, higher_is_better=False,
+                          trials=f"{len(table)} settings x {len(seeds)} seeds ({', '.join(map(str, seeds))})")
     return table, best
 
 

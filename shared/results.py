@@ -56,6 +56,33 @@ def claim(a: Sequence[float], b: Sequence[float], margin: float = 0.0) -> dict:
             "holds": bool(diff >= margin and diff > sd and min(len(a), len(b)) > 1)}
 
 
+def choose_setting(table: Mapping[str, Mapping[str, float | Sequence[float]]], higher_is_better: bool,
+                   trials: str) -> str:
+    """The validation-search choice shared by every row: print ``table`` (setting -> row -> score, or the
+    per-seed scores, shown as their mean with the seeds in brackets) as a markdown table with each setting's
+    mean over the rows (a row's score is first averaged over its seeds), and return the setting whose mean
+    over the rows is best. ``trials`` ends the choice line (how much each row tried)."""
+    def score(v) -> float:
+        return float(np.mean(v))
+
+    def cell(v) -> str:
+        if isinstance(v, (int, float)):
+            return f"{v:.2f}"
+        return f"{score(v):.2f} ({', '.join(f'{x:.1f}' for x in v)})"
+
+    if not table:
+        raise ValueError("choose_setting: empty table")
+    rows = list(next(iter(table.values())))
+    means = {k: float(np.mean([score(row[m]) for m in rows])) for k, row in table.items()}
+    print("| setting | " + " | ".join(rows) + " | mean over rows |\n|" + " --- |" * (len(rows) + 2))
+    for k, row in table.items():
+        print(f"| {k} | " + " | ".join(cell(row[m]) for m in rows) + f" | {means[k]:.2f} |")
+    best = (max if higher_is_better else min)(means, key=means.get)
+    print(f"choice ({'best' if higher_is_better else 'lowest'} mean over rows, shared by all rows): {best}; "
+          f"trials per row: {trials}", flush=True)
+    return best
+
+
 def write_summary(
     paper: str,
     benchmark: str,

@@ -12,7 +12,7 @@ import torch
 from shared import PAPERS
 from shared.backbones import create_resnet, create_vit, load_weights, vit_tokens
 from shared.reproduce import main as reproduce_main
-from shared.results import aggregate, write_summary
+from shared.results import aggregate, choose_setting, write_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,6 +150,20 @@ def test_claim_margin_against_pooled_seed_std():
     assert not claim([10, 12, 14], [9.5, 10.5, 11.5])["holds"]  # diff 1.5 < pooled std 1.58
     one = claim([3.0], [1.0])  # one seed: no spread to compare with, no claim
     assert one["pooled_std"] == 0.0 and not one["holds"]
+
+
+def test_choose_setting_mean_over_rows_both_directions_and_table(capsys):
+    # per-seed lists and plain seed means; the mean over rows of "a" is (2 + 6) / 2 = 4, of "b" (3 + 4) / 2 = 3.5
+    table = {"a": {"x": [1.0, 3.0], "y": 6.0}, "b": {"x": [3.0, 3.0], "y": 4.0}}
+    assert choose_setting(table, higher_is_better=True, trials="2 settings") == "a"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| setting | x | y | mean over rows |" and out[1] == "| --- | --- | --- | --- |"
+    assert out[2] == "| a | 2.00 (1.0, 3.0) | 6.00 | 4.00 |"
+    assert out[-1] == "choice (best mean over rows, shared by all rows): a; trials per row: 2 settings"
+    assert choose_setting(table, higher_is_better=False, trials="2 settings") == "b"
+    assert "lowest mean over rows" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="empty"):
+        choose_setting({}, higher_is_better=True, trials="")
 
 
 def test_append_jsonl_appends_one_line_per_record_and_skips_an_empty_log(tmp_path, capsys):
