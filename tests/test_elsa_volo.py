@@ -120,10 +120,10 @@ def test_embedded_volo_rows_differ_only_in_the_mixer():
     assert cfgs["volo"].engine.epochs == cfgs["elsa_volo"].engine.epochs == 24  # 552 steps, both VOLO rows
     swin.engine.epochs = 24
     assert swin.engine == cfgs["volo"].engine and swin.optim.name == cfgs["volo"].optim.name == "adamw"
-    # lr and stage-0 kernel chosen per row on the validation draws (elsa.tune), the same grid for both
-    assert (cfgs["volo"].optim.lr, cfgs["elsa_volo"].optim.lr) == (1e-3, 8e-3)
+    # lr and stage-0 kernel chosen per row on the validation draws (elsa.tune: grid, then confirmation stage)
+    assert (cfgs["volo"].optim.lr, cfgs["elsa_volo"].optim.lr) == (2e-3, 4e-3)
     assert (cfgs["volo"].model.outlook_kernel, cfgs["elsa_volo"].model.elsa_kernel) == (5, 5)
-    cfgs["volo"].model.mixer, cfgs["volo"].optim.lr, cfgs["volo"].model.outlook_kernel = "elsa", 8e-3, 3
+    cfgs["volo"].model.mixer, cfgs["volo"].optim.lr, cfgs["volo"].model.outlook_kernel = "elsa", 4e-3, 3
     assert str(cfgs["volo"]) == str(cfgs["elsa_volo"])
 
 
