@@ -47,8 +47,11 @@ STEM = {"scratch_conv_bn": "ics_bn", "scratch_ics": "ics"}
 QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine.epochs=2", "sched.warmup_epochs=0"]
 
 
-def row_overrides(row: str, seed: int, quick: bool, encoders: Path = ENCODERS) -> list[str]:
+def row_overrides(row: str, seed: int, quick: bool, encoders: Path = ENCODERS, extra: list[str] = ()) -> list[str]:
+    """The config overrides of one row; ``extra`` (``--set``, e.g. a SynPerson variant ``data.background=shot``)
+    go to every row alike."""
     out = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed}"] + (QUICK if quick else [])
+    out += list(extra)
     if row in INIT:
         out.append(f"model.pretrained={encoder_for(row, seed, encoders)}")
     if row in STEM:
@@ -56,11 +59,11 @@ def row_overrides(row: str, seed: int, quick: bool, encoders: Path = ENCODERS) -
     return out
 
 
-def run_row(seed: int, row: str, run: Path, quick: bool, encoders: Path = ENCODERS) -> dict:
+def run_row(seed: int, row: str, run: Path, quick: bool, encoders: Path = ENCODERS, extra: list[str] = ()) -> dict:
     """One fine-tuning run (single thread: ``--jobs`` processes share the cores)."""
     torch.set_num_threads(1)
     t0 = time.time()
-    cfg = load_config(REID_CFG, TransReIDSSLConfig, row_overrides(row, seed, quick, encoders))
+    cfg = load_config(REID_CFG, TransReIDSSLConfig, row_overrides(row, seed, quick, encoders, extra))
     Trainer(build_task(cfg), cfg, run / row).fit()
     hist = torch.load(run / row / "last.pt", map_location="cpu", weights_only=True)["history"]
     last = hist[-1]
@@ -70,23 +73,40 @@ def run_row(seed: int, row: str, run: Path, quick: bool, encoders: Path = ENCODE
     return {"history": hist, "seconds": secs}
 
 
-def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int, encoders: Path = ENCODERS) -> dict:
-    done = run_jobs(run_row, [((s, r), (s, r, run_root / f"seed{s}", quick, encoders)) for r in ROWS for s in seeds],
-                    workers=jobs)
-    return {s: {r: done[(s, r)] for r in ROWS} for s in seeds}
+def run_all(seeds: list[int], run_root: Path, quick: bool, jobs: int, encoders: Path = ENCODERS,
+            rows: list[str] = ROWS, extra: list[str] = ()) -> dict:
+    done = run_jobs(run_row, [((s, r), (s, r, run_root / f"seed{s}", quick, encoders, extra)) for r in rows
+                              for s in seeds], workers=jobs)
+    return {s: {r: done[(s, r)] for r in rows} for s in seeds}
+
+
+def parse_rows(text: str) -> list[str]:
+    """``--rows``: a comma list, a subset of :data:`ROWS` (for validation probes), kept in ROWS order."""
+    rows = [r.strip() for r in text.split(",") if r.strip()]
+    bad = [r for r in rows if r not in ROWS]
+    if bad or not rows:
+        raise SystemExit(f"--rows: unknown {', '.join(bad) or '(none given)'} (choose from {', '.join(ROWS)})")
+    return [r for r in ROWS if r in rows]
 
 
 def claims_of(metric: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
-    """Issue 14's claims by the one rule (``shared.results.claim``) from per-seed ``metric[name][row]`` values.
+    """Issue 14's claims by the one rule (``shared.results.claim``) from per-seed ``metric[name][row]`` values
+    (only the claims whose two rows were run, with ``--rows``).
     ``dino_cfs50_no_degradation``: CFS-50 is not below the full pool by more than one pooled std."""
     m, h = metric["mAP"], metric["heldout_mAP"]
-    nodeg = claim(m["dino_cfs50"], m["dino_full"])
-    nodeg["holds"] = bool(nodeg["diff"] > -nodeg["pooled_std"] and len(m["dino_full"]) > 1)
-    return {"dino_full >= scratch + 5": claim(m["dino_full"], m["scratch"], 5.0),
-            "dino_full > supervised_generic": claim(m["dino_full"], m["supervised_generic"]),
-            "dino_cfs50 > dino_random50": claim(m["dino_cfs50"], m["dino_random50"]),
-            "dino_cfs50 >= dino_full - pooled std": nodeg,
-            "scratch_ics > scratch_conv_bn (held-out camera)": claim(h["scratch_ics"], h["scratch_conv_bn"])}
+    out = {}
+    for name, vals, a, b, margin in (("dino_full >= scratch + 5", m, "dino_full", "scratch", 5.0),
+                                     ("dino_full > supervised_generic", m, "dino_full", "supervised_generic", 0.0),
+                                     ("dino_cfs50 > dino_random50", m, "dino_cfs50", "dino_random50", 0.0),
+                                     ("dino_cfs50 >= dino_full - pooled std", m, "dino_cfs50", "dino_full", 0.0),
+                                     ("scratch_ics > scratch_conv_bn (held-out camera)", h, "scratch_ics",
+                                      "scratch_conv_bn", 0.0)):
+        if a in vals and b in vals:
+            out[name] = claim(vals[a], vals[b], margin)
+    if "dino_cfs50 >= dino_full - pooled std" in out:
+        nodeg = out["dino_cfs50 >= dino_full - pooled std"]
+        nodeg["holds"] = bool(nodeg["diff"] > -nodeg["pooled_std"] and len(m["dino_full"]) > 1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", default=None, choices=["usl_uda"],
                    help="an extra study with its own budget: usl_uda (USL and UDA by cluster contrast, "
                         "results/transreid_ssl-usl_uda/)")
+    p.add_argument("--rows", default=",".join(ROWS),
+                   help="comma list of rows to run (default: all seven; a subset is for validation probes)")
+    p.add_argument("--run-root", default=None, help="engine run folders (default runs/reproduce/transreid_ssl)")
     args = p.parse_args(argv)
     if args.suite == "usl_uda" and not args.data:
         from .suite_usl_uda import main as suite_main
@@ -106,24 +129,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus, overrides=args.overrides)
     seeds = parse_seeds(args.seeds)
+    rows = parse_rows(args.rows)
     out_dir, run_root = reproduce_dirs("transreid_ssl", args)
+    run_root = Path(args.run_root) if args.run_root else run_root
     shutil.rmtree(run_root, ignore_errors=True)  # no stale rankings / appended logs from an earlier run
     start = time.time()
     print(f"transreid_ssl embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
     encoders = Path(args.encoders)
-    res = run_all(seeds, run_root, args.quick, max(1, args.jobs), encoders)
-    metric = {k: {r: [res[s][r]["history"][-1][k] for s in seeds] for r in ROWS}
+    res = run_all(seeds, run_root, args.quick, max(1, args.jobs), encoders, rows, args.overrides)
+    inits = [r for r in rows if r in INIT]
+    metric = {k: {r: [res[s][r]["history"][-1][k] for s in seeds] for r in rows}
               for k in ("mAP", "rank1", "heldout_mAP", "heldout_rank1")}
     last = metric["mAP"]
     manifest = read_manifest(encoders / "manifest.json")["encoders"]
-    pre_seeds = sorted({int(encoder_for("dino_full", s, encoders).stem.rsplit("seed", 1)[1]) for s in seeds})
+    pre_seeds = sorted({int(encoder_for(inits[0], s, encoders).stem.rsplit("seed", 1)[1]) for s in seeds}) if inits \
+        else []
     enc = {r: {f"seed{p}": {k: manifest.get(f"{r}_seed{p}.pth", {}).get(k) for k in
-                           ("frozen_test_mAP", "wall_seconds", "sha256", "cfs")} for p in pre_seeds} for r in INIT}
+                           ("frozen_test_mAP", "wall_seconds", "sha256", "cfs")} for p in pre_seeds} for r in inits}
     paired = {f"{a} - {b}" + (" (held-out camera)" if m == "heldout_mAP" else ""):
               [x - y for x, y in zip(metric[m][a], metric[m][b])] for m, a, b in (
         ("mAP", "dino_full", "scratch"), ("mAP", "dino_full", "supervised_generic"),
         ("mAP", "dino_cfs50", "dino_random50"), ("mAP", "dino_cfs50", "dino_full"),
-        ("heldout_mAP", "scratch_ics", "scratch_conv_bn"), ("mAP", "scratch_ics", "scratch_conv_bn"))}
+        ("heldout_mAP", "scratch_ics", "scratch_conv_bn"), ("mAP", "scratch_ics", "scratch_conv_bn"))
+        if a in rows and b in rows}
 
     claims = claims_of(metric)
 
@@ -141,16 +169,16 @@ def main(argv: list[str] | None = None) -> int:
              f"Inits: shipped encoders of pre-training seeds {pre_seeds} (fine-tuning seed k uses k, or k mod "
              f"{N_SHIPPED} if not shipped); frozen-encoder test mAP (no fine-tuning) per arm: "
              + ", ".join(f"{r} {ms([e['frozen_test_mAP'] for e in enc[r].values() if e['frozen_test_mAP']])}"
-                         for r in sorted(INIT)) + ".")
+                         for r in sorted(inits)) + ".")
     title = f"fine-tuning loss per epoch (seed {seeds[0]})"
-    curves = {title: {r: [h["train/loss"] for h in res[seeds[0]][r]["history"]] for r in ROWS}}
+    curves = {title: {r: [h["train/loss"] for h in res[seeds[0]][r]["history"]] for r in rows}}
     write_summary(
         "transreid_ssl", "SynPerson 64x32 (80 + 80 ids, 6 cams; held-out colour-cast camera)", "mAP (Market protocol)",
         last, seeds, time.time() - start,
         {"reid": str(REID_CFG.relative_to(HERE.parent)), "encoders": str(encoders),
-         "quick": args.quick},
+         "quick": args.quick, "rows": rows, "overrides": list(args.overrides)},
         out_dir=out_dir, notes=notes, curves=curves, curves_xlabel="epoch",
-        curves_x={title: [h["epoch"] for h in res[seeds[0]]["scratch"]["history"]]},
+        curves_x={title: [h["epoch"] for h in res[seeds[0]][rows[0]]["history"]]},
         extra={"rank1": {r: {"mean": float(np.mean(v)), "per_seed": v} for r, v in metric["rank1"].items()},
                "heldout_mAP": {r: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
                                    "per_seed": v} for r, v in metric["heldout_mAP"].items()},

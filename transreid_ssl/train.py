@@ -93,6 +93,8 @@ class DataConfig:
     pool_size: int = 3000
     cam_strength: float = 0.5  # colour cast of the cameras (the UDA suite's source domain uses a stronger one)
     clutter: int = 0  # synperson: background rectangles per image (0: the plain per-camera background)
+    background: str = "camera"  # synperson: camera (a fixed colour per camera, the spec) | shot (a scene per image)
+    id_cues: str = "colour"  # synperson: colour (the spec) | shape (+ cues that survive colour jitter)
 
 
 @dataclass
@@ -105,16 +107,17 @@ class TransReIDSSLConfig(RunConfig):
 
 
 @lru_cache(maxsize=2)
-def _synperson(seed: int, n_train: int, n_test: int, pool: int, h: int, w: int, cam_strength: float, clutter: int):
+def _synperson(seed: int, n_train: int, n_test: int, pool: int, h: int, w: int, cam_strength: float, clutter: int,
+               background: str = "camera", id_cues: str = "colour"):
     from .synperson import make_synperson
 
     return make_synperson(seed, n_train, n_test, pool_size=pool, size=(h, w), cam_strength=cam_strength,
-                          clutter=clutter)
+                          clutter=clutter, background=background, id_cues=id_cues)
 
 
 def synperson_for(d: DataConfig, img_size) -> object:
     return _synperson(d.seed, d.n_train_ids, d.n_test_ids, d.pool_size, int(img_size[0]), int(img_size[1]),
-                      d.cam_strength, d.clutter)
+                      d.cam_strength, d.clutter, d.background, d.id_cues)
 
 
 def pool_name(i: int) -> str:
