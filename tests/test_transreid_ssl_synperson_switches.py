@@ -104,3 +104,17 @@ def test_claims_of_a_row_subset_only_scores_the_claims_it_has():
     rows = {"scratch": [30.0, 32.0], "dino_full": [40.0, 41.0]}
     c = reproduce.claims_of({"mAP": rows, "heldout_mAP": rows})
     assert list(c) == ["dino_full >= scratch + 5"] and c["dino_full >= scratch + 5"]["holds"]
+
+
+def test_pretrain_threads_data_switches_to_the_pool_theta1_and_the_manifest(tmp_path):
+    import json
+
+    from transreid_ssl import pretrain
+
+    enc, pre = tmp_path / "enc", tmp_path / "pre"
+    assert pretrain.main(["--quick", "--seeds", "3", "--jobs", "1", "--arms", "dino_cfs50", "--out", str(enc),
+                          "--run-root", str(pre), "--set", "data.background=shot"]) == 0
+    entries = json.loads((enc / "manifest.json").read_text())["encoders"]
+    assert "background='shot'" in entries["dino_cfs50_seed3.pth"]["data"]
+    for job in ("pre_full", "ft_full", "pre_cfs50"):  # theta_1 fine-tunes on the same variant as the pool
+        assert "background: shot" in "".join(p.read_text() for p in (pre / "seed3" / job).glob("*.yaml"))

@@ -58,6 +58,7 @@ ARM_JOBS = {"dino_full": ["pre_full"], "dino_random50": ["pre_random50"],
 QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine.epochs=1", "dino.warmup_epochs=0",
          "engine.batch_size=16"]
 N_GENERIC_CLASSES = 20
+SYNPERSON_DEFAULTS = {"clutter": 0, "background": "camera", "id_cues": "colour"}  # named in the manifest if changed
 
 
 def encoder_for(row: str, seed: int, encoders: Path = ENCODERS) -> Path:
@@ -175,9 +176,10 @@ def run_job(seed: int, job: str, run: Path, quick: bool, resume: str | None, ove
         ranking, out["cfs"] = cfs_ranking(run, seed, quick, ov)
         cfg = _pretrain_cfg(seed, quick, ov + [f"data.filter_list={ranking}", f"data.keep_num={pool // 2}"])
         task = build_task(cfg)
-    elif job == "ft_full":
+    elif job == "ft_full":  # theta_1 fine-tunes on the same SynPerson variant (``--set data.*``) as the pool's
         cfg = load_config(REID_CFG, TransReIDSSLConfig, pre_overrides(seed, quick) + [
-            f"data.pool_size={pool}", f"model.pretrained={run / 'pre_full' / 'last.pt'}"])
+            f"data.pool_size={pool}", f"model.pretrained={run / 'pre_full' / 'last.pt'}"]
+            + [o for o in ov if o.startswith("data.")])
         task = build_task(cfg)
     elif job == "sup_generic":
         cfg, n = _supervised_cfg(seed, quick, ov)
@@ -215,7 +217,9 @@ def export(seed: int, job: str, res: dict, run: Path, out_dir: Path, quick: bool
         + ("; + head.* (timm classifier)" if job == "sup_generic" else ""),
         "recipe": str(PRE_CFG.relative_to(ROOT)) if job != "sup_generic" else
         f"{REID_CFG.relative_to(ROOT)} optimiser, CE on generic_images, steps/batch of {PRE_CFG.name}",
-        "data": (f"transreid_ssl.synperson.make_synperson(seed={seed}, pool_size={cfg.data.pool_size}).pool"
+        "data": (f"transreid_ssl.synperson.make_synperson(seed={seed}, pool_size={cfg.data.pool_size}"
+                 + "".join(f", {k}={getattr(cfg.data, k)!r}" for k, v in SYNPERSON_DEFAULTS.items()
+                           if getattr(cfg.data, k) != v) + ").pool"
                  + {"pre_full": "", "pre_random50": " (random half, subset_seed = seed)",
                     "pre_cfs50": " (CFS top half)"}.get(job, "")) if job != "sup_generic" else
         f"transreid_ssl.synperson.generic_images(n={cfg.data.pool_size}, seed={10_000 + seed}), 20 classes",
