@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
+from shared.cli import launch_script, parse_seeds, refuse_embedded_overrides, reproduce_dirs, reproduce_parser
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         return launch_script(HERE / "scripts" / "in1k_deit.sh", args.data, args.gpus,
                              extra_env={"DEIT_SIZE": args.model}, overrides=args.overrides)
+    refuse_embedded_overrides("knn_attention", args)
     methods = [m for m in args.methods.split(",") if m] or list(SUITES[args.suite])
     bad = [m for m in methods if m not in CONFIGS]
     if bad:

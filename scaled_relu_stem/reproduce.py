@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.cli import launch_script, parse_seeds, reproduce_parser
+from shared.cli import launch_script, parse_seeds, refuse_embedded_overrides, reproduce_parser
 from shared.jobs import run_jobs
 from shared.results import RESULTS, write_summary
 
@@ -184,7 +184,8 @@ def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
     lines += ["", "Patch-token cosine similarity per layer (seed mean; stem, then each block):", "",
               "| method | raw | centred |", "| --- | --- | --- |"]
     lines += [f"| {m} | {', '.join(f'{v:.3f}' for v in p['token_similarity_per_layer'])} | "
-              f"{', '.join(f'{v:.3f}' for v in p['token_similarity_centred_per_layer'])} |" for m, p in per_method.items()]
+              f"{', '.join(f'{v:.3f}' for v in p['token_similarity_centred_per_layer'])} |"
+              for m, p in per_method.items()]
     lines += ["", "Claim 3 (issue 25): " + "; ".join(
         f"{k}: margin {v['margin']:.2f} vs pooled std {v['pooled_std']:.2f} -> {'holds' if v['holds'] else 'fails'}"
         for k, v in claim.items() if isinstance(v, dict))
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         script = "stability_sweep_deit-s_in1k.sh" if args.suite == "stability" else "deit-s_in1k.sh"
         return launch_script(HERE / "scripts" / script, args.data, args.gpus, overrides=args.overrides)
+    refuse_embedded_overrides("scaled_relu_stem", args)
     seeds = parse_seeds(args.seeds)
     name = PAPER if args.suite == "main" else f"{PAPER}-{args.suite}"
     out = Path(args.out) if args.out else RESULTS / name

@@ -94,12 +94,19 @@ def reproduce_parser(paper: str, description: str, jobs: bool = False) -> argpar
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     p.add_argument("--set", nargs="*", default=[], metavar="key.sub=value", dest="overrides",
-                   help="dotted config overrides: with --data handed to the benchmark script (bp_triplet and "
-                        "mhformer also apply them to every embedded row)")
+                   help="dotted config overrides: with --data handed to the benchmark script; on embedded data "
+                        "applied to every row alike (knn_attention, scaled_relu_stem and transfgu refuse them there)")
     if jobs:
         p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                        help="parallel single-thread runs (default: 2, one per core)")
     return p
+
+
+def refuse_embedded_overrides(paper: str, args: argparse.Namespace) -> None:
+    """For a paper whose embedded reproduction takes no ``--set``: exit with one line rather than ignore them."""
+    if getattr(args, "overrides", None) and not getattr(args, "data", None):
+        raise SystemExit(f"--set {' '.join(args.overrides)}: {paper}'s embedded reproduction takes no overrides "
+                         f"(they apply with --data; edit {paper}/configs/ instead)")
 
 
 def reproduce_dirs(paper: str, args: argparse.Namespace) -> tuple[Path, Path]:

@@ -97,3 +97,14 @@ def test_tune_parser_refuses_reported_seeds_and_keeps_the_paper_defaults():
             validation_seeds(bad)
     with pytest.raises(SystemExit, match="integers"):
         validation_seeds("1a")
+
+
+@pytest.mark.parametrize("paper", ["knn_attention", "scaled_relu_stem", "transfgu"])
+def test_embedded_reproduction_without_overrides_refuses_set_in_one_line(paper, tmp_path):
+    # these three take no --set on embedded data: the flags must not be dropped silently
+    import importlib
+
+    mod = importlib.import_module(f"{paper}.reproduce")
+    with pytest.raises(SystemExit, match=rf"--set optim.lr=0.1: {paper}'s embedded reproduction takes no overrides"):
+        mod.main(["--quick", "--seeds", "0", "--out", str(tmp_path), "--set", "optim.lr=0.1"])
+    assert not any(tmp_path.iterdir())  # refused before any run

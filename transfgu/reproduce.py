@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
+from shared.cli import launch_script, parse_seeds, refuse_embedded_overrides, reproduce_dirs, reproduce_parser
 from shared.jobs import run_jobs
 from shared.pretrain import pick_encoder
 from shared.results import write_summary
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / f"{args.benchmark}.sh", args.data, args.gpus, overrides=args.overrides)
+    refuse_embedded_overrides("transfgu", args)
     seeds = parse_seeds(args.seeds)
     out_dir, _ = reproduce_dirs("transfgu", args)
     start = time.time()
