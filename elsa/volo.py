@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from timm.models import generate_default_cfgs, register_model
-from timm.models.volo import VOLO, Outlooker, OutlookAttention
+from timm.models.volo import VOLO, OutlookAttention, Outlooker
 from torch import nn
 
 from .checkpoint import engine_state

@@ -22,7 +22,8 @@ from torch import nn
 
 
 class ConvPatchEmbed(PatchEmbed):
-    """timm ``PatchEmbed`` with ``proj`` = [3x3 s2 conv, BN, ReLU] x log2(patch) + 1x1 conv; (B, C, H, W) -> (B, N, D)."""
+    """timm ``PatchEmbed`` with ``proj`` = [3x3 s2 conv, BN, ReLU] x log2(patch) + 1x1 conv;
+    (B, C, H, W) -> (B, N, D)."""
 
     def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768, **kwargs):
         super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, **kwargs)

@@ -90,7 +90,8 @@ def place_glyphs(glyphs: torch.Tensor, canvas: int, size: torch.Tensor, top: tor
 
 
 def micro_digits(n_train: int, n_test: int, seed: int, canvas: int = 16, clutter: int = 1, noise: float = 0.1,
-                 digit_size: tuple[int, int] = (10, 13), test_writers: int = 400) -> tuple[TensorDataset, TensorDataset]:
+                 digit_size: tuple[int, int] = (10, 13),
+                 test_writers: int = 400) -> tuple[TensorDataset, TensorDataset]:
     """(train, test) micro cluttered digits, ``(N, 1, canvas, canvas)`` normalised images and labels, all
     drawn from ``seed`` in a few vectorised tensor operations (no per-image loop; the stability suite's
     many tiny runs each build their data in milliseconds).

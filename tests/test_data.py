@@ -12,8 +12,8 @@ from shared.data import (
     RandomPairDataset,
     cluttered_digits,
     digit_domains,
-    target_subset,
     parse_list_file,
+    target_subset,
 )
 from shared.data.verify import check_counts
 

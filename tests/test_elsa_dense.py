@@ -180,9 +180,9 @@ def test_upernet_config_gives_the_former_poly_lr_sequence_exactly():
     of the 160,401 updates (and after the end), in every parameter group."""
     from pathlib import Path
 
+    from elsa.segmentation import SegConfig
     from shared.config import load_config
     from shared.engine.optim import build_optimizer, build_scheduler
-    from elsa.segmentation import SegConfig
 
     configs = Path(__file__).resolve().parents[1] / "elsa" / "configs"
     cfg = load_config(configs / "upernet_elsa-swin-tiny_8xb2-160k_ade20k.yaml", SegConfig)

@@ -10,8 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from elsa.token_label import (LABEL_OPS, TokenLabelLoss, dense_label_maps, label_map_path, load_label_map,
-                              mix_token_box, swap_box, token_label_targets, volo_token_label_forward)
+from elsa.token_label import (
+    LABEL_OPS,
+    TokenLabelLoss,
+    dense_label_maps,
+    label_map_path,
+    load_label_map,
+    mix_token_box,
+    swap_box,
+    token_label_targets,
+    volo_token_label_forward,
+)
 from elsa.volo import ElsaVOLO, TokenLabelVOLO
 
 MICRO = dict(layers=(2, 1), img_size=32, in_chans=3, num_classes=5, patch_size=4, stem_hidden_dim=8,
@@ -177,8 +186,9 @@ def test_geometric_ops_move_the_map_with_the_image():
     """A 16 px image of 4 x 4 px blocks valued 1..16 and the 4 x 4 map of the same values: translations and
     shears (official label ops) give the image's block values wherever the map cell is inside the image
     (shears only up to a sub-cell offset in general: PIL puts the origin at the pixel corner, scipy at the
-    first cell's centre; with these arguments exactly); the official rotation turns the same way but about (W/2, H/2) in cell indices, half a cell off the
-    image's centre: at 90 degrees the map lags the image by one row (kept as released)."""
+    first cell's centre; with these arguments exactly); the official rotation turns the same way but about
+    (W/2, H/2) in cell indices, half a cell off the image's centre: at 90 degrees the map lags the image by one
+    row (kept as released)."""
     from timm.data import auto_augment as aa
 
     blocks = np.arange(16).reshape(4, 4) + 1
@@ -212,10 +222,9 @@ def make_tree(root, n_classes=3, per_class=2, map_hw=(3, 3)):
 
 
 def tiny_cfg(root, extra=()):
+    from elsa import reproduce
     from elsa.train import ElsaConfig
     from shared.config import load_config
-
-    from elsa import reproduce
     return load_config(reproduce.config_path("default", "elsa_volo"), ElsaConfig, [
         f"data.root={root / 'imagenet'}", "data.dataset=imagenet1k", "data.num_classes=3", "model.in_chans=3",
         "data.mixup=0", "data.cutmix=0", "train.token_label=true", f"train.token_label_root={root / 'labels'}",

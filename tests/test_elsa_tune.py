@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from elsa import tune
-from elsa.train import ElsaConfig, build_model
 from elsa.reproduce import config_path
+from elsa.train import ElsaConfig, build_model
 from shared.config import load_config
 
 
@@ -19,7 +19,7 @@ def test_volo_micro_grid_is_the_same_for_both_rows(tmp_path):
     assert len(jobs) == 2 * 4 * 2 * 2  # rows x lr x kernel x draws
     assert _settings(jobs, "volo") == _settings(jobs, "elsa_volo")
     assert {(j[1][3], j[1][4]) for j in jobs} == {(100, 100), (101, 101)}  # draw = init, validation seeds
-    for key, args in jobs:
+    for _, args in jobs:
         row, setting, ov = args[1], args[2], args[5]
         kernel_key = "model.outlook_kernel" if row == "volo" else "model.elsa_kernel"
         assert ov == ["engine.epochs=24", f"optim.lr={setting['optim.lr']}", f"{kernel_key}={setting['kernel']}"]
