@@ -111,10 +111,13 @@ def refuse_embedded_overrides(paper: str, args: argparse.Namespace) -> None:
 
 def reproduce_dirs(paper: str, args: argparse.Namespace) -> tuple[Path, Path]:
     """``(out_dir, run_root)`` of an embedded reproduction: ``--out`` or ``results/<paper>``, and the run
-    directories (``runs/reproduce/<paper>``; under ``out_dir/runs`` with ``--quick``, for the smoke tests)."""
+    directories: ``--run-root`` where the paper's parser offers it, else ``runs/reproduce/<paper>`` (under
+    ``out_dir/runs`` with ``--quick``, for the smoke tests)."""
     from .results import RESULTS
 
     out_dir = Path(args.out) if args.out else RESULTS / paper
+    if getattr(args, "run_root", None):
+        return out_dir, Path(args.run_root)
     return out_dir, (out_dir / "runs" if args.quick else Path("runs") / "reproduce" / paper)
 
 

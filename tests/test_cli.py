@@ -108,3 +108,15 @@ def test_embedded_reproduction_without_overrides_refuses_set_in_one_line(paper, 
     with pytest.raises(SystemExit, match=rf"--set optim.lr=0.1: {paper}'s embedded reproduction takes no overrides"):
         mod.main(["--quick", "--seeds", "0", "--out", str(tmp_path), "--set", "optim.lr=0.1"])
     assert not any(tmp_path.iterdir())  # refused before any run
+
+
+def test_reproduce_dirs_defaults_quick_and_a_parsers_run_root(tmp_path):
+    from argparse import Namespace
+
+    from shared.cli import reproduce_dirs
+
+    out, runs = reproduce_dirs("toy", Namespace(out=str(tmp_path / "o"), quick=False))
+    assert out == tmp_path / "o" and runs == Path("runs") / "reproduce" / "toy"
+    assert reproduce_dirs("toy", Namespace(out=str(tmp_path / "o"), quick=True))[1] == tmp_path / "o" / "runs"
+    given = Namespace(out=None, quick=True, run_root=str(tmp_path / "r"))  # --run-root wins, --quick too
+    assert reproduce_dirs("toy", given)[1] == tmp_path / "r"

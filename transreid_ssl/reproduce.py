@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                         "results/transreid_ssl-usl_uda/)")
     p.add_argument("--rows", default=",".join(ROWS),
                    help="comma list of rows to run (default: all seven; a subset is for validation probes)")
-    p.add_argument("--run-root", default=None, help="engine run folders (default runs/reproduce/transreid_ssl)")
+    p.add_argument("--run-root", default=None,
+                   help="engine run folders, emptied first (default runs/reproduce/transreid_ssl)")
     args = p.parse_args(argv)
     if args.suite == "usl_uda" and not args.data:
         from .suite_usl_uda import main as suite_main
@@ -131,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds)
     rows = parse_rows(args.rows)
     out_dir, run_root = reproduce_dirs("transreid_ssl", args)
-    run_root = Path(args.run_root) if args.run_root else run_root
     shutil.rmtree(run_root, ignore_errors=True)  # no stale rankings / appended logs from an earlier run
     start = time.time()
     print(f"transreid_ssl embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
