@@ -18,7 +18,7 @@ import numpy as np
 from shared.cli import tune_parser, validation_seeds
 from shared.jobs import append_jsonl, run_jobs
 
-from .reproduce import METHODS, STABILITY_METHODS, STABILITY_RUN, TINY_METHODS, run_one
+from .reproduce import METHODS, SGD_MOMENTUM, STABILITY_METHODS, STABILITY_RUN, TINY_METHODS, run_one
 
 TINY_STABILITY_RUN = ["engine.epochs=2", "data.n_train=1280", "engine.batch_size=32", "data.n_test=500",
                       "data.probe_images=100", "stability.blowup_factor=2.0"]
@@ -48,6 +48,19 @@ GRIDS = {
     "stability_micro8": {"methods": STABILITY_METHODS, "fixed": ["engine.epochs=8", "stability.blowup_factor=2.0"],
                          "axes": {"optim.name": ["adamw", "sam"], "optim.lr": [1e-3, 4e-3, 1.6e-2, 6.4e-2, 0.256],
                                   "sched.warmup_epochs": [0, 1]}},
+    # round 5 (issue 25, the divergence half): SGD with momentum 0.9 (reproduce.SGD_MOMENTUM), the same probe for
+    # every stem, seeds 100 and 101 only; lr x4 steps across SGD's usual 0.01-1 and beyond. Rule, fixed before
+    # the runs: high = the first lr where patchify diverged on both seeds without warmup (none up to 2.56: probe
+    # 10.24 once, then stop); low = among the lrs below high, the one with the highest top-1 averaged over the
+    # 4 stems, 2 seeds and 2 warmups; mid = their geometric middle. Stop (no reported seeds) if, over the 6
+    # cells {low, mid, high} x warmup {0, 1}, the scaled-ReLU stem diverges in as many cells as patchify or
+    # conv_stem_no_relu, or more.
+    "stability_sgd8": {"methods": STABILITY_METHODS,
+                       "fixed": ["engine.epochs=8", "stability.blowup_factor=2.0", *SGD_MOMENTUM],
+                       "axes": {"optim.lr": [1e-2, 4e-2, 0.16, 0.64, 2.56], "sched.warmup_epochs": [0, 1]}},
+    "stability_sgd8_ext": {"methods": STABILITY_METHODS,
+                           "fixed": ["engine.epochs=8", "stability.blowup_factor=2.0", *SGD_MOMENTUM],
+                           "axes": {"optim.lr": [10.24], "sched.warmup_epochs": [0, 1]}},
 }
 
 
