@@ -223,13 +223,18 @@ class DINOMultiCrop:
     2 global crops ``global_size`` (scale ``global_scale``), ``n_local`` crops ``local_size``; flip,
     ColorJitter(.4,.4,.2,.1) p .8, grayscale p .2; blur p 1.0 / 0.1 / 0.5 (global 1 / global 2 / locals);
     solarize p .2 on global 2; ImageNet mean/std. Returns a list of 2 + n_local tensors.
+
+    ``color_jitter_p``, ``grayscale_p``, ``solarize_p`` (official .8 / .2 / .2) are switches for studies of the
+    augmentation. :meth:`from_config` builds it from a :class:`DINOConfig`.
     """
 
     def __init__(self, global_size=(256, 128), local_size=(128, 64), n_local: int = 8,
-                 global_scale=(0.4, 1.0), local_scale=(0.05, 0.4), blur_radius_max: float = 2.0):
+                 global_scale=(0.4, 1.0), local_scale=(0.05, 0.4), blur_radius_max: float = 2.0,
+                 color_jitter_p: float = 0.8, grayscale_p: float = 0.2, solarize_p: float = 0.2):
         bic = T.InterpolationMode.BICUBIC
         flip_color = T.Compose([T.RandomHorizontalFlip(0.5),
-                                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), T.RandomGrayscale(0.2)])
+                                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=color_jitter_p),
+                                T.RandomGrayscale(grayscale_p)])
         norm = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
         def blur(p):
@@ -238,10 +243,15 @@ class DINOMultiCrop:
         self.global1 = T.Compose([T.RandomResizedCrop(global_size, scale=tuple(global_scale), interpolation=bic),
                                   flip_color, blur(1.0), norm])
         self.global2 = T.Compose([T.RandomResizedCrop(global_size, scale=tuple(global_scale), interpolation=bic),
-                                  flip_color, blur(0.1), RandomSolarize(0.2), norm])
+                                  flip_color, blur(0.1), RandomSolarize(solarize_p), norm])
         self.local = T.Compose([T.RandomResizedCrop(local_size, scale=tuple(local_scale), interpolation=bic),
                                 flip_color, blur(0.5), norm])
         self.n_local = n_local
+
+    @classmethod
+    def from_config(cls, g: DINOConfig, global_size) -> DINOMultiCrop:
+        return cls(tuple(global_size), tuple(g.local_size), g.n_local, tuple(g.global_scale), tuple(g.local_scale),
+                   g.blur_radius_max, g.color_jitter_p, g.grayscale_p, g.solarize_p)
 
     def __call__(self, img: Image.Image) -> list[torch.Tensor]:
         return [self.global1(img), self.global2(img)] + [self.local(img) for _ in range(self.n_local)]
@@ -261,6 +271,9 @@ class DINOConfig:
     global_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
     local_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
     blur_radius_max: float = 2.0
+    color_jitter_p: float = 0.8  # ours as switches (official values): augmentation studies on embedded data
+    grayscale_p: float = 0.2
+    solarize_p: float = 0.2
     base_lr: float = 0.0005  # peak lr = base_lr * batch / 256
     min_lr: float = 1e-6
     warmup_epochs: int = 10

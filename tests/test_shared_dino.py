@@ -76,3 +76,36 @@ def test_dino_head_use_bn_layout_is_the_official_one():
     keys = set(head.state_dict())
     assert {"mlp.0.weight", "mlp.1.running_mean", "mlp.3.weight", "mlp.4.weight", "mlp.6.weight"} <= keys
     assert DINOHead(32, 50, 16, 8, nlayers=1).mlp[0].out_features == 8
+
+
+def _crops_of(aug, img, seed):
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return aug(img)
+
+
+def test_multicrop_from_config_defaults_are_the_official_augmentation_and_switches_turn_colour_off():
+    from PIL import Image
+
+    from shared.dino import DINOConfig, DINOMultiCrop
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 32, 3), dtype=np.uint8))
+    g = DINOConfig(n_local=2, local_size=[32, 16], blur_radius_max=1.0)
+    official = DINOMultiCrop((64, 32), (32, 16), 2, blur_radius_max=1.0)
+    for seed in range(3):
+        for a, b in zip(_crops_of(DINOMultiCrop.from_config(g, [64, 32]), img, seed), _crops_of(official, img, seed)):
+            assert torch.equal(a, b)
+    # a flat red image keeps its exact colour under every crop when jitter, grayscale and solarize are off
+    red = Image.new("RGB", (32, 64), (200, 30, 30))
+    off = DINOConfig(n_local=2, local_size=[32, 16], blur_radius_max=1.0, color_jitter_p=0.0, grayscale_p=0.0,
+                     solarize_p=0.0)
+    seen_on, official_cfg = set(), DINOConfig(n_local=2, local_size=[32, 16])
+    for seed in range(20):
+        for c in _crops_of(DINOMultiCrop.from_config(off, [64, 32]), red, seed):
+            assert torch.allclose(c, c[:, :1, :1].expand_as(c)) and torch.allclose(c[:, 0, 0], _crops_of(
+                DINOMultiCrop.from_config(off, [64, 32]), red, 0)[0][:, 0, 0])
+        seen_on |= {tuple(c[:, 0, 0].round(decimals=3).tolist()) for c in
+                    _crops_of(DINOMultiCrop.from_config(official_cfg, [64, 32]), red, seed)}
+    assert len(seen_on) > 5  # with the official probabilities the colour does change

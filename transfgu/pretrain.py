@@ -94,8 +94,7 @@ def build_encoder(m: EncoderConfig, drop_path_rate: float = 0.0) -> torch.nn.Mod
 
 def build_task(cfg: FGUPretrainConfig) -> DINOTask:
     g, m = cfg.dino, cfg.model
-    crops = DINOMultiCrop((m.global_size, m.global_size), tuple(g.local_size), g.n_local, g.global_scale,
-                          g.local_scale, g.blur_radius_max)
+    crops = DINOMultiCrop.from_config(g, (m.global_size, m.global_size))
     dataset = SceneCrops(scene_pool(cfg.data.n_images, cfg.data.seed, cfg.data.size), crops)
     return DINOTask(cfg, dataset, lambda dpr: build_encoder(m, dpr), m.drop_path_rate)
 

@@ -332,8 +332,7 @@ class DINOTask(SharedDINOTask):
             pick = np.random.default_rng(d.subset_seed).permutation(len(split))[: d.keep_num]
             split = ReIDSplit([split.sources[i] for i in sorted(pick)], [0] * len(pick), [0] * len(pick))
         self.split = split
-        dataset = ReIDDataset(split, DINOMultiCrop(tuple(cfg.model.img_size), tuple(g.local_size), g.n_local,
-                                                   g.global_scale, g.local_scale, g.blur_radius_max))
+        dataset = ReIDDataset(split, DINOMultiCrop.from_config(g, cfg.model.img_size))
         super().__init__(cfg, dataset, lambda dpr: build_backbone(cfg.model, dpr), cfg.model.drop_path_rate,
                          sync_bn=cfg.model.stem != "patchify")
 
