@@ -43,11 +43,13 @@ TINY_METHODS = {m: f"{m}_vit-tiny_1xb64_cluttered-digits.yaml" for m in STABILIT
 STABILITY_LRS = [1e-3, 1.6e-2, 0.256]
 STABILITY_WARMUPS = [0, 1]
 STABILITY_OPTIMS = ["adamw", "sam"]
-# SGD with momentum (issue 25's optimiser axis, Xiao et al. 2021's brittle case): a step that follows the gradient's
-# scale, unlike AdamW's ~lr per step. Momentum 0.9, no Nesterov (the plain heavy-ball form of the ResNet/pycls
-# recipes). Weight decay 5e-5 (L2, coupled) is not tuned: with momentum 0.9 a step shrinks a weight by about
-# 10 * lr * wd, 5e-5 at lr 0.1, what AdamW's decoupled 0.05 does at its lr 1e-3 (lr * wd); the timm rule still
-# exempts 1-D params, pos_embed and cls_token.
+# SGD with momentum (Xiao et al. 2021's brittle case): a step that follows the gradient's scale, unlike AdamW's
+# ~lr per step. Probed for this grid on validation draws (tune.py round 5, stability_sgd8) and NOT added: every
+# stem diverged in the same SGD cells (lr 0.64, none at 0.32 or below), which the round's stop rule, fixed before
+# the runs, reads as "SGD makes no difference between the stems" (README, "SGD probe"). Momentum 0.9, no Nesterov
+# (the plain heavy-ball form of the ResNet/pycls recipes). Weight decay 5e-5 (L2, coupled) is not tuned: with
+# momentum 0.9 a step shrinks a weight by about 10 * lr * wd, 5e-5 at lr 0.1, what AdamW's decoupled 0.05 does at
+# its lr 1e-3 (lr * wd); the timm rule still exempts 1-D params, pos_embed and cls_token.
 SGD_MOMENTUM = ["optim.name=sgd", "optim.momentum=0.9", "optim.nesterov=false", "optim.weight_decay=5e-5"]
 # the grid's runs are shorter than the main rows' (same for every stem and cell): 8 epochs = 512 steps of 32, what
 # 144 runs in the 600-s budget allow (the first version ran 4 epochs, 238 s; tune.py rounds 3c and 4)

@@ -3,7 +3,9 @@ with the same effort for every stem, on seeds 100+ (their own data draws and ini
 seeds 0, 1, 2), scored at the last epoch. Prints one JSON line per run; the choice is made by hand from
 the seed-mean (the mean over the rows of each row's seed-mean top-1) and written into
 ``configs/_base_vit-micro_1xb32_micro-digits.yaml`` and ``reproduce.py``'s stability grid (the README logs
-what was tried; rounds 1-2 tuned the earlier 32x32 design, ``configs/*_vit-tiny_*``).
+what was tried; rounds 1-2 tuned the earlier 32x32 design, ``configs/*_vit-tiny_*``). Round 5
+(``stability_sgd8``, ``stability_sgd8_mid``) probed SGD with momentum for the stability grid; its logs are
+``results/scaled_relu_stem-stability/probe_sgd/``.
 
     python -m scaled_relu_stem.tune --grid main --seeds 100,101 --jobs 16 > tune_main.jsonl
 """
@@ -50,17 +52,18 @@ GRIDS = {
                                   "sched.warmup_epochs": [0, 1]}},
     # round 5 (issue 25, the divergence half): SGD with momentum 0.9 (reproduce.SGD_MOMENTUM), the same probe for
     # every stem, seeds 100 and 101 only; lr x4 steps across SGD's usual 0.01-1 and beyond. Rule, fixed before
-    # the runs: high = the first lr where patchify diverged on both seeds without warmup (none up to 2.56: probe
-    # 10.24 once, then stop); low = among the lrs below high, the one with the highest top-1 averaged over the
-    # 4 stems, 2 seeds and 2 warmups; mid = their geometric middle. Stop (no reported seeds) if, over the 6
-    # cells {low, mid, high} x warmup {0, 1}, the scaled-ReLU stem diverges in as many cells as patchify or
-    # conv_stem_no_relu, or more.
+    # the runs: high = the first lr where patchify diverged on both seeds without warmup (none up to 2.56 would
+    # have meant probing 10.24 once, then stopping; not needed: 0.64); low = among the lrs below high, the one
+    # with the highest top-1 averaged over the 4 stems, 2 seeds and 2 warmups; mid = their geometric middle.
+    # Stop (no reported seeds) if, over the 6 cells {low, mid, high} x warmup {0, 1}, the scaled-ReLU stem
+    # diverges in as many cells as patchify or conv_stem_no_relu, or more. Result: 2 cells each; stopped.
     "stability_sgd8": {"methods": STABILITY_METHODS,
                        "fixed": ["engine.epochs=8", "stability.blowup_factor=2.0", *SGD_MOMENTUM],
                        "axes": {"optim.lr": [1e-2, 4e-2, 0.16, 0.64, 2.56], "sched.warmup_epochs": [0, 1]}},
-    "stability_sgd8_ext": {"methods": STABILITY_METHODS,
+    # the rule's mid lr (high 0.64, low 0.16 -> 0.32) was not on the probe grid: its cells, for the stop rule
+    "stability_sgd8_mid": {"methods": STABILITY_METHODS,
                            "fixed": ["engine.epochs=8", "stability.blowup_factor=2.0", *SGD_MOMENTUM],
-                           "axes": {"optim.lr": [10.24], "sched.warmup_epochs": [0, 1]}},
+                           "axes": {"optim.lr": [0.32], "sched.warmup_epochs": [0, 1]}},
 }
 
 

@@ -150,6 +150,46 @@ def test_stability_suite_quick(tmp_path):
     assert (tmp_path / "heatmap.png").stat().st_size > 0
 
 
+def test_sgd_momentum_overrides_take_hand_computed_heavy_ball_steps(tmp_path):
+    """The stability probe's SGD (``reproduce.SGD_MOMENTUM``): two real engine steps equal the hand-written
+    heavy-ball update ``b = 0.9 b + g + wd w; w -= lr b`` (no Nesterov), with weight decay 5e-5 on the decayed
+    group and none on 1-D params, pos_embed and cls_token (timm's rule)."""
+    import copy
+
+    from shared.engine import Trainer
+
+    cfg = _small_cfg(*reproduce.SGD_MOMENTUM, "optim.lr=0.1", "sched.warmup_epochs=0")
+    task = SRStemTask(cfg)
+    trainer = Trainer(task, cfg, tmp_path / "run")
+    task.on_train_start(trainer)
+    opt = trainer.optimizer
+    assert isinstance(opt, torch.optim.SGD)
+    assert all(g["momentum"] == 0.9 and not g["nesterov"] and g["dampening"] == 0 for g in opt.param_groups)
+    assert sorted(g["weight_decay"] for g in opt.param_groups) == [0.0, 5e-5]
+    wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert wd[id(trainer.model.pos_embed)] == wd[id(trainer.model.cls_token)] == 0.0
+
+    ref = copy.deepcopy(trainer.model)
+    params = list(trainer.model.parameters())
+    decay = [wd[id(p)] for p in params]
+    buf = [None] * len(params)
+    x, y = torch.randn(8, 1, 16, 16), torch.arange(8) % 10
+    trainer.model.train()
+    ref.train()
+    for _ in range(2):
+        lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+        trainer._train_step((x, y))
+        ref.zero_grad()
+        nn.functional.cross_entropy(ref(x), y).backward()
+        with torch.no_grad():
+            for i, (p, q) in enumerate(zip(ref.parameters(), params)):
+                d = p.grad + decay[i] * p
+                buf[i] = d if buf[i] is None else 0.9 * buf[i] + d
+                p.sub_(lrs[id(q)] * buf[i])
+    for (name, a), b in zip(trainer.model.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
 # ----------------------------------------------------------------------------- micro digits (vectorised)
 def test_place_glyphs_identity_and_shift():
     from scaled_relu_stem.data import place_glyphs
