@@ -217,6 +217,22 @@ class RandomSolarize:
         return ImageOps.solarize(img) if random.random() < self.p else img
 
 
+class RandomChannelGain:
+    """A camera's colour cast as an augmentation (ours, not DINO's): per-channel gain U[1 - g, 1 + g], then gamma
+    exp(U[-ln gamma_max, ln gamma_max]), on [0, 1] intensities. ``g = 0``: the identity, and no random draw."""
+
+    def __init__(self, gain: float, gamma_max: float = 1.0):
+        self.gain, self.log_gamma = gain, math.log(max(gamma_max, 1.0))
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if self.gain <= 0:
+            return img
+        gains = np.array([random.uniform(1 - self.gain, 1 + self.gain) for _ in range(3)])
+        gamma = math.exp(random.uniform(-self.log_gamma, self.log_gamma))
+        x = np.clip(np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0 * gains, 0.0, 1.0) ** gamma
+        return Image.fromarray((x * 255.0).round().astype(np.uint8))
+
+
 class DINOMultiCrop:
     """DINO's ``DataAugmentationDINO``; any crop shape (TransReID-SSL's fork: person-shaped 256x128 / 128x64).
 
@@ -225,16 +241,18 @@ class DINOMultiCrop:
     solarize p .2 on global 2; ImageNet mean/std. Returns a list of 2 + n_local tensors.
 
     ``color_jitter_p``, ``grayscale_p``, ``solarize_p`` (official .8 / .2 / .2) are switches for studies of the
-    augmentation. :meth:`from_config` builds it from a :class:`DINOConfig`.
+    augmentation; ``channel_gain`` / ``channel_gamma`` (off by default) add :class:`RandomChannelGain` after the
+    colour jitter. :meth:`from_config` builds it from a :class:`DINOConfig`.
     """
 
     def __init__(self, global_size=(256, 128), local_size=(128, 64), n_local: int = 8,
                  global_scale=(0.4, 1.0), local_scale=(0.05, 0.4), blur_radius_max: float = 2.0,
-                 color_jitter_p: float = 0.8, grayscale_p: float = 0.2, solarize_p: float = 0.2):
+                 color_jitter_p: float = 0.8, grayscale_p: float = 0.2, solarize_p: float = 0.2,
+                 channel_gain: float = 0.0, channel_gamma: float = 1.0):
         bic = T.InterpolationMode.BICUBIC
         flip_color = T.Compose([T.RandomHorizontalFlip(0.5),
                                 T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=color_jitter_p),
-                                T.RandomGrayscale(grayscale_p)])
+                                T.RandomGrayscale(grayscale_p), RandomChannelGain(channel_gain, channel_gamma)])
         norm = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
         def blur(p):
@@ -251,7 +269,7 @@ class DINOMultiCrop:
     @classmethod
     def from_config(cls, g: DINOConfig, global_size) -> DINOMultiCrop:
         return cls(tuple(global_size), tuple(g.local_size), g.n_local, tuple(g.global_scale), tuple(g.local_scale),
-                   g.blur_radius_max, g.color_jitter_p, g.grayscale_p, g.solarize_p)
+                   g.blur_radius_max, g.color_jitter_p, g.grayscale_p, g.solarize_p, g.channel_gain, g.channel_gamma)
 
     def __call__(self, img: Image.Image) -> list[torch.Tensor]:
         return [self.global1(img), self.global2(img)] + [self.local(img) for _ in range(self.n_local)]
@@ -274,6 +292,8 @@ class DINOConfig:
     color_jitter_p: float = 0.8  # ours as switches (official values): augmentation studies on embedded data
     grayscale_p: float = 0.2
     solarize_p: float = 0.2
+    channel_gain: float = 0.0  # ours, off: RandomChannelGain (a camera colour cast), e.g. .4 with channel_gamma 1.6
+    channel_gamma: float = 1.0
     base_lr: float = 0.0005  # peak lr = base_lr * batch / 256
     min_lr: float = 1e-6
     warmup_epochs: int = 10

@@ -109,3 +109,23 @@ def test_multicrop_from_config_defaults_are_the_official_augmentation_and_switch
         seen_on |= {tuple(c[:, 0, 0].round(decimals=3).tolist()) for c in
                     _crops_of(DINOMultiCrop.from_config(official_cfg, [64, 32]), red, seed)}
     assert len(seen_on) > 5  # with the official probabilities the colour does change
+
+
+def test_random_channel_gain_is_a_per_channel_cast_and_off_by_default():
+    import math
+    import random
+
+    from PIL import Image
+
+    from shared.dino import RandomChannelGain
+
+    img = Image.new("RGB", (4, 4), (200, 100, 50))
+    state = random.getstate()
+    assert RandomChannelGain(0.0, 1.6)(img) is img and random.getstate() == state  # off: identity, no draw
+    random.seed(3)
+    gains = [random.uniform(0.6, 1.4) for _ in range(3)]
+    gamma = math.exp(random.uniform(-math.log(1.6), math.log(1.6)))
+    want = [round(min(c / 255 * g, 1.0) ** gamma * 255) for c, g in zip((200, 100, 50), gains)]
+    random.seed(3)
+    out = np.asarray(RandomChannelGain(0.4, 1.6)(img))
+    assert (out == np.array(want, dtype=np.uint8)).all()
