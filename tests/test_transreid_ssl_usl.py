@@ -229,3 +229,17 @@ def test_usl_uda_suite_quick_writes_rows_claims_and_clusters(tmp_path):
         counts, aris = s["clusters_per_epoch"][row]["0"], s["pseudo_ari_per_epoch"][row]["0"]
         assert len(counts) == len(aris) == 1 and counts[0] >= 2 and -1.0 <= aris[0] <= 1.0
     assert (tmp_path / "summary.png").is_file()
+
+
+def test_usl_uda_set_overrides_reach_every_job_source_included(tmp_path):
+    """``--suite usl_uda --set data.background=shot``: the switch reaches the source model and the target rows
+    alike, after each job's own overrides; without it the configs are the committed ones."""
+    from shared.config import load_config
+    from transreid_ssl.suite_usl_uda import JOBS, _overrides
+    from transreid_ssl.train import TransReIDSSLConfig
+
+    for job, (path, _) in JOBS.items():
+        plain = load_config(path, TransReIDSSLConfig, _overrides(job, 100, tmp_path, False))
+        shot = load_config(path, TransReIDSSLConfig, _overrides(job, 100, tmp_path, False, ["data.background=shot"]))
+        assert (plain.data.background, shot.data.background) == ("camera", "shot")
+        assert shot.data.seed == plain.data.seed and shot.data.cam_strength == plain.data.cam_strength

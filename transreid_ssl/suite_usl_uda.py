@@ -48,7 +48,8 @@ QUICK = ["data.n_train_ids=8", "data.n_test_ids=8", "data.pool_size=64", "engine
          "usl.iters=2", "usl.k1=6", "usl.eps=0.7", "engine.batch_size=16"]
 
 
-def _overrides(job: str, seed: int, run: Path, quick: bool) -> list[str]:
+def _overrides(job: str, seed: int, run: Path, quick: bool, extra: list[str] = ()) -> list[str]:
+    """A job's config overrides; ``extra`` (``--set``) goes to every job, source model included."""
     out = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed}"]
     if job == "src":
         out = ["logger.progress=false", f"engine.seed={seed}", f"data.seed={seed + SOURCE_SEED}",
@@ -59,21 +60,21 @@ def _overrides(job: str, seed: int, run: Path, quick: bool) -> list[str]:
         out.append(f"model.pretrained={encoder_for('dino_full', seed)}")
     if job == "uda":
         out.append(f"usl.init_checkpoint={run / 'src' / 'last.pt'}")
-    return out + (QUICK if quick else [])
+    return out + (QUICK if quick else []) + list(extra)
 
 
-def run_job(seed: int, job: str, run: Path, quick: bool) -> dict:
+def run_job(seed: int, job: str, run: Path, quick: bool, extra: list[str] = ()) -> dict:
     """One engine run, single thread (two processes share the two cores)."""
     from .train import reid_metrics, synperson_for
 
     torch.set_num_threads(1)
     t0 = time.time()
-    cfg = load_config(JOBS[job][0], TransReIDSSLConfig, _overrides(job, seed, run, quick))
+    cfg = load_config(JOBS[job][0], TransReIDSSLConfig, _overrides(job, seed, run, quick, extra))
     trainer = Trainer(build_task(cfg), cfg, run / job)
     trainer.fit()
     out = {"seed": seed, "job": job, "history": trainer.history}
     if job == "src":  # direct transfer: the source model on the target test set
-        target = load_config(USL_CFG, TransReIDSSLConfig, _overrides("usl_scratch", seed, run, quick))
+        target = load_config(USL_CFG, TransReIDSSLConfig, _overrides("usl_scratch", seed, run, quick, extra))
         t = synperson_for(target.data, target.model.img_size)
         out["target"] = reid_metrics(trainer.model, t.query, t.gallery, cfg.model.img_size, 512, "cpu")
     if cfg.stage == "usl":
@@ -105,7 +106,8 @@ def main(args) -> int:
     shutil.rmtree(run_root, ignore_errors=True)
     start = time.time()
     print(f"transreid_ssl suite usl_uda: seeds {seeds} -> {out_dir}", flush=True)
-    done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick)) for j in JOBS for s in seeds],
+    extra = list(getattr(args, "overrides", None) or [])
+    done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick, extra)) for j in JOBS for s in seeds],
                     deps={(s, j): [(s, d) for d in JOBS[j][1]] for j in JOBS for s in seeds},
                     workers=max(1, args.jobs))
     rows = {"usl_scratch": [done[(s, "usl_scratch")]["history"][-1]["mAP"] for s in seeds],
@@ -117,7 +119,8 @@ def main(args) -> int:
     aris = {j: {s: done[(s, j)]["pseudo_ari"] for s in seeds} for j in loops}
     claims = {"usl > usl_scratch": claim(rows["usl"], rows["usl_scratch"]),
               "uda > uda_direct": claim(rows["uda"], rows["uda_direct"])}
-    target_cfg = load_config(USL_CFG, TransReIDSSLConfig, _overrides("usl_scratch", seeds[0], run_root, args.quick))
+    target_cfg = load_config(USL_CFG, TransReIDSSLConfig, _overrides("usl_scratch", seeds[0], run_root, args.quick,
+                                                                     extra))
     n_ids = target_cfg.data.n_train_ids
     paired = {f"{a} - {b}": [x - y for x, y in zip(rows[a], rows[b])] for a, b in (("usl", "usl_scratch"),
                                                                                    ("uda", "uda_direct"))}
@@ -142,7 +145,7 @@ def main(args) -> int:
         "mAP (Market protocol)", rows, seeds, time.time() - start,
         {"usl": str(USL_CFG.relative_to(HERE.parent)), "dino": "transreid_ssl/encoders/dino_full_seed<s mod 3>.pth",
          "reid": str(REID_CFG.relative_to(HERE.parent)), "source_seed_offset": SOURCE_SEED,
-         "source_cam_strength": SOURCE_CAM_STRENGTH, "quick": args.quick},
+         "source_cam_strength": SOURCE_CAM_STRENGTH, "overrides": extra, "quick": args.quick},
         out_dir=out_dir, notes=notes, curves=curves, curves_xlabel="epoch",
         curves_x={t: list(range(1, len(clusters["usl"][seeds[0]]) + 1)) for t in curves},
         extra={"claims": claims, "clusters_per_epoch": clusters, "pseudo_ari_per_epoch": aris,
