@@ -21,7 +21,6 @@ Official layout -> ours (:func:`official_to_timm`):
 """
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared.backbones import LoadReport, load_weights, strip_prefix
+from shared.backbones import LoadReport, load_local_file, load_weights, strip_prefix
 
 
 def _window_blocks(sd: Mapping[str, torch.Tensor], marker: str) -> set[str]:
@@ -100,13 +99,7 @@ def read_official_checkpoint(path: str | Path, use_ema: bool = False) -> dict[st
     ``state_dict_ema``), or the file itself when it is a plain state dict. timm's saver stores ``args``
     as an ``argparse.Namespace``, which is allowed here (the shared loader's ``weights_only`` refuses it)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found (pass a local file; nothing is downloaded)")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    raw = load_local_file(path)
     key = "state_dict_ema" if use_ema else "state_dict"
     if not isinstance(raw, Mapping):
         raise RuntimeError(f"{path}: expected a dict, got {type(raw).__name__}")

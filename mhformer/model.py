@@ -30,6 +30,8 @@ from einops import rearrange
 from timm.layers import DropPath
 from torch import nn
 
+from shared.backbones import load_local_file
+
 VALID_FRAMES = (9, 27, 81, 243, 351)  # the released/used settings; any multiple of 9 works
 
 
@@ -433,12 +435,7 @@ def load_official_checkpoint(model: MHFormer, ckpt: str | Path | Mapping[str, to
     name = str(ckpt) if not isinstance(ckpt, Mapping) else "<state_dict>"
     if not isinstance(ckpt, Mapping):
         path = Path(ckpt)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: checkpoint not found")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - re-raised with the file named
-            raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+        ckpt = load_local_file(path)
         for wrapper in ("model", "state_dict", "model_pos"):
             if isinstance(ckpt, Mapping) and wrapper in ckpt and isinstance(ckpt[wrapper], Mapping):
                 ckpt = ckpt[wrapper]

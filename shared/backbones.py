@@ -118,6 +118,20 @@ class CheckpointMismatchError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+def load_local_file(path: str | Path, what: str = "checkpoint"):
+    """``torch.load`` of a local file (CPU, ``weights_only``; nothing is ever downloaded), with one-line errors that
+    name the file: ``FileNotFoundError`` when it is missing, ``RuntimeError`` when it does not load. timm's
+    ``CheckpointSaver`` and DINO store their argparse ``args`` beside the weights: that one class is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found (pass a local file; nothing is downloaded)")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+
+
 def load_state_dict_file(path: str | Path, key: str | None = None) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat state dict.
 
@@ -125,18 +139,11 @@ def load_state_dict_file(path: str | Path, key: str | None = None) -> dict[str, 
     ``model_state``; ``.safetensors`` files too. Never downloads.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found (pass a local path; nothing is downloaded)")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" and path.is_file():
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    try:
-        # timm's CheckpointSaver stores its argparse ``args`` beside the weights: allow that one class.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    obj = load_local_file(path, "weights file")
     for k in ([key] if key else []) + ["model", "state_dict", "model_state", "net"]:
         if isinstance(obj, Mapping) and k in obj and isinstance(obj[k], Mapping):
             obj = obj[k]

@@ -12,14 +12,13 @@ names what did not match; ``allow_random_stem`` loads a plain-ViT file into an I
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.backbones import LoadReport, load_weights, strip_prefix
+from shared.backbones import LoadReport, load_local_file, load_weights, strip_prefix
 
 SKIP_SUBSTRINGS = ("head", "dist", "pre_logits")  # official ViT load_param skips these
 
@@ -27,13 +26,7 @@ SKIP_SUBSTRINGS = ("head", "dist", "pre_logits")  # official ViT load_param skip
 def read_checkpoint(path: str | Path) -> dict:
     """Load any of the layouts above as a dict (raw DINO files hold an ``argparse.Namespace``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found (pass a local file; nothing is downloaded)")
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    obj = load_local_file(path)
     if not isinstance(obj, dict):
         raise RuntimeError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
