@@ -17,7 +17,8 @@ stream shows the motion of a different, randomly drawn class (a sensor fault: th
 actor's motion is a decoy's), so on those clips that modality's posterior is confidently wrong and only the
 other modality, read jointly, can overrule it. ``motion_frames`` > 0 puts the motion (or colour drift) into a
 random sub-window of that many frames, the rest of the clip holding the start or end pose (redundant frames,
-what the recoupling module's frame weights are for).
+what the recoupling module's frame weights are for). ``r_lo`` / ``r_change`` set the expand / contract radii
+(small radius ~ U[r_lo], large = small + U[r_change]; default [3.5, 5] and [3, 4], the first design's draw).
 
 :class:`SynAugment` is the official NvGesture training augmentation (rotation with probability 0.5 by an
 integer angle in [-10, 10), resize 256 -> random crop 224 at left/top in [10, 32], no flip) scaled to
@@ -54,6 +55,10 @@ class SynConfig:
     rgb_fault: float = 0.0  # P(RGB stream shows a decoy class's motion); never both in one clip
     motion_frames: int = 0  # 0: motion over the whole clip; k: in a random k-frame sub-window
     colour_shift: float = 0.3  # half-range of the colour drift of c4/c5 along (R, G, B) = (+1, 0, -1)
+    # expand / contract radii: small radius lo ~ U[r_lo], large hi = lo + U[r_change] (pixels of the 32 px frame)
+    r_lo: list[float] = field(default_factory=lambda: [3.5, 5.0])
+    r_change: list[float] = field(default_factory=lambda: [3.0, 4.0])
+    bg_texture: float = 0.15  # amplitude of the background's 4x4-block texture
     rgb_noise: float = 0.05
     depth_noise: float = 0.02
 
@@ -90,11 +95,11 @@ def render_clip(label: int, rng: np.random.Generator, cfg: SynConfig | None = No
     cfg = cfg or SynConfig()
     t, size = cfg.frames, cfg.size
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
-    bg = np.clip(rng.uniform(0.2, 0.6, 3) + 0.15 * rng.standard_normal((size // 4, size // 4, 3)).repeat(4, 0)
+    bg = np.clip(rng.uniform(0.2, 0.6, 3) + cfg.bg_texture * rng.standard_normal((size // 4, size // 4, 3)).repeat(4, 0)
                  .repeat(4, 1), 0, 1)
-    r_lo = rng.uniform(3.5, 5)
+    r_lo = rng.uniform(cfg.r_lo[0], cfg.r_lo[1])
     scene = {"r": rng.uniform(5, 8), "col": rng.uniform(0.35, 0.65, 3).astype(np.float32),
-             "r_range": (r_lo, r_lo + rng.uniform(3, 4))}
+             "r_range": (r_lo, r_lo + rng.uniform(cfg.r_change[0], cfg.r_change[1]))}
     cx, cy = rng.uniform(10, size - 10, 2)
     bx, by, br = rng.uniform(4, size - 4, 2).tolist() + [rng.uniform(2, 4)]
     bcol, bdep = rng.uniform(0, 1, 3), rng.uniform(0.5, 0.8)

@@ -136,3 +136,59 @@ def test_embedded_config_loads_and_its_net_is_the_tests_miniature():
     model = to_dict(cfg.model)
     assert {k: model[k] for k in NET_KEYS} == MINI_NET
     assert cfg.augment.flip == 0.0 and cfg.decoupling.n_train == 15 and cfg.decoupling.data.motion_frames > 0
+
+
+def _digest(d) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for t in (d.rgb, d.depth, d.g_rgb, d.g_depth, d.y, d.fault):
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_default_radius_switches_leave_the_draw_bit_identical():
+    # digests of make_synthetic(2, 1234, ...) taken with the generator before r_lo / r_change existed
+    assert SynConfig().r_lo == [3.5, 5.0] and SynConfig().r_change == [3.0, 4.0]
+    assert _digest(make_synthetic(2, 1234, SynConfig())) == \
+        "7b7f64dc7d804a886a91db1af316d056dcd8a122103a748f796ef6508bf9a8f7"
+    assert _digest(make_synthetic(2, 1234, SynConfig(depth_fault=0.0, motion_frames=6))) == \
+        "68b602f522b1cf76587aebdbba73a819eb9ae6cab50e5786e73b88ba225a6fa1"
+
+
+@pytest.mark.parametrize("r_lo,r_change", [([3.5, 5.0], [3.0, 4.0]), ([2.0, 2.0], [8.0, 8.0])])
+def test_radius_switches_set_the_expand_and_contract_radii(r_lo, r_change):
+    cfg = SynConfig(depth_fault=0.0, rgb_noise=0.0, depth_noise=0.0, r_lo=r_lo, r_change=r_change)
+    yy, xx = np.mgrid[:32, :32]
+    for seed in range(4):
+        area = {}
+        for label in (0, 1):
+            _, dep = render_clip(label, np.random.default_rng(seed), cfg)
+            area[label] = [int((dep[i] == np.float32(0.5)).sum()) for i in (0, -1)]
+        assert area[0] == area[1][::-1]  # contract = expand played backwards, same scene
+        small, large = area[0]
+        # the disk's pixel count lies between the lattice counts of the smallest and largest radius drawn
+        count = lambda r: int(((xx - 16) ** 2 + (yy - 16) ** 2 <= r ** 2).sum())  # noqa: E731
+        assert count(r_lo[0]) - 6 <= small <= count(r_lo[1]) + 6
+        assert large >= min(count(r_lo[0] + r_change[0]) - 6, 0.6 * count(r_lo[0] + r_change[0]))  # edge clipping
+        assert large > 2 * small
+
+
+def test_only_the_decoupling_suite_sets_the_radius_switches():
+    from motion_rgbd.reproduce import CONFIG, EmbeddedConfig
+    from shared.config import load_config
+
+    cfg = load_config(CONFIG, EmbeddedConfig)
+    assert cfg.default.data.r_lo == SynConfig().r_lo and cfg.default.data.r_change == SynConfig().r_change
+    assert _digest(make_synthetic(1, 7, cfg.default.data)) == _digest(make_synthetic(
+        1, 7, SynConfig(depth_fault=cfg.default.data.depth_fault, motion_frames=cfg.default.data.motion_frames)))
+
+
+def test_bg_texture_sets_the_background_texture_amplitude():
+    yy, xx = np.mgrid[:32, :32]
+    spread = {}
+    for amp in (0.0, 0.05, 0.15):
+        cfg = SynConfig(depth_fault=0.0, rgb_noise=0.0, depth_noise=0.0, bg_texture=amp)
+        rgb, dep = render_clip(2, np.random.default_rng(3), cfg)
+        bg = dep[0] == np.float32(0.9)  # neither the disk nor the blob
+        spread[amp] = float(rgb[0][bg].std(0).mean())
+    assert spread[0.0] < 1e-5 and 1e-3 < spread[0.05] < spread[0.15]
