@@ -179,6 +179,9 @@ def test_only_the_decoupling_suite_sets_the_radius_switches():
 
     cfg = load_config(CONFIG, EmbeddedConfig)
     assert cfg.default.data.r_lo == SynConfig().r_lo and cfg.default.data.r_change == SynConfig().r_change
+    assert cfg.default.data.bg_texture == SynConfig().bg_texture
+    assert (cfg.decoupling.data.r_lo, cfg.decoupling.data.r_change, cfg.decoupling.data.bg_texture) == (
+        [2.0, 3.0], [7.0, 8.0], 0.05)  # the setting chosen by the README's learnability rule
     assert _digest(make_synthetic(1, 7, cfg.default.data)) == _digest(make_synthetic(
         1, 7, SynConfig(depth_fault=cfg.default.data.depth_fault, motion_frames=cfg.default.data.motion_frames)))
 
