@@ -32,7 +32,7 @@ from shared.config import load_config
 from shared.jobs import run_jobs
 
 from .model import MotionNet
-from .reproduce import CONFIG, QUICK, SUITES, VARIANTS, EmbeddedConfig, _load, make_data, run_arm
+from .reproduce import CONFIG, QUICK, SUITES, VARIANTS, EmbeddedConfig, _call, _load, make_data, run_arm
 from .synthetic import CLASSES, make_synthetic
 from .train import evaluate_unimodal, net_kwargs
 
@@ -94,9 +94,6 @@ def noise_arm(cfg: EmbeddedConfig, suite: str, row: str, seed: int, root: Path, 
           f"std {np.std(res['draws'], ddof=1):.2f}", flush=True)
     return res
 
-
-def _call(fn, *a):
-    return fn(*a)
 
 
 def main(argv: list[str] | None = None) -> int:

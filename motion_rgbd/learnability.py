@@ -20,7 +20,7 @@ from shared.cli import parse_seeds
 from shared.config import load_config
 from shared.jobs import run_jobs
 
-from .reproduce import CONFIG, EmbeddedConfig, _load, make_data
+from .reproduce import CONFIG, EmbeddedConfig, _call, _load, make_data
 from .synthetic import CLASSES
 from .train import evaluate_unimodal, train_unimodal
 
@@ -47,9 +47,6 @@ def learn_arm(config: str, overrides: list[str], name: str, seed: int, root: Pat
           f"({out['seconds']:.0f} s)", flush=True)
     return out
 
-
-def _call(fn, *a):
-    return fn(*a)
 
 
 def main(argv: list[str] | None = None) -> int:
