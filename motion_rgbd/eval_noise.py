@@ -95,7 +95,6 @@ def noise_arm(cfg: EmbeddedConfig, suite: str, row: str, seed: int, root: Path, 
     return res
 
 
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m motion_rgbd.eval_noise", description=__doc__.split("\n")[0])
     p.add_argument("--suite", default="decoupling", choices=list(SUITES))

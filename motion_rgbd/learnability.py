@@ -48,7 +48,6 @@ def learn_arm(config: str, overrides: list[str], name: str, seed: int, root: Pat
     return out
 
 
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m motion_rgbd.learnability", description=__doc__.split("\n")[0])
     p.add_argument("--variant", action="append", default=[], metavar="NAME=key=value;...",
