@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import load_config
 from .engine import Trainer
+from .engine.dist import barrier, cleanup
 from .engine.trainer import check_wandb
 from .errors import UserError, cli_errors
 
@@ -51,7 +52,14 @@ def train_main(prog: str, description: str, schema: type, build_task: Callable[[
         run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
         check_fresh_run_dir(run_dir, args.resume)
         task = build_task(cfg, run_dir)
-        return Trainer(task, cfg, run_dir, resume=args.resume).fit()
+        try:
+            metrics = Trainer(task, cfg, run_dir, resume=args.resume).fit()
+            barrier()  # every rank is done with the group before it goes
+            return metrics
+        finally:
+            # An undestroyed gloo group can abort a rank at interpreter exit ("terminate called without
+            # an active exception"); tear it down here, on success and on error alike.
+            cleanup()
 
 
 RUN_FILES = ("last.pt", "last.prev.pt", "best.pt", "metrics.jsonl")

@@ -83,6 +83,27 @@ def test_two_process_gloo_matches_one_process(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("extra, fails", [([], False), (["nan_at_step=3"], True)])
+def test_train_main_tears_the_process_group_down_on_success_and_on_error(tmp_path, extra, fails):
+    # A gloo group left alive at interpreter exit can abort a rank in teardown; the entry point destroys it.
+    import torch.distributed as dist
+    from toy_task import main as toy_main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    argv = ["--config", os.devnull, "--run-dir", str(tmp_path / "run"), "logger.progress=false",
+            "engine.epochs=1", *extra]
+    try:
+        if fails:
+            with pytest.raises(SystemExit):
+                toy_main(argv)
+        else:
+            assert "val_mse" in toy_main(argv)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = load_config(None, ToyConfig, ["engine.epochs=3", "nan_at_step=15", "logger.progress=false"])
     trainer = Trainer(ToyTask(cfg), cfg, tmp_path)
