@@ -74,3 +74,40 @@ def test_pair_noise_repairs_exactly_the_share_with_wrong_class_sources_and_consi
                        noisy.source_idx)  # the same seed re-pairs the same way (both arms get the same pairs)
     assert torch.equal(repair_wrong_class(pairs, 0.0, source_labels, target_labels, seed=1).source_idx,
                        pairs.source_idx)
+
+
+def test_each_shipped_encoder_matches_its_hash_and_loads_through_imagenet_init(tmp_path):
+    """The three committed encoders (issue 17): listed with their sha256, at most 10 MB, and read by Stage A the way
+    ``make reproduce`` reads them (seed k -> encoder k mod 3, ``model.imagenet_init``, ``PretrainTask.build_model``):
+    every backbone tensor comes from the file, the shape head is skipped, the digit classifier stays fresh."""
+    from types import SimpleNamespace
+
+    from cdtrans import reproduce
+    from cdtrans.train import CDTransConfig, PretrainTask
+    from shared.config import load_config
+    from shared.pretrain import MAX_BYTES, check_encoder, file_sha256, read_manifest
+
+    shipped = read_manifest(reproduce.ENCODERS / "manifest.json")["encoders"]
+    assert sorted(shipped) == [f"supervised_shapes_seed{k}.pth" for k in range(3)]
+    for seed in (0, 1, 2, 4):  # seed 4 starts from encoder 1
+        (override,) = reproduce.stage_a_overrides(seed, "shipped")
+        path = reproduce.ENCODERS / f"supervised_shapes_seed{seed % 3}.pth"
+        assert override == f"model.imagenet_init={path}"
+        assert file_sha256(path) == shipped[path.name]["sha256"] and path.stat().st_size <= MAX_BYTES
+        cfg = load_config(reproduce.PRETRAIN_CFG, CDTransConfig, [override])
+        model = PretrainTask(cfg, domains=SimpleNamespace(num_classes=10)).build_model()
+        sd = torch.load(path, weights_only=True)
+        base = model.base.state_dict()
+        backbone = [k for k in sd if not k.startswith("head.")]
+        assert set(backbone) <= set(base) and len(backbone) > 40
+        assert all(torch.equal(base[k], sd[k]) for k in backbone)
+        assert model.classifier.weight.shape == (10, 64) and model.classifier.weight.abs().max() < 0.01
+    # a modified copy is refused by the hash check, naming the file
+    copy = tmp_path / "enc"
+    copy.mkdir()
+    (copy / "manifest.json").write_text((reproduce.ENCODERS / "manifest.json").read_text())
+    blob = bytearray((reproduce.ENCODERS / "supervised_shapes_seed0.pth").read_bytes())
+    blob[-100] ^= 0xFF
+    (copy / "supervised_shapes_seed0.pth").write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="supervised_shapes_seed0.pth: sha256"):
+        check_encoder(copy, "supervised_shapes_seed0.pth")
