@@ -101,6 +101,8 @@ def test_reproduce_quick_smoke(tmp_path):
     assert [r["method"] for r in s["rows"]] == ["source_only", "bp_triplet"]
     assert all(0.0 <= r["mean"] <= 100.0 for r in s["rows"])
     assert set(s["a_distance"]) == {"source_only", "bp_triplet"}
+    assert set(s["tuning_trials"]) == {"source_only", "bp_triplet"}  # read from the committed search logs
+    assert "1500 of the 1,797" in s["protocol"]  # the committed config's per-seed target draw
     hist = s["pseudo_labels"]["bp_triplet"][0]
     assert hist and all(0.0 <= h["pl_coverage"] <= 100.0 for h in hist)
     assert (tmp_path / "summary.png").is_file()

@@ -53,3 +53,22 @@ def test_search_table_and_choice(tmp_path, monkeypatch):
 def test_cli_refuses_reported_seeds():
     with pytest.raises(SystemExit, match="seeds 0-5 are reported seeds"):
         tune.main(["--seeds", "2,100"])
+
+
+def test_tuning_trials_per_row_read_back_from_the_search_logs(tmp_path, monkeypatch):
+    """The summary's ``tuning_trials`` (issue 17: every row the same trials): counted from the logs the search
+    writes. Two grids of 4 settings on seeds 100, 101: every row is scored on 8 settings; the threshold is
+    probe-only, so source_only trains 2 lr x 2 seeds (main) + 1 x 2 (adv_threshold, no adversarial loss),
+    dann 2 x 2 + 2 x 2 (adv weight), the triplet rows 8 x 2; a row absent from the logs has none."""
+    from bp_triplet.reproduce import tuning_trials
+
+    monkeypatch.setattr(tune, "run_one", lambda method, seed, run_root, quick, extra: {
+        "target_top1": 50.0, "a_distance": 1.0, "lambda_star": 5.0})
+    rows = ["source_only", "dann", "plain_triplet", "bp_triplet"]
+    for grid in ("main", "adv_threshold"):
+        tune.search(grid, [100, 101], rows, jobs=1, log=str(tmp_path / f"{grid}.jsonl"))
+    trials = tuning_trials([*rows, "bp_no_adv"], tmp_path)
+    assert {m: t["grid_settings"] for m, t in trials.items()} == {**dict.fromkeys(rows, 8), "bp_no_adv": 0}
+    assert {m: t["trained_runs"] for m, t in trials.items()} == {
+        "source_only": 6, "dann": 8, "plain_triplet": 16, "bp_triplet": 16, "bp_no_adv": 0}
+    assert trials["dann"]["validation_seeds"] == [100, 101] and trials["bp_no_adv"]["validation_seeds"] == []
