@@ -61,6 +61,11 @@ def test_reproduce_quick_writes_summary(tmp_path):
     assert (tmp_path / "summary.png").stat().st_size > 0 and (tmp_path / "summary.md").is_file()
     assert set(s["claims"]) == {"cdtrans >= source_only + 5", "cdtrans > self_training", "self_training > source_only"}
     assert s["config"]["init"] == "shipped" and s["suite"] == "default"
+    trials = s["tuning_trials"]  # the validation search per row (issue 17), on validation draws only
+    assert set(trials) == {"source_only", "self_training", "cdtrans"}
+    assert all(t["settings"] >= 1 and min(t["validation_seeds"]) >= 100 for t in trials.values())
+    assert reproduce.tuning_trials(["cdtrans_noise0.4"]) == {"cdtrans_noise0.4": {"settings": 0,
+                                                                                  "validation_seeds": []}}
 
 
 def test_claims_compare_the_margin_and_the_pooled_seed_std():
