@@ -121,11 +121,12 @@ def load_official_checkpoint(model: nn.Module, path: str | Path, use_ema: bool =
 
 def engine_state(path: str | Path) -> dict | None:
     """Our engine checkpoint (``{'model', 'optimizer', ...}``) as loaded, or ``None`` for anything else
-    (a released file holds an ``argparse.Namespace`` that ``weights_only`` refuses)."""
+    (a released file holds an ``argparse.Namespace`` that ``weights_only`` refuses). A missing file raises
+    the shared one-line ``FileNotFoundError`` naming it (``shared.backbones.load_local_file``)."""
+    if not Path(path).is_file():
+        load_local_file(path)  # raises "<path>: checkpoint not found ..."
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
     except Exception:  # noqa: BLE001 - not loadable as an engine checkpoint: the official loader decides
         return None
     return state if isinstance(state, dict) and "model" in state and "optimizer" in state else None

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from elsa import reproduce
+from elsa.checkpoint import engine_state
 from elsa.data import DataConfig, build_datasets, folder_problems
 from elsa.evaluate import main as evaluate_main
 from elsa.model import ELSABlock
@@ -66,6 +67,8 @@ def test_bad_settings_fail_with_one_line(tmp_path):
     with pytest.raises(SystemExit):
         evaluate_main(["--config", str(CONFIGS / reproduce.CONFIGS["elsa"]), "--official",
                        str(tmp_path / "missing.pth")])
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth: checkpoint not found"):
+        engine_state(tmp_path / "missing.pth")  # evaluate --checkpoint and the fine-tuning init read it first
 
 
 def test_shifted_digits_draw_follows_the_seed():
