@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from shared.config import load_config
     from shared.errors import cli_errors
 
-    from .model import load_vkd_checkpoint
+    from .model import load_vkd_checkpoint, read_checkpoint
     from .train import KDTask, TCLConfig
 
     prog = "python -m tcl_i2v.evaluate"
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         cfg = load_config(args.config, TCLConfig, args.overrides + ["kd.student_init=scratch"])
         task = KDTask(cfg)
         model = task.build_model()
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        state = read_checkpoint(args.checkpoint)
         if isinstance(state, dict) and "model" in state:  # our engine checkpoint of a TeacherStudent
             model.load_state_dict(state["model"])
         else:

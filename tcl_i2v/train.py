@@ -30,7 +30,7 @@ from shared.engine import RunConfig, Task
 
 from . import losses as L
 from .data import ClipDataset, load_tracklets, synvideo
-from .model import TriNet, load_vkd_checkpoint, reinit_student
+from .model import TriNet, load_vkd_checkpoint, read_checkpoint, reinit_student
 from .scoring import evaluate_i2v
 
 
@@ -106,7 +106,7 @@ def freeze_teacher(teacher: nn.Module) -> None:
 
 
 def load_teacher_state(teacher: TriNet, path: str) -> None:
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = read_checkpoint(path, "teacher checkpoint (kd.teacher_ckpt)")
     if isinstance(sd, dict) and "model" in sd:  # our engine checkpoint of a TeacherStudent
         sd = {k[len("teacher."):]: v for k, v in sd["model"].items() if k.startswith("teacher.")}
         teacher.load_state_dict(sd)

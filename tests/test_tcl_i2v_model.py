@@ -79,3 +79,32 @@ def test_vkd_student_init_copies_all_but_the_last_block_and_classifier():
     assert torch.equal(ts["backbone.body.0.weight"], ss["backbone.body.0.weight"])
     assert not torch.equal(ts["backbone.body.9.weight"], ss["backbone.body.9.weight"])
     assert not torch.equal(ts["classifier.classifier.weight"], ss["classifier.classifier.weight"])
+
+
+def test_teacher_and_evaluate_checkpoints_fail_in_one_line_naming_the_file(tmp_path, capsys):
+    import pytest
+
+    from shared.errors import CheckpointError, format_error
+    from tcl_i2v import evaluate
+    from tcl_i2v.train import load_teacher_state
+
+    teacher = TriNet(5, "tiny", tiny_widths=(8, 8, 8, 8))
+    with pytest.raises(FileNotFoundError, match="missing.pt: teacher checkpoint"):
+        load_teacher_state(teacher, str(tmp_path / "missing.pt"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="bad.pt: not a loadable checkpoint") as e:
+        load_teacher_state(teacher, str(bad))
+    line = format_error("python -m tcl_i2v.train", e.value)
+    assert "bad.pt" in line and "unexpected" not in line and "\n" not in line
+    src = TriNet(5, "tiny", tiny_widths=(8, 8, 8, 8))  # an engine checkpoint of a TeacherStudent loads
+    torch.save({"model": {f"teacher.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "last.pt")
+    load_teacher_state(teacher, str(tmp_path / "last.pt"))
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in src.state_dict().items())
+    cfg = "tcl_i2v/configs/tcl-ml_tiny_1xb32-30e_synvideo.yaml"
+    for path, text in ((tmp_path / "missing.pt", "missing.pt: checkpoint not found"),
+                       (bad, "bad.pt: not a loadable checkpoint")):
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(["--config", cfg, "--checkpoint", str(path), "data.train_ids=4", "data.test_ids=4"])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 1 and text in err and "unexpected" not in err and len(err.splitlines()) == 1
