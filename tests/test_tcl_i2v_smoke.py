@@ -47,6 +47,8 @@ def test_reproduce_quick(tmp_path):
     assert names == ["teacher_v2v", "teacher_i2v", "image_only", "vkd", "tkp", "tcl", "tcl_ml"]
     assert set(s["claims"]) == {"tcl > vkd", "tcl > tkp", "tcl_ml > tcl", "tcl_ml > image_only"}
     assert s["data_seeds"] == [0] and (tmp_path / "summary.png").is_file()
+    assert s["tuning_trials"] == {r: reproduce.TUNING_TRIALS[r] for r in names[2:]}
+    assert s["seeds"] == [0] and len(s["rows"][0]["per_seed"]) == 1 and s["wall_seconds"] > 0
 
 
 def test_reproduce_quick_misalignment_suite(tmp_path):

@@ -72,3 +72,31 @@ def test_claim_rule_hand_values():
     assert c["diff"] == pytest.approx(2.0) and c["pooled_std"] == pytest.approx(1.0) and c["holds"]
     c = reproduce.claim([3.0, 5.0, 4.0], [2.5, 3.5, 4.5])  # diff 0.5 < pooled 1
     assert not c["holds"] and np.isclose(c["pooled_std"], 1.0)
+
+
+def test_every_student_of_a_seed_starts_from_one_shared_initialisation():
+    """reproduce.fit seeds torch, then builds teacher and student: every row's student (and the teacher before
+    its checkpoint is loaded) gets the same weights, whatever kd.method / kd.ml / kd.teacher_scale name it."""
+    splits = synvideo(4, 2, frames=4, size=(32, 16), seed=0)
+    students = {}
+    for row in reproduce.ROWS:
+        cfg = reproduce.row_config(row, 7, [*reproduce.QUICK, "data.train_ids=4", "data.test_ids=2"], 0)
+        torch.manual_seed(cfg.engine.seed)  # as reproduce.fit
+        students[row] = KDTask(cfg, splits).build_model().student.state_dict()
+    first = students["image_only"]
+    for row, sd in students.items():
+        assert all(torch.equal(sd[k], v) for k, v in first.items()), row
+    torch.manual_seed(8)
+    other = KDTask(reproduce.row_config("tcl", 8, reproduce.QUICK, 0), splits).build_model().student.state_dict()
+    assert not all(torch.equal(other[k], v) for k, v in first.items())  # the seed sets it
+
+
+def test_tuning_trials_are_the_sweep_settings_per_row():
+    from tcl_i2v import tune
+
+    trials = reproduce.TUNING_TRIALS
+    assert set(trials) == set(reproduce.ROWS)
+    assert {r: trials[r] for r in tune.GRID} == {r: len(g) for r, g in tune.GRID.items()}
+    assert trials["image_only"] == 1  # no KD knob
+    assert trials["vkd_teacher_x10"] == trials["vkd"] and trials["tcl_teacher_x10"] == trials["tcl"]
+    assert len({trials[r] for r in ("vkd", "tkp", "tcl", "tcl_ml")}) == 1  # the baselines get as many as TCL
