@@ -35,6 +35,7 @@ GRID = {  # row -> {setting name: overrides}; 3 settings per KD row
 
 def main(argv=None) -> int:
     parser = reproduce_parser("tcl_i2v-tuning", __doc__.split("\n")[0], jobs=True)
+    parser.prog = "python -m tcl_i2v.tune"  # not a make reproduce target (--data / --gpus do not apply)
     parser.add_argument("--rows", default=",".join(GRID), help=f"rows to sweep (from {', '.join(GRID)})")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
