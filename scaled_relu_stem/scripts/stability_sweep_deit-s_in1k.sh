@@ -6,6 +6,8 @@
 # Usage: DATA_ROOT=/data/imagenet GPUS=8 [EPOCHS=300] [LRS="5e-4 1e-3 2e-3 4e-3"] [OPTIMS="adamw sam"] bash this.sh
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
 : "${DATA_ROOT:?set DATA_ROOT to the ImageNet-1k folder}"
+# the layout check first: a wrong DATA_ROOT stops here with one line, not once per run of the grid
+"$PYTHON" -c 'import sys; from shared.data.verify import main; sys.exit(main(["imagenet", sys.argv[1]]))' "$DATA_ROOT"
 LRS="${LRS:-5e-4 1e-3 2e-3 4e-3}"
 WARMUPS="${WARMUPS:-5 0}"
 STEMS="${STEMS:-patchify conv_stem_no_relu conv_stem_no_bn scaled_relu_stem}"
