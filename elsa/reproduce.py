@@ -43,6 +43,21 @@ SUITES = {
     "ablations": {"rows": ["lsa", "lsa_dwconv", "elsa_no_hadamard", "elsa_no_ghost", "elsa"],
                   "claims": [("elsa", "lsa_dwconv")]},
 }
+# How each row's settings were chosen (validation draws only, never a reported seed; README "Results"):
+# distinct settings tried and training runs spent on the choice. Written into summary.json as
+# ``tuning_trials``; change it when a row is re-tuned.
+_SWIN = ("issue 7's micro-Swin recipe (AdamW 2e-3, 12 epochs), one setting shared by every micro-Swin row, "
+         "not searched for any row")
+_VOLO = ("issue 20: lr {1e-3, 2e-3, 4e-3} at 12 epochs on draw 100 (3 runs); the scatter study, 2 draws x 2 "
+         "inits of that choice (4 runs; it set 24 epochs for both rows); lr x stage-0 kernel at 24 epochs, 10 "
+         "settings x draws 100/101 (20 runs); the confirmation stage, 5 of them x draws 102/103 (10 runs). "
+         "The same settings and runs for both VOLO rows")
+TUNING_TRIALS = {
+    "default": {m: {"settings": 1, "validation_runs": 0, "how": _SWIN} for m in ("swin", "elsa", "lsa")}
+    | {m: {"settings": 13, "validation_runs": 37, "how": _VOLO} for m in ("volo", "elsa_volo")},
+    "ablations": {m: {"settings": 1, "validation_runs": 0, "how": _SWIN}
+                  for m in ("lsa", "lsa_dwconv", "elsa_no_hadamard", "elsa_no_ghost", "elsa")},
+}
 # --quick: the pipeline on 64 cluttered digits (seconds), not a result
 QUICK = ["engine.epochs=1", "engine.batch_size=32", "data.dataset=cluttered_digits", "data.n_train=64",
          "data.n_test=32"]
@@ -50,6 +65,13 @@ QUICK = ["engine.epochs=1", "engine.batch_size=32", "data.dataset=cluttered_digi
 
 def config_path(suite: str, row: str) -> Path:
     return HERE / "configs" / CONFIGS[row if suite == "default" else f"{suite}/{row}"]
+
+
+def tuning_line(suite: str, rows: list[str]) -> str:
+    """The summary.md line: settings tried and validation runs spent on choosing each row's settings."""
+    t = TUNING_TRIALS[suite]
+    return ("Tuning trials per row (settings / validation runs): "
+            + ", ".join(f"{m} {t[m]['settings']} / {t[m]['validation_runs']}" for m in rows) + ".")
 
 
 def run_one(config: Path, seed: int, run_dir: Path, quick: bool, overrides: list[str]) -> dict:
@@ -112,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
              "volo/elsa_volo). Configs: elsa/configs/.\n\n" + "\n".join(lines) + "\n\n"
              + "Parameters: " + ", ".join(f"{m} {params[m] / 1e3:.1f}k" for m in rows_) + ". "
              + "Seconds per training step (one thread per run, two runs at a time): "
-             + ", ".join(f"{m} {speed[m]:.3f}" for m in rows_) + f". Wall time {wall:.0f} s.")
+             + ", ".join(f"{m} {speed[m]:.3f}" for m in rows_) + f". Wall time {wall:.0f} s.\n\n"
+             + tuning_line(args.suite, rows_))
     curves = {"test top-1 per epoch (seed mean)": {
         m: list(np.mean([[h["top1"] for h in r["history"]] for r in res[m]], axis=0)) for m in rows_}}
     bench = f"shifted digits 32x32 (sklearn, +-4 px, noise), stage-0 mixer ({args.suite})"
@@ -121,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                   | {"quick": args.quick, "suite": args.suite},
                   out_dir=out_dir, notes=notes, curves=curves,
                   extra={"params": params, "seconds_per_step": speed, "claims": claims,
-                         "steps": {m: res[m][0]["steps"] for m in rows_}, "suite": args.suite})
+                         "steps": {m: res[m][0]["steps"] for m in rows_}, "suite": args.suite,
+                         "tuning_trials": {m: TUNING_TRIALS[args.suite][m] for m in rows_}})
     print((out_dir / "summary.md").read_text())
     return 0
 

@@ -17,6 +17,7 @@ from elsa.train import ElsaConfig, build_model, param_groups_timm
 from shared.config import ConfigError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "elsa" / "configs"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 @pytest.mark.parametrize("size,params", [("tiny", 29.14), ("small", 52.87), ("base", 92.68)])
@@ -112,3 +113,29 @@ def test_reproduce_quick_writes_a_summary(tmp_path):
     assert all(0.0 <= r["mean"] <= 100.0 for r in s["rows"])
     assert s["params"]["elsa"] > s["params"]["swin"]  # ghost matrices + attention generator
     assert (tmp_path / "summary.png").is_file() and (tmp_path / "summary.md").is_file()
+    assert set(s["tuning_trials"]) == set(reproduce.SUITES["default"]["rows"])
+    assert "Tuning trials per row" in (tmp_path / "summary.md").read_text()
+
+
+def test_reproduce_quick_ablations_suite(tmp_path):
+    assert reproduce.main(["--quick", "--suite", "ablations", "--out", str(tmp_path), "--seeds", "0",
+                           "--jobs", "1"]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["method"] for r in s["rows"]] == ["lsa", "lsa_dwconv", "elsa_no_hadamard", "elsa_no_ghost", "elsa"]
+    assert set(s["claims"]) == {"elsa > lsa_dwconv"} and s["suite"] == "ablations"
+    assert set(s["tuning_trials"]) == set(reproduce.SUITES["ablations"]["rows"])
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.relative_to(RESULTS).as_posix()
+                                          for p in RESULTS.glob("elsa*/**/summary.json")))
+def test_committed_summaries_record_what_a_reader_needs(folder):
+    """Every committed elsa summary (each suite and seed set): the suite's rows by name, per-seed values for
+    its seeds, the wall time within the 600 s budget, each claim, and each row's tuning trials."""
+    s = json.loads((RESULTS / folder / "summary.json").read_text())
+    suite = reproduce.SUITES[s["suite"]]
+    assert [r["method"] for r in s["rows"]] == suite["rows"]
+    assert len(s["seeds"]) >= 3 and all(len(r["per_seed"]) == len(s["seeds"]) for r in s["rows"])
+    assert 0 < s["wall_seconds"] <= 600
+    assert set(s["claims"]) == {f"{a} > {b}" for a, b in suite["claims"]}
+    assert s["tuning_trials"] == {m: reproduce.TUNING_TRIALS[s["suite"]][m] for m in suite["rows"]}
+    assert (RESULTS / folder / "summary.md").is_file() and (RESULTS / folder / "summary.png").is_file()
