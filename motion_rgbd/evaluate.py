@@ -14,17 +14,15 @@ column), ``posterior`` = y, ``rgb`` = r, ``depth`` = d.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch.utils.data import DataLoader
 
 from shared.backbones import CheckpointMismatchError
 from shared.cli import evaluate_parser, finish_evaluation, parse_evaluate_args
 from shared.config import load_config
-from shared.errors import CheckpointError, cli_errors
+from shared.errors import cli_errors
 
-from .model import load_official_checkpoint
+from .model import load_official_checkpoint, read_checkpoint
 from .train import MotionConfig, MotionTask, _set_epoch
 
 
@@ -32,20 +30,6 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     """% of rows whose label is among the k largest logits (k capped at the number of classes)."""
     top = logits.topk(min(k, logits.shape[1]), dim=1).indices
     return 100.0 * float((top == labels[:, None]).any(1).float().mean())
-
-
-def read_checkpoint(path: str) -> dict:
-    """The checkpoint file as a dict; an unreadable one is a one-line :class:`CheckpointError`."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - truncated / not a torch file: name the file
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a dict ({{'model': state_dict, ...}} or a state dict), "
-                              f"got {type(state).__name__}")
-    return state
 
 
 @torch.no_grad()

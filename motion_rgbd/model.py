@@ -10,6 +10,7 @@ DSN features ``F`` (B, T, 512) -> RCM -> DTN -> logits (B, K).
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from knn_attention.model import knn_scores_scatter
+from shared.errors import CheckpointError
 
 # Official I3D-Inception widths: [b0, b1a, b1b, b2a, b2b, b3b] per Mixed block.
 INCEPTION_WIDTHS = {
@@ -459,6 +461,21 @@ class CrossFusionNet(nn.Module):
         return (y, r, d), losses
 
 
+def read_checkpoint(path) -> dict:
+    """The checkpoint file as a dict (official ``*.pth.tar`` or ours); a missing or unreadable one is a one-line
+    :class:`~shared.errors.CheckpointError` naming the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - truncated / not a torch file: name the file
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict ({{'model': state_dict, ...}} or a state dict), "
+                              f"got {type(state).__name__}")
+    return state
+
+
 def strip_module(state: dict) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
@@ -482,7 +499,7 @@ def load_official_checkpoint(model: nn.Module, path_or_state, skip_heads: bool =
     state = path_or_state
     name = "<state dict>" if isinstance(state, dict) else str(state)
     if not isinstance(state, dict):
-        state = torch.load(state, map_location="cpu", weights_only=False)
+        state = read_checkpoint(state)
     state = strip_module(state.get("model", state.get("state_dict", state)))
     own = model.state_dict()
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape

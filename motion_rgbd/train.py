@@ -26,7 +26,7 @@ from shared.metrics import top1_accuracy
 from .data import RGBDVideoDataset, TrainAugment
 from .depth import RawDepthOptions
 from .losses import ce_ls, unimodal_loss
-from .model import CrossFusionNet, MotionNet, load_official_checkpoint, unimodal_to_fusion
+from .model import CrossFusionNet, MotionNet, load_official_checkpoint, read_checkpoint, unimodal_to_fusion
 from .synthetic import SynAugment, SynRGBD
 
 
@@ -221,9 +221,8 @@ class MotionTask(Task):
             model = CrossFusionNet(c.data.num_classes, official_view=c.model.official_view,
                                    label_smoothing=c.label_smoothing, **kw)
             if c.model.rgb_checkpoint and c.model.depth_checkpoint:
-                load = lambda p: torch.load(p, map_location="cpu", weights_only=False)  # noqa: E731
-                load_official_checkpoint(model, unimodal_to_fusion(load(c.model.rgb_checkpoint),
-                                                                   load(c.model.depth_checkpoint)),
+                load_official_checkpoint(model, unimodal_to_fusion(read_checkpoint(c.model.rgb_checkpoint),
+                                                                   read_checkpoint(c.model.depth_checkpoint)),
                                          required_prefix="Modalit_")
             return model
         model = MotionNet(c.data.num_classes, **kw)

@@ -193,3 +193,28 @@ def test_load_official_checkpoint_and_fusion_init():
               "fusion_model.encoder.enconv.9.weight", "fusion_model.decoder.deconv.3.weight",
               "fusion_model.efc.weight", "fc.weight", "classifier1.1.weight", "classifier2.0.weight"):
         assert k in fsd
+
+
+def test_init_and_fusion_checkpoints_fail_in_one_line_naming_the_file(tmp_path):
+    """model.init_checkpoint, model.rgb/depth_checkpoint and evaluate --checkpoint go through read_checkpoint: a
+    missing or corrupt file is a user error naming it (a corrupt one was 'UnpicklingError ... unexpected')."""
+    from motion_rgbd.model import read_checkpoint
+    from motion_rgbd.train import MotionConfig, MotionTask
+    from shared.config import load_config
+    from shared.errors import CheckpointError, format_error
+
+    bad = tmp_path / "bad.pth.tar"
+    bad.write_bytes(b"not a torch file")
+    for path, text in ((tmp_path / "missing.pth.tar", "missing.pth.tar: checkpoint not found"),
+                       (bad, "bad.pth.tar: not a readable torch checkpoint")):
+        with pytest.raises(CheckpointError, match=text) as e:
+            load_official_checkpoint(MotionNet(6, **KW), str(path))
+        line = format_error("python -m motion_rgbd.train", e.value)
+        assert "unexpected" not in line and "\n" not in line
+    cfg = load_config("motion_rgbd/configs/capf_i3d-dsn_8xb4-100e_nvgesture.yaml", MotionConfig,
+                      [f"model.rgb_checkpoint={bad}", f"model.depth_checkpoint={bad}", "engine.device=cpu"])
+    with pytest.raises(CheckpointError, match="bad.pth.tar: not a readable"):
+        MotionTask(cfg).build_model()
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="list.pt: expected a dict"):
+        read_checkpoint(tmp_path / "list.pt")
