@@ -33,7 +33,26 @@ def test_reproduce_quick_writes_the_four_rows(tmp_path, cache):
         assert diffs == pytest.approx([a - b for a, b in zip(rows["mhformer"], rows[base])], abs=0.006)
     assert set(s["claims"]) == {"mhformer <= 0.9 x per_frame_mlp", "mhformer < single_hypothesis",
                                 "mhformer < videopose3d"}
+    assert set(s["tuning_trials"]) == set(rows)  # tuning effort recorded per row
     assert (out / "summary.png").is_file() and "P-MPJPE" in (out / "summary.md").read_text()
+    assert "Tuning trials per row" in (out / "summary.md").read_text()
+
+
+def test_claims_by_hand():
+    """margin = 0.9 x MLP mean (or the baseline's mean) minus mhformer's mean, against sqrt((s_a^2 + s_b^2) / 2);
+    a margin equal to the pooled std does not hold."""
+    rows = {"per_frame_mlp": [50.0, 52.0, 54.0],  # mean 52, std 2
+            "single_hypothesis": [47.0, 48.0, 49.0],  # mean 48, std 1
+            "mhformer": [44.0, 45.0, 46.0],  # mean 45, std 1
+            "videopose3d": [45.0, 46.0, 47.0]}  # mean 46, std 1
+    c = reproduce.claims_of(rows)
+    mlp = c["mhformer <= 0.9 x per_frame_mlp"]
+    assert mlp["margin"] == pytest.approx(1.8) and mlp["pooled_std"] == pytest.approx(2.5 ** 0.5, abs=0.005)
+    assert mlp["holds"]
+    assert c["mhformer < single_hypothesis"] == {"margin": 3.0, "pooled_std": 1.0, "holds": True}
+    assert c["mhformer < videopose3d"] == {"margin": 1.0, "pooled_std": 1.0, "holds": False}
+    rows["mhformer"] = [40.0, 45.0, 50.0]  # same mean, std 5: no claim holds
+    assert not any(v["holds"] for v in reproduce.claims_of(rows).values())
 
 
 def test_same_seed_same_numbers(tmp_path, cache):
