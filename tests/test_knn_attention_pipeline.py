@@ -112,7 +112,14 @@ def test_reproduce_quick_smoke(tmp_path):
     assert all(0 <= r["mean"] <= 100 for r in s["rows"])
     assert set(s["per_method"]["knn"]) >= {"auc", "cls_digit_share", "s_per_step", "key_distance"}
     assert set(s["claims"]) == {"final_top1", "curve_area"}
+    assert set(s["tuning_trials"]) == {"dense", "knn", "knn_k0.25"}  # tuning effort recorded per row
+    for i, m in enumerate(("dense", "knn", "knn_k0.25")):  # the convergence area: mean top-1 over evaluations
+        curve = s["curves"][m][0]
+        assert len(curve) == len(s["steps"]) >= 2
+        assert s["per_method"][m]["auc"][0] == pytest.approx(sum(curve) / len(curve))
+        assert s["rows"][i]["per_seed"][0] == pytest.approx(curve[-1], abs=1e-4)  # scored at the last step
     assert (tmp_path / "summary.png").is_file() and (tmp_path / "summary.md").is_file()
+    assert "Tuning trials per row" in (tmp_path / "summary.md").read_text()
     # k-NN attention is sparser than dense: lower mean attention entropy, and sparser still at smaller k.
     assert s["per_method"]["knn_k0.25"]["attn_entropy"][0] < s["per_method"]["knn"]["attn_entropy"][0]
     assert s["per_method"]["knn"]["attn_entropy"][0] < s["per_method"]["dense"]["attn_entropy"][0]
@@ -149,6 +156,12 @@ def test_k_of_each_row_is_fixed_by_its_config():
         if cfg.model.attention == "knn":
             ks[m] = resolve_topk(cfg.model.topk if cfg.model.topk > 0 else float(cfg.model.topk_ratio), n)
     assert ks == {"knn": 32, "knn_k0.25": 16, "knn_k0.5": 32, "knn_k0.75": 48}
+
+
+def test_every_row_records_its_tuning_effort():
+    assert set(reproduce.TUNING_TRIALS) == set(reproduce.CONFIGS)
+    for t in reproduce.TUNING_TRIALS.values():
+        assert t["settings"] >= 1 and t["validation_runs"] >= 0 and t["how"]
 
 
 def test_claim_needs_margin_and_pooled_std():
