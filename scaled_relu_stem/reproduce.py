@@ -57,6 +57,21 @@ STABILITY_RUN = ["engine.epochs=8", "stability.blowup_factor=2.0"]
 QUICK = ["data.n_train=128", "data.n_test=64", "data.probe_images=16", "data.eval_batch_size=64",
          "engine.epochs=1", "engine.batch_size=32"]
 STEADY_WINDOW = 50  # steps at the end of training over which loss steadiness is measured
+# The validation-draw searches (tune.py GRIDS, seeds >= 100) behind each suite's committed choices, in the order
+# they ran; every summary records how many settings each row tried in them (README, "Tuning").
+TUNING_GRIDS = {"main": ["main", "main8", "recipe32", "micro_main"],
+                "stability": ["stability", "stability_micro", "stability_micro8", "stability_sgd8",
+                              "stability_sgd8_mid"]}
+
+
+def tuning_trials(suite: str, methods) -> dict:
+    """Settings each row of ``suite`` tried on validation draws: per grid of :data:`TUNING_GRIDS` that ran the
+    row, the product of the grid's axis lengths (the seeds a grid ran on are not counted)."""
+    from .tune import GRIDS
+
+    sizes = {g: int(np.prod([len(v) for v in GRIDS[g]["axes"].values()])) for g in TUNING_GRIDS[suite]}
+    return {"grids": sizes, "per_row": {m: sum(n for g, n in sizes.items() if m in GRIDS[g]["methods"])
+                                        for m in methods}}
 
 
 def run_one(method: str, config: str, seed: int, overrides: list[str], run_dir: str, threads: int = 1) -> dict:
@@ -117,6 +132,12 @@ def _pooled_std(stds: list[float]) -> float:
     return float(np.sqrt(np.mean(np.square(stds))))
 
 
+def _trials_line(trials: dict) -> str:
+    per_row = sorted(set(trials["per_row"].values()))
+    return (f"{' / '.join(map(str, per_row))} settings per row on validation draws (seeds >= 100), the same for "
+            "every row (`tune.py` grids " + ", ".join(f"{g} {n}" for g, n in trials["grids"].items()) + ").")
+
+
 def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
     extra = QUICK if args.quick else []
     jobs = [((m, s), (m, METHODS[m], s, extra, str(runs_root / f"{m}_seed{s}"))) for s in seeds for m in METHODS]
@@ -147,6 +168,9 @@ def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
             "token_similarity_per_seed": [[round(v, 4) for v in r["token_similarity"]] for r in rs],
             "token_similarity_centred_per_seed": [[round(v, 4) for v in r["token_similarity_centred"]] for r in rs],
         }
+    trials = tuning_trials("main", METHODS)
+    for m in per_method:
+        per_method[m]["tuning_trials"] = trials["per_row"][m]
     top = {m: [r["top1"] for r in rs] for m, rs in results.items()}
     mean = {m: float(np.mean(v)) for m, v in top.items()}
     std = {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in top.items()}
@@ -181,7 +205,8 @@ def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
              f"micro digits; AdamW lr "
              f"{r0['lr']}, {r0['warmup_epochs']} warmup epoch(s), cosine, {r0['epochs']} epochs of {r0['n_train']} "
              f"images (batch {r0['batch_size']}, {r0['steps']} steps); each seed its own data draw; top-1 at the "
-             "last epoch. Configs: " + ", ".join(f"`{v}`" for v in METHODS.values()) + ".", "",
+             "last epoch. Configs: " + ", ".join(f"`{v}`" for v in METHODS.values()) + ". Tuning: "
+             + _trials_line(trials), "",
              "| method | diverged runs | final loss | max grad-norm | token cos-sim raw stem / last block | "
              "centred stem / last block | stem params |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for m, s in per_method.items():
@@ -205,7 +230,8 @@ def main_rows(args, seeds: list[int], out: Path, runs_root: Path) -> int:
     summary = write_summary(
         PAPER, "micro digits 16x16, micro ViT, moderate lr with warmup", "top-1", top, seeds, wall,
         config={m: v["config"] for m, v in per_method.items()}, out_dir=out,
-        extra={"per_method": per_method, "claim": claim, "quick": bool(args.quick)}, curves=curves,
+        extra={"per_method": per_method, "claim": claim, "tuning_trials": trials, "quick": bool(args.quick)},
+        curves=curves,
         notes="\n".join(lines))
     print("\n".join(lines))
     for r in summary["rows"]:
@@ -275,6 +301,9 @@ def stability_suite(args, seeds: list[int], out: Path, runs_root: Path) -> int:
         per_method[m] = {"cells_with_divergence": sum(c["diverged"] > 0 for c in cs),
                          "diverged_runs": sum(c["diverged"] for c in cs), "cells": len(cs),
                          "grid_mean_top1": round(float(np.mean([c["top1_mean"] for c in cs])), 3)}
+    trials = tuning_trials("stability", STABILITY_METHODS)
+    for m in per_method:
+        per_method[m]["tuning_trials"] = trials["per_row"][m]
     # a row's per-seed value: that seed's top-1 averaged over the grid
     rows = {m: [float(np.mean([res[(m, *c, s)]["top1"] for c in cells])) for s in seeds]
             for m in STABILITY_METHODS}
@@ -291,7 +320,7 @@ def stability_suite(args, seeds: list[int], out: Path, runs_root: Path) -> int:
     lines = [f"Stability grid: optimiser {STABILITY_OPTIMS} (SAM: rho 0.05 around AdamW) x warmup {warmups} epochs "
              f"x lr {lrs}; each run: {', '.join(extra)} (rest as the embedded micro configs); diverged = NaN/inf "
              "loss or the 10-step mean loss > 2 ln 10 (`scaled_relu_stem/stability.py`); top-1 of a stopped run is "
-             "that of its weights when it stopped.", "",
+             "that of its weights when it stopped. Tuning of the grid: " + _trials_line(trials), "",
              "| method | cells with a divergence | diverged runs | grid-mean top-1 (mean ± std over seeds) |",
              "| --- | --- | --- | --- |"]
     for m, p in per_method.items():
@@ -310,7 +339,8 @@ def stability_suite(args, seeds: list[int], out: Path, runs_root: Path) -> int:
                   "stability grid optimiser x warmup x lr, micro digits, micro ViT",
                   "grid-mean top-1", rows, seeds, wall,
                   config={m: f"scaled_relu_stem/configs/{c}" for m, c in STABILITY_METHODS.items()}, out_dir=out,
-                  extra={"per_method": per_method, "cells": cell_rows, "claim": claim, "quick": bool(args.quick),
+                  extra={"per_method": per_method, "cells": cell_rows, "claim": claim, "tuning_trials": trials,
+                         "quick": bool(args.quick),
                          "grid": {"optimizer": STABILITY_OPTIMS, "warmup_epochs": warmups, "lr": lrs}},
                   notes="\n".join(lines))
     _heatmap(cell_rows, list(STABILITY_METHODS), lrs, [(o, w) for o in STABILITY_OPTIMS for w in warmups],

@@ -96,6 +96,22 @@ def test_reproduce_quick_smoke(tmp_path):
     margin = pf["token_similarity_centred_per_seed"][0][0] - sr["token_similarity_centred_per_seed"][0][0]
     assert s["claim"]["token_diversity"]["centred_stem_below_patchify"]["margin"] == pytest.approx(margin, abs=2e-4)
     assert (tmp_path / "summary.png").stat().st_size > 0 and "scaled_relu_stem" in (tmp_path / "summary.md").read_text()
+    # every row records the settings it tried on validation draws, and they are the same for every row
+    assert s["tuning_trials"]["per_row"] == {m: v["tuning_trials"] for m, v in pm.items()}
+    assert len({v["tuning_trials"] for v in pm.values()}) == 1
+
+
+def test_tuning_trials_count_every_grid_setting_per_row():
+    # main rows: main (lr 2 x warmup 1 x epochs 2) + main8 (1 x 1 x clutter 2) + recipe32 (2 x 2 x 2)
+    # + micro_main (3 x 2) = 4 + 2 + 8 + 6
+    main = reproduce.tuning_trials("main", reproduce.METHODS)
+    assert main["per_row"] == {m: 20 for m in reproduce.METHODS}
+    # stability grid, every stem: stability (5 x 2 x 2) + stability_micro (2 x 5 x 2) + stability_micro8 (the
+    # same) + stability_sgd8 (5 x 2) + stability_sgd8_mid (1 x 2) = 20 + 20 + 20 + 10 + 2
+    stab = reproduce.tuning_trials("stability", reproduce.STABILITY_METHODS)
+    assert stab["grids"] == {"stability": 20, "stability_micro": 20, "stability_micro8": 20, "stability_sgd8": 10,
+                             "stability_sgd8_mid": 2}
+    assert stab["per_row"] == {m: 72 for m in reproduce.STABILITY_METHODS}
 
 
 def test_evaluate_checkpoint_round_trip(tmp_path, capsys):

@@ -148,6 +148,7 @@ def test_stability_suite_quick(tmp_path):
     assert all(0 <= c["diverged"] <= c["runs"] == 1 for c in s["cells"])
     assert set(s["claim"]) >= {"fewer_divergent_cells_than_patchify", "higher_grid_mean_top1_than_patchify"}
     assert (tmp_path / "heatmap.png").stat().st_size > 0
+    assert {m: p["tuning_trials"] for m, p in s["per_method"].items()} == s["tuning_trials"]["per_row"]
 
 
 def test_sgd_momentum_overrides_take_hand_computed_heavy_ball_steps(tmp_path):
