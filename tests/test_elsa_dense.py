@@ -13,6 +13,7 @@ from PIL import Image
 
 from elsa.detection import coco_dataset, coco_evaluate, coco_problems, elsa_maskrcnn
 from elsa.segmentation import ADE20K, UPerHead, elsa_upernet, evaluate_miou
+from elsa.volo import VOLO_RESOLUTIONS, VOLO_SIZES
 
 SMALL = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))  # ELSA-Swin layout, tiny widths
 
@@ -26,6 +27,29 @@ def test_features_only_shapes_and_strides(name, img, strides, channels):
     assert f.feature_info.reduction() == strides and f.feature_info.channels() == channels
     outs = f(torch.randn(1, 3, img, img))
     assert [tuple(o.shape) for o in outs] == [(1, c, img // s, img // s) for c, s in zip(channels, strides)]
+
+
+SWIN_WIDTH = {"elsa_swin_tiny": 96, "elsa_swin_small": 96, "elsa_swin_base": 128}  # Swin's embed_dim
+EVERY_MODEL = list(SWIN_WIDTH) + [f"elsa_volo_{d}_{r}" for d, rs in VOLO_RESOLUTIONS.items() for r in rs]
+
+
+@pytest.mark.parametrize("name", EVERY_MODEL)
+def test_features_only_for_every_elsa_model(name):
+    """Every registered ELSA model builds with ``features_only=True`` and gives NCHW maps at its own input
+    size (meta device: shapes only). Channels from the architecture: Swin doubles ``embed_dim`` per stage
+    (strides 4-32); VOLO keeps its ``embed_dims`` (strides 8, 16, 16, 16: no stride-32 stage)."""
+    if name in SWIN_WIDTH:
+        channels, strides = [SWIN_WIDTH[name] * 2 ** i for i in range(4)], [4, 8, 16, 32]
+    else:
+        channels, strides = list(VOLO_SIZES[name.split("_")[2]]["embed_dims"]), [8, 16, 16, 16]
+    with torch.device("meta"):
+        f = timm.create_model(name, features_only=True).eval()
+        img = f.pretrained_cfg["input_size"][-1]
+        outs = f(torch.empty(2, 3, img, img))
+    assert f.feature_info.channels() == channels and f.feature_info.reduction() == strides
+    assert [tuple(o.shape) for o in outs] == [(2, c, img // s, img // s) for c, s in zip(channels, strides)]
+    if name.startswith("elsa_volo"):
+        assert img == int(name.rsplit("_", 1)[1])  # the _384/_448/_512 names run at their resolution
 
 
 def test_features_only_out_indices_and_any_size():
