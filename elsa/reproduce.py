@@ -13,7 +13,8 @@ Suites (``--suite NAME``; each its own 600 s budget and results folder ``results
 Rows: last-epoch test top-1 (%); a claim holds when the seed-mean margin is larger than the pooled seed
 std. The data draw follows the seed. Runs are single-thread processes, two at a time (``--jobs``). Also
 reported: parameters and seconds per training step. With ``--data ROOT`` it launches the ImageNet-1k
-script instead (``--size tiny|small|base|d1|d2|d3``, ``--gpus``).
+script instead (``--size``: ``tiny|small|base`` ELSA-Swin, ``d1`` ... ``d5`` ELSA-VOLO at 224 px, ``d1-384`` ...
+``d5-512`` VOLO's fine-tuning step with ``WEIGHTS=`` in the environment; ``--gpus``).
 """
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ TUNING_TRIALS = {
     "ablations": {m: {"settings": 1, "validation_runs": 0, "how": _SWIN}
                   for m in ("lsa", "lsa_dwconv", "elsa_no_hadamard", "elsa_no_ghost", "elsa")},
 }
+# ``--size`` with ``--data``: every SIZE of scripts/imagenet.sh
+IMAGENET_SIZES = ("tiny", "small", "base", "d1", "d2", "d3", "d4", "d5",
+                  "d1-384", "d2-384", "d3-448", "d4-448", "d5-448", "d5-512")
 # --quick: the pipeline on 64 cluttered digits (seconds), not a result
 QUICK = ["engine.epochs=1", "engine.batch_size=32", "data.dataset=cluttered_digits", "data.n_train=64",
          "data.n_test=32"]
@@ -97,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", default="default", choices=list(SUITES),
                    help="default (swin/elsa/lsa/volo/elsa_volo) or ablations; each its own results folder")
     p.add_argument("--rows", default="", help="comma-separated subset of the suite's rows (default: all)")
-    p.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "d1", "d2", "d3"],
-                   help="with --data: ELSA-Swin (tiny|small|base) or ELSA-VOLO (d1|d2|d3) on ImageNet-1k")
+    p.add_argument("--size", default="tiny", choices=IMAGENET_SIZES,
+                   help="with --data, ImageNet-1k: ELSA-Swin (tiny|small|base), ELSA-VOLO at 224 px (d1..d5), or "
+                        "VOLO's fine-tuning step (d1-384 ... d5-512, the headline model; WEIGHTS=<224 px best.pt> "
+                        "in the environment)")
     args = p.parse_args(argv)
     if args.data:
         return launch_script(HERE / "scripts" / "imagenet.sh", args.data, args.gpus, {"SIZE": args.size},

@@ -126,6 +126,24 @@ def test_reproduce_quick_ablations_suite(tmp_path):
     assert set(s["tuning_trials"]) == set(reproduce.SUITES["ablations"]["rows"])
 
 
+def test_reproduce_data_launches_every_imagenet_size(tmp_path, monkeypatch):
+    """make reproduce PAPER=elsa DATA=... ARGS="--size S": every SIZE of scripts/imagenet.sh (ELSA-VOLO-D5 at
+    512 px included) reaches the script and names an existing config (a stand-in python records the call)."""
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "argv.txt"}\n')
+    fake.chmod(0o755)
+    for key, value in {"PYTHON": str(fake), "GPUS": "1", "WEIGHTS": "/w/best.pt", "OUT": str(tmp_path)}.items():
+        monkeypatch.setenv(key, value)
+    configs = set()
+    for size in reproduce.IMAGENET_SIZES:
+        assert reproduce.main(["--data", str(tmp_path / "imnet"), "--size", size]) == 0, size
+        argv = (tmp_path / "argv.txt").read_text().split("\n")
+        cfg = Path(argv[argv.index("--config") + 1])
+        assert (CONFIGS.parents[1] / cfg).is_file(), (size, cfg)
+        configs.add(cfg.name)
+    assert "elsa_volo-d5-512px-ft_8xb30-40e_in1k.yaml" in configs and len(configs) == len(reproduce.IMAGENET_SIZES)
+
+
 @pytest.mark.parametrize("folder", sorted(p.parent.relative_to(RESULTS).as_posix()
                                           for p in RESULTS.glob("elsa*/**/summary.json")))
 def test_committed_summaries_record_what_a_reader_needs(folder):
