@@ -38,6 +38,15 @@ HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "configs" / "embedded-synrgbd.yaml"
 SUITES = {"default": ("rgb", "depth", "late_fusion", "capf"), "decoupling": ("rgb", "rgb_coupled3d", "rgb_no_rcm")}
 VARIANTS = {"rgb": {}, "depth": {}, "rgb_coupled3d": {"coupled": True}, "rgb_no_rcm": {"recoupling": False}}
+# validation settings each suite's frozen recipe was chosen from, run for every row alike (README, "Tuning" and
+# the learnability rule): default val1, val2 (results/motion_rgbd/validation); decoupling val1, val2 and learn1
+# (setting 1 of the 4 the rule lists; results/motion_rgbd-decoupling/validation)
+TUNING_TRIALS = {"default": {"rgb": 2, "depth": 2, "late_fusion": 2, "capf": 2},
+                 "decoupling": {"rgb": 3, "rgb_coupled3d": 3, "rgb_no_rcm": 3}}
+TUNING_NOTE = {"default": "2 validation settings (data seeds 9000+s / 9500+s), each run for every row",
+               "decoupling": "2 validation settings + learnability setting 1 of 4 (validation draws 100-103), each "
+                             "run for every row; the learnability diagnosis (rgb row only, draws 100-101, "
+                             "learnability/diagnosis.json) chose nothing: it named the 4 candidate settings"}
 QUICK = ["default.n_train=3", "default.n_test=2", "default.train.epochs=1", "default.train.capf_epochs=1",
          "decoupling.n_train=3", "decoupling.n_test=2", "decoupling.train.epochs=1"]
 
@@ -221,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                          "confusion": confusion, "params": params,
                          "seconds": {f"{r}_s{s}": done[(r, s)]["seconds"] for (r, s) in done if r != "data"},
                          "data_faults": {s: done[("data", s)] for s in seeds}, "suite": args.suite,
+                         "tuning_trials": TUNING_TRIALS[args.suite], "tuning_note": TUNING_NOTE[args.suite],
                          "method": "capf" if args.suite == "default" else "rgb",
                          "baseline": "late_fusion" if args.suite == "default" else "rgb_coupled3d"})
     print((out_dir / "summary.md").read_text())

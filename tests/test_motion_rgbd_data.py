@@ -1,4 +1,6 @@
 """MotionRGBD loaders: official list format, folder layouts, verify, malformed trees; reproduce smoke test."""
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -61,8 +63,17 @@ def test_missing_frame_error_names_path(tmp_path):
 def test_reproduce_quick(tmp_path):
     from motion_rgbd import reproduce
 
-    assert reproduce.main(["--quick", "--out", str(tmp_path), "--seeds", "0", "--jobs", "1"]) == 0
-    assert (tmp_path / "summary.json").is_file()
+    for suite, rows, claims in (("default", ["rgb", "depth", "late_fusion", "capf"],
+                                 {"capf>late_fusion", "late_fusion>rgb", "late_fusion>depth"}),
+                                ("decoupling", ["rgb", "rgb_coupled3d", "rgb_no_rcm"],
+                                 {"rgb>rgb_coupled3d", "rgb>rgb_no_rcm"})):
+        out = tmp_path / suite
+        assert reproduce.main(["--quick", "--out", str(out), "--seeds", "0,1", "--jobs", "1", "--suite", suite]) == 0
+        s = json.loads((out / "summary.json").read_text())
+        assert [r["method"] for r in s["rows"]] == rows and set(s["claims"]) == claims
+        assert s["seeds"] == [0, 1] and all(len(r["per_seed"]) == 2 for r in s["rows"]) and s["wall_seconds"] > 0
+        assert s["tuning_trials"] == reproduce.TUNING_TRIALS[suite] and set(s["tuning_trials"]) == set(rows)
+        assert (out / "summary.md").is_file() and (out / "summary.png").is_file()
 
 
 def test_every_config_loads_and_builds_task():
