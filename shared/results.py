@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine.envinfo import git_info
+from .engine.envinfo import git_info, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
@@ -119,7 +119,7 @@ def write_summary(
     summary = {
         "paper": paper, "benchmark": benchmark, "metric": metric, "higher_is_better": higher_is_better,
         "unit": unit, "seeds": list(seeds), "rows": table, "wall_seconds": round(float(wall_seconds), 1),
-        "config": config, "git_sha": git_info()["git_sha"],
+        "config": config, "git_sha": git_info()["git_sha"], "machine": machine_info(),
     }
     if extra:
         summary.update(extra)
@@ -133,7 +133,7 @@ def _markdown(s: dict, notes: str = "") -> str:
     arrow = "higher is better" if s["higher_is_better"] else "lower is better"
     lines = [f"# {s['paper']}: {s['benchmark']}", "",
              f"{s['metric']} ({s['unit']}, {arrow}); seeds {s['seeds']}; {s['wall_seconds']} s wall; "
-             f"git {str(s['git_sha'])[:10]}", "",
+             f"git {str(s['git_sha'])[:10]}" + (f"; {s['machine']['cpu']}" if s.get("machine") else ""), "",
              "| method | mean | std | per seed |", "| --- | --- | --- | --- |"]
     for r in s["rows"]:
         lines.append(f"| {r['method']} | {r['mean']:.2f} | {r['std']:.2f} | "

@@ -51,7 +51,7 @@ def test_search_table_and_choice(tmp_path, monkeypatch):
 
 
 def test_cli_refuses_reported_seeds():
-    with pytest.raises(SystemExit, match="seeds 0-5 are reported seeds"):
+    with pytest.raises(SystemExit, match="seeds 0-8 are reported seeds"):
         tune.main(["--seeds", "2,100"])
 
 

@@ -24,8 +24,11 @@ def test_write_summary_schema_and_aggregate(tmp_path):
     on_disk = json.loads((tmp_path / "toy" / "summary.json").read_text())
     assert on_disk == s
     for key in ("paper", "benchmark", "metric", "higher_is_better", "unit", "seeds", "rows", "wall_seconds",
-                "config", "git_sha"):
+                "config", "git_sha", "machine"):
         assert key in on_disk
+    # float32 CPU training reproduces bit for bit on one CPU model only: the summary names the machine
+    assert on_disk["machine"]["cpu"] and on_disk["machine"]["torch"] == torch.__version__
+    assert on_disk["machine"]["cpu"] in (tmp_path / "toy" / "summary.md").read_text()
     base = on_disk["rows"][0]
     assert base["method"] == "base" and base["mean"] == pytest.approx(52.0) and base["std"] == pytest.approx(2.0)
     assert base["per_seed"] == [50.0, 52.0, 54.0] and on_disk["note"] == "x"

@@ -25,6 +25,24 @@ def git_info(cwd: str | Path | None = None) -> dict:
         return {"git_sha": None, "git_dirty": None}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``): float32 training on
+    CPU is bit-reproducible on one CPU model, not across models, so every result records it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict:
+    """What a result's numbers depend on beyond the code and the seeds: CPU model, GPUs, torch build."""
+    return {"cpu": cpu_model(), "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
 def env_info(**extra) -> dict:
     versions = {}
     for p in _PACKAGES:
@@ -36,6 +54,7 @@ def env_info(**extra) -> dict:
         **git_info(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "packages": versions,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
