@@ -29,49 +29,18 @@ from shared.cli import launch_script, parse_seeds, refuse_embedded_overrides, re
 from shared.jobs import run_jobs
 from shared.results import RESULTS, write_summary
 
+from .grids import METHODS, STABILITY_METHODS, STABILITY_RUN, tuning_trials
+
 HERE = Path(__file__).resolve().parent
 PAPER = "scaled_relu_stem"
-# The embedded rows run a micro ViT on 16x16 micro digits (configs/_base_vit-micro_1xb32_micro-digits.yaml):
-# method name (exactly as the issue names the rows) -> config
-STABILITY_METHODS = {m: f"{m}_vit-micro_1xb32_micro-digits.yaml"
-                     for m in ("patchify", "conv_stem_no_relu", "conv_stem_no_bn", "scaled_relu_stem")}
-METHODS = {m: STABILITY_METHODS[m] for m in ("patchify", "conv_stem_no_relu", "scaled_relu_stem")}
-# the earlier 32x32 design (tiny ViT on cluttered digits, 8x8 tokens), kept for the tuning log (tune.py)
-TINY_METHODS = {m: f"{m}_vit-tiny_1xb64_cluttered-digits.yaml" for m in STABILITY_METHODS}
 # the stability grid: learning rates (up to where patchify diverges) x warmup epochs x optimiser (SAM around
 # AdamW, sam.py); chosen on validation draws (tune.py grid stability_micro, seeds 100, 101)
 STABILITY_LRS = [1e-3, 1.6e-2, 0.256]
 STABILITY_WARMUPS = [0, 1]
 STABILITY_OPTIMS = ["adamw", "sam"]
-# SGD with momentum (Xiao et al. 2021's brittle case): a step that follows the gradient's scale, unlike AdamW's
-# ~lr per step. Probed for this grid on validation draws (tune.py round 5, stability_sgd8) and NOT added: every
-# stem diverged in the same SGD cells (lr 0.64, none at 0.32 or below), which the round's stop rule, fixed before
-# the runs, reads as "SGD makes no difference between the stems" (README, "SGD probe"). Momentum 0.9, no Nesterov
-# (the plain heavy-ball form of the ResNet/pycls recipes). Weight decay 5e-5 (L2, coupled) is not tuned: with
-# momentum 0.9 a step shrinks a weight by about 10 * lr * wd, 5e-5 at lr 0.1, what AdamW's decoupled 0.05 does at
-# its lr 1e-3 (lr * wd); the timm rule still exempts 1-D params, pos_embed and cls_token.
-SGD_MOMENTUM = ["optim.name=sgd", "optim.momentum=0.9", "optim.nesterov=false", "optim.weight_decay=5e-5"]
-# the grid's runs are shorter than the main rows' (same for every stem and cell): 8 epochs = 512 steps of 32, what
-# 144 runs in the 600-s budget allow (the first version ran 4 epochs, 238 s; tune.py rounds 3c and 4)
-STABILITY_RUN = ["engine.epochs=8", "stability.blowup_factor=2.0"]
 QUICK = ["data.n_train=128", "data.n_test=64", "data.probe_images=16", "data.eval_batch_size=64",
          "engine.epochs=1", "engine.batch_size=32"]
 STEADY_WINDOW = 50  # steps at the end of training over which loss steadiness is measured
-# The validation-draw searches (tune.py GRIDS, seeds >= 100) behind each suite's committed choices, in the order
-# they ran; every summary records how many settings each row tried in them (README, "Tuning").
-TUNING_GRIDS = {"main": ["main", "main8", "recipe32", "micro_main"],
-                "stability": ["stability", "stability_micro", "stability_micro8", "stability_sgd8",
-                              "stability_sgd8_mid"]}
-
-
-def tuning_trials(suite: str, methods) -> dict:
-    """Settings each row of ``suite`` tried on validation draws: per grid of :data:`TUNING_GRIDS` that ran the
-    row, the product of the grid's axis lengths (the seeds a grid ran on are not counted)."""
-    from .tune import GRIDS
-
-    sizes = {g: int(np.prod([len(v) for v in GRIDS[g]["axes"].values()])) for g in TUNING_GRIDS[suite]}
-    return {"grids": sizes, "per_row": {m: sum(n for g, n in sizes.items() if m in GRIDS[g]["methods"])
-                                        for m in methods}}
 
 
 def run_one(method: str, config: str, seed: int, overrides: list[str], run_dir: str, threads: int = 1) -> dict:

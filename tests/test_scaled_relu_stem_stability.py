@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from scaled_relu_stem import reproduce
+from scaled_relu_stem import grids, reproduce
 from scaled_relu_stem.diversity import (
     layer_tokens,
     layerwise_token_similarity,
@@ -152,14 +152,14 @@ def test_stability_suite_quick(tmp_path):
 
 
 def test_sgd_momentum_overrides_take_hand_computed_heavy_ball_steps(tmp_path):
-    """The stability probe's SGD (``reproduce.SGD_MOMENTUM``): two real engine steps equal the hand-written
+    """The stability probe's SGD (``grids.SGD_MOMENTUM``): two real engine steps equal the hand-written
     heavy-ball update ``b = 0.9 b + g + wd w; w -= lr b`` (no Nesterov), with weight decay 5e-5 on the decayed
     group and none on 1-D params, pos_embed and cls_token (timm's rule)."""
     import copy
 
     from shared.engine import Trainer
 
-    cfg = _small_cfg(*reproduce.SGD_MOMENTUM, "optim.lr=0.1", "sched.warmup_epochs=0")
+    cfg = _small_cfg(*grids.SGD_MOMENTUM, "optim.lr=0.1", "sched.warmup_epochs=0")
     task = SRStemTask(cfg)
     trainer = Trainer(task, cfg, tmp_path / "run")
     task.on_train_start(trainer)
