@@ -13,14 +13,16 @@ upsampled to stride 4 and concatenated -> 3x3 conv -> dropout 0.1 -> 1x1 classif
 The backbone is ``elsa.detection.elsa_backbone`` (features_only + the per-output LayerNorm of mmseg's Swin).
 
 Recipe (mmseg Swin/ELSA ``upernet_*_512x512_160k_ade20k``): AdamW 6e-5, weight decay 0.01 (none on norms and
-position tables), poly lr (power 1) to 0 over 160k iterations, 1,500 warm-up iterations, batch 16, crop
-512 x 512 from a random 0.5-2.0 rescale of (2048, 512), flip, ignore label 255 (``reduce_zero_label``: ADE's
-class 0 "other" is ignored, classes 1..150 -> 0..149). Differences: mmseg's photometric distortion is
-replaced by torchvision's ColorJitter; the engine counts epochs, so 160k iterations at batch 16 on 20,210
-images are written as 127 epochs (160,401 iterations) with the engine's poly schedule per iteration
-(``sched.name: poly``, ``per_iter: true``, ``warmup_updates: 1500``: mmcv's form). Evaluation:
-single-scale mIoU on the 2,000 validation images at their (2048, 512)-rescaled size; the paper's 47.9
-(ELSA-Swin-T) is multi-scale + flip (``ms_flip: true``: scales 0.5..1.75 and flips, logits averaged).
+position tables), poly lr (power 1) to 0 over 160k iterations, 1,500 warm-up iterations, batch 16, crop 512 x
+512 from a random 0.5-2.0 rescale of (2048, 512), flip, ignore label 255 (``reduce_zero_label``: ADE's class 0
+"other" is ignored, classes 1..150 -> 0..149). The heads' BatchNorms are mmseg's ``SyncBN`` (statistics over
+all 16 images of a step) when training on several GPUs (NCCL), plain BatchNorm otherwise (``model.sync_bn``).
+Differences: mmseg's photometric distortion is replaced by torchvision's ColorJitter; the engine counts
+epochs, so 160k iterations at batch 16 on 20,210 images are written as 127 epochs (160,401 iterations) with
+the engine's poly schedule per iteration (``sched.name: poly``, ``per_iter: true``, ``warmup_updates: 1500``:
+mmcv's form). Evaluation: single-scale mIoU on the 2,000 validation images at their (2048, 512)-rescaled size;
+the paper's 47.9 (ELSA-Swin-T) is multi-scale + flip (``ms_flip: true``: scales 0.5..1.75 and flips, logits
+averaged).
 
 Data::
 
@@ -234,6 +236,7 @@ class SegModelConfig:
     channels: int = 512
     aux_channels: int = 256
     aux_weight: float = 0.4
+    sync_bn: bool = True  # mmseg's norm_cfg SyncBN: heads' BatchNorm statistics over all ranks (NCCL only)
 
 
 @dataclass
@@ -257,13 +260,21 @@ class SegmentationTask(Task):
         self.cfg = cfg
         if not cfg.data.root:
             raise ValueError("data.root: set it to the ADEChallengeData2016 folder")
+        world, backend = _dist_world()
+        self.sync_bn = cfg.model.sync_bn and world > 1 and backend == "nccl"
+        bn_images = cfg.engine.batch_size // (1 if self.sync_bn else world)
+        if bn_images < 2:  # the PPM's 1x1 pooled map: one value per channel and image
+            raise ValueError(f"engine.batch_size={cfg.engine.batch_size}: UperNet's BatchNorms need at least 2 "
+                             f"images per {'step' if self.sync_bn else 'rank'} ({world} rank(s), sync_bn "
+                             f"{'on' if self.sync_bn else 'off'})")
         self.train_set = ADE20K(cfg.data.root, "train", cfg.data.crop)
         self.val_set = ADE20K(cfg.data.root, "val")
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        return elsa_upernet(m.num_classes, m.backbone, m.init_checkpoint, m.channels, m.aux_channels,
-                            drop_path_rate=m.drop_path_rate)
+        model = elsa_upernet(m.num_classes, m.backbone, m.init_checkpoint, m.channels, m.aux_channels,
+                             drop_path_rate=m.drop_path_rate)
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model) if self.sync_bn else model
 
     def train_dataset(self, epoch: int) -> Dataset:
         return self.train_set
@@ -281,6 +292,15 @@ class SegmentationTask(Task):
     def evaluate(self, model, trainer: Trainer) -> dict[str, float]:
         return evaluate_miou(model, self.val_set, self.cfg.model.num_classes, trainer.device,
                              self.cfg.data.ms_flip, self.cfg.data.eval_max_images)
+
+
+def _dist_world() -> tuple[int, str]:
+    """(world size, backend) of the process group, (1, "") without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), str(dist.get_backend())
+    return 1, ""
 
 
 def main(argv: list[str] | None = None) -> dict:

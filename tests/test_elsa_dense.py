@@ -4,6 +4,7 @@ prediction, the UperNet head's shapes and mmseg's poly schedule."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,8 +227,6 @@ def test_upernet_config_gives_the_former_poly_lr_sequence_exactly():
 
 
 def test_dense_configs_load_and_need_a_root():
-    from pathlib import Path
-
     from elsa.detection import DetConfig, DetectionTask
     from elsa.segmentation import SegConfig, SegmentationTask
     from shared.config import load_config
@@ -261,3 +260,51 @@ def test_backbone_starts_from_a_released_classification_file(tmp_path):
     torch.save({"state_dict": {"patch_embed.proj.weight": torch.zeros(1)}}, tmp_path / "bad.pth")
     with pytest.raises(Exception, match="bad.pth"):
         elsa_backbone("elsa_swin_tiny", str(tmp_path / "bad.pth"), **SMALL)
+
+
+def test_dense_rows_train_and_evaluate_end_to_end_on_fixture_trees(tmp_path, capsys):
+    """``python -m elsa.detection`` / ``elsa.segmentation`` as a user runs them (the shipped configs, tiny
+    inputs): one epoch on a COCO and an ADE20K fixture tree, then COCO AP and mIoU through the engine."""
+    from elsa import detection, segmentation
+
+    coco, ade = tmp_path / "coco", tmp_path / "ade"
+    _coco_tree(coco)
+    (coco / "train2017").mkdir()
+    Image.new("RGB", (96, 64), (120, 80, 40)).save(coco / "train2017" / "000000000001.jpg")
+    ann = (coco / "annotations" / "instances_val2017.json").read_text()
+    (coco / "annotations" / "instances_train2017.json").write_text(ann)
+    _ade_tree(ade)
+    configs = Path(__file__).resolve().parents[1] / "elsa" / "configs"
+    common = ["engine.epochs=1", "engine.num_workers=0", "engine.amp=off", "engine.eval_every=1",
+              "logger.progress=false", "engine.device=cpu"]
+    det = detection.main(["--config", str(configs / "maskrcnn_elsa-swin-tiny-fpn_8xb2-1x_coco.yaml"), "--run-dir",
+                          str(tmp_path / "det"), f"data.root={coco}", "model.min_size=64", "model.max_size=96",
+                          "model.num_classes=4", "data.eval_max_images=1", "engine.batch_size=1", *common])
+    assert {"bbox_AP", "segm_AP", "train/loss_mask"} <= set(det)
+    seg_args = [f"data.root={ade}", "data.crop=64", "model.channels=32", "model.aux_channels=16",
+                "data.eval_max_images=1", "sched.warmup_updates=0", *common]
+    seg_cfg = ["--config", str(configs / "upernet_elsa-swin-tiny_8xb2-160k_ade20k.yaml")]
+    seg = segmentation.main(seg_cfg + ["--run-dir", str(tmp_path / "seg"), *seg_args, "engine.batch_size=2"])
+    assert {"mIoU", "aAcc", "train/loss_aux"} <= set(seg)
+    with pytest.raises(SystemExit):  # the PPM's 1x1 map: BatchNorm needs two images
+        segmentation.main(seg_cfg + ["--run-dir", str(tmp_path / "seg1"), *seg_args, "engine.batch_size=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "at least 2 images per rank" in err[-1]
+
+
+@pytest.mark.parametrize("world, backend, sync", [(1, "", False), (8, "nccl", True), (8, "gloo", False)])
+def test_upernet_heads_use_sync_batchnorm_on_several_gpus(tmp_path, monkeypatch, world, backend, sync):
+    """mmseg's Swin/ELSA UperNet configs normalise the heads with SyncBN (batch 16 over 8 GPUs, 2 each):
+    ``model.sync_bn`` converts the BatchNorms when the process group is NCCL, never on one process or gloo."""
+    from elsa import segmentation
+    from elsa.segmentation import SegConfig, SegmentationTask
+    from shared.config import load_config
+
+    _ade_tree(tmp_path)
+    monkeypatch.setattr(segmentation, "_dist_world", lambda: (world, backend))
+    configs = Path(__file__).resolve().parents[1] / "elsa" / "configs"
+    cfg = load_config(configs / "upernet_elsa-swin-tiny_8xb2-160k_ade20k.yaml", SegConfig,
+                      [f"data.root={tmp_path}", "model.channels=16", "model.aux_channels=8"])
+    task = SegmentationTask(cfg)
+    kinds = {type(m) for m in task.build_model().modules()}
+    assert (torch.nn.SyncBatchNorm in kinds, torch.nn.BatchNorm2d in kinds) == (sync, not sync)
