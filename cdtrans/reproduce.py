@@ -26,6 +26,7 @@ With ``--data ROOT`` it runs the real benchmark's launch script instead (``--ben
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -120,6 +121,9 @@ def run_job(seed: int, arm: str, run_root: Path, quick: bool, init: str = "shipp
     done = finished_run(home / arm, cfg) if shared_root else None
     reused = done is not None
     if done is None:
+        # a fresh run in a fresh folder: the engine appends to metrics.jsonl, so training again where a run
+        # (of another config, or the default suite's own re-run) left its log would mix two runs' pair refreshes
+        shutil.rmtree(home / arm, ignore_errors=True)
         task = build_task(cfg)
         Trainer(task, cfg, home / arm).fit()
         history = torch.load(home / arm / "last.pt", map_location="cpu", weights_only=True)["history"]

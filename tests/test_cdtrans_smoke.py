@@ -68,6 +68,16 @@ def test_reproduce_quick_writes_summary(tmp_path):
                                                                                   "validation_seeds": []}}
 
 
+def test_a_run_trained_again_in_its_folder_starts_a_fresh_log(tmp_path):
+    # the default suite re-run where an earlier run finished: the log holds one run's pair refreshes, not two
+    reproduce.run_job(0, "source_only", tmp_path, quick=True)
+    once = reproduce.run_job(0, "self_training", tmp_path, quick=True)
+    again = reproduce.run_job(0, "self_training", tmp_path, quick=True)
+    assert not again["reused"] and len(again["pairs"]) == len(once["pairs"]) > 0
+    log = (tmp_path / "self_training" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"pair_refresh"' in x for x in log) == len(again["pairs"])
+
+
 def test_claims_compare_the_margin_and_the_pooled_seed_std():
     a, b = [60.0, 62.0, 64.0], [54.0, 55.0, 56.0]  # diff 7, stds 2 and 1: pooled sqrt((4 + 1) / 2) = 1.58
     c = reproduce.claim(a, b, 5.0)
