@@ -25,7 +25,7 @@ import numpy as np
 
 from shared.cli import launch_script, parse_seeds, reproduce_dirs, reproduce_parser
 from shared.jobs import run_jobs
-from shared.results import claim, write_summary
+from shared.results import claim, tuning_line, write_summary
 
 HERE = Path(__file__).resolve().parent
 SWIN = "{}_swin-micro-p4_1xb64-12e_shifted-digits.yaml"
@@ -69,13 +69,6 @@ QUICK = ["engine.epochs=1", "engine.batch_size=32", "data.dataset=cluttered_digi
 
 def config_path(suite: str, row: str) -> Path:
     return HERE / "configs" / CONFIGS[row if suite == "default" else f"{suite}/{row}"]
-
-
-def tuning_line(suite: str, rows: list[str]) -> str:
-    """The summary.md line: settings tried and validation runs spent on choosing each row's settings."""
-    t = TUNING_TRIALS[suite]
-    return ("Tuning trials per row (settings / validation runs): "
-            + ", ".join(f"{m} {t[m]['settings']} / {t[m]['validation_runs']}" for m in rows) + ".")
 
 
 def run_one(config: Path, seed: int, run_dir: Path, quick: bool, overrides: list[str]) -> dict:
@@ -141,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
              + "Parameters: " + ", ".join(f"{m} {params[m] / 1e3:.1f}k" for m in rows_) + ". "
              + "Seconds per training step (one thread per run, two runs at a time): "
              + ", ".join(f"{m} {speed[m]:.3f}" for m in rows_) + f". Wall time {wall:.0f} s.\n\n"
-             + tuning_line(args.suite, rows_))
+             + tuning_line({m: TUNING_TRIALS[args.suite][m] for m in rows_}))
     curves = {"test top-1 per epoch (seed mean)": {
         m: list(np.mean([[h["top1"] for h in r["history"]] for r in res[m]], axis=0)) for m in rows_}}
     bench = f"shifted digits 32x32 (sklearn, +-4 px, noise), stage-0 mixer ({args.suite})"

@@ -32,7 +32,7 @@ from shared.cli import launch_script, parse_seeds, refuse_embedded_overrides, re
 from shared.config import load_config
 from shared.engine import Trainer
 from shared.jobs import run_jobs
-from shared.results import claim, write_summary
+from shared.results import claim, tuning_line, write_summary
 
 from .train import KNNConfig, KNNTask
 
@@ -152,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'holds' if h2 else 'does not hold'}.",
                   "Paired per-seed differences knn - dense (final top-1): "
                   + ", ".join(f"{a - b:+.1f}" for a, b in zip(rows["knn"], rows["dense"])) + "."]
-    lines += ["", "Tuning trials per row (settings / validation runs): " + ", ".join(
-        f"{m} {TUNING_TRIALS[m]['settings']} / {TUNING_TRIALS[m]['validation_runs']}" for m in methods) + "."]
+    lines += ["", tuning_line({m: TUNING_TRIALS[m] for m in methods})]
     write_summary(
         name, BENCH, "test top-1 accuracy at the last step", rows, seeds, wall,
         {m: str(CONFIGS[m].relative_to(HERE.parent)) for m in methods} | {"quick": args.quick, "suite": args.suite},

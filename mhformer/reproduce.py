@@ -22,7 +22,7 @@ from pathlib import Path
 from shared.cli import launch_script, parse_seeds, reproduce_parser
 from shared.data.skeleton import skeleton_motion
 from shared.jobs import run_jobs
-from shared.results import write_summary
+from shared.results import tuning_line, write_summary
 
 HERE = Path(__file__).resolve().parent
 METHODS = {  # row name -> config
@@ -88,12 +88,6 @@ def run_method(method: str, seed: int, data_root: str, run_dir: str, quick: bool
 def _std(v: list[float]) -> float:
     m = sum(v) / len(v)
     return (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
-
-
-def tuning_line() -> str:
-    """The summary.md line: settings tried and validation runs spent on choosing each row's settings."""
-    return ("Tuning trials per row (settings / validation runs): "
-            + ", ".join(f"{m} {t['settings']} / {t['validation_runs']}" for m, t in TUNING_TRIALS.items()) + ".")
 
 
 def claims_of(rows: dict[str, list[float]]) -> dict[str, dict]:
@@ -167,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
               "frames. Data: shared.data.skeleton(seed=<seed>), 2D `detector`, read by mhformer.data.load_h36m; "
               "numbers are the last epoch's (no selection on the test subjects). Configs: "
               + ", ".join(f"[{m}](../../mhformer/configs/{c})" for m, c in METHODS.items()),
-              "", tuning_line()]
+              "", tuning_line(TUNING_TRIALS)]
     write_summary(
         paper="mhformer", benchmark="skeleton motion (H36M-17, 4 cams, detector-like 2D), S9/S11",
         metric="MPJPE (P1, flip TTA, action-wise)", rows=rows, seeds=seeds, wall_seconds=wall,

@@ -129,6 +129,13 @@ def write_summary(
     return summary
 
 
+def tuning_line(trials: Mapping[str, Mapping]) -> str:
+    """The summary.md line of a ``tuning_trials`` record ``{row: {"settings", "validation_runs", ...}}``: the
+    settings each row tried and the validation runs spent on choosing them."""
+    return ("Tuning trials per row (settings / validation runs): "
+            + ", ".join(f"{m} {t['settings']} / {t['validation_runs']}" for m, t in trials.items()) + ".")
+
+
 def _markdown(s: dict, notes: str = "") -> str:
     arrow = "higher is better" if s["higher_is_better"] else "lower is better"
     lines = [f"# {s['paper']}: {s['benchmark']}", "",
