@@ -102,6 +102,45 @@ def test_evaluate_cli_refuses_a_dino_file_in_one_line(tmp_path, capsys):
     assert len(err) == 1 and "dino.pth" in err[0]
 
 
+def _bad_files(tmp_path):
+    """A file that is not a torch file, a truncated one, a non-dict one, and a path with no file."""
+    (tmp_path / "garbage.pth").write_text("not a checkpoint")
+    torch.save({"base.norm.weight": torch.ones(64)}, tmp_path / "whole.pth")
+    raw = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(raw[: len(raw) // 2])
+    torch.save([1, 2], tmp_path / "list.pth")
+    return ["garbage.pth", "truncated.pth", "list.pth", "missing.pth"]
+
+
+def test_every_loader_names_a_bad_checkpoint_file_in_one_user_error(tmp_path):
+    """Missing, corrupt, truncated or non-dict files: a one-line user error naming the file (never a RuntimeError
+    the CLI would call unexpected), from each entry point's loader."""
+    from shared.errors import USER_ERRORS
+    from transreid_ssl.usl import USLModel, load_uda_init, load_usl_checkpoint
+
+    loaders = [lambda p: load_backbone(tiny(), p), lambda p: load_reid_checkpoint(ReIDModel(tiny(), 5), p),
+               lambda p: load_uda_init(tiny(), p), lambda p: load_usl_checkpoint(USLModel(tiny()), p)]
+    for name in _bad_files(tmp_path):
+        for load in loaders:
+            with pytest.raises(Exception) as e:
+                load(tmp_path / name)
+            msg = str(e.value)
+            assert isinstance(e.value, USER_ERRORS) and "\n" not in msg and str(tmp_path / name) in msg, (name, msg)
+            assert len(msg) < 300, msg
+
+
+def test_evaluate_cli_names_a_corrupt_checkpoint_in_one_line_not_as_a_bug(tmp_path, capsys):
+    from transreid_ssl import evaluate
+
+    cfg = Path(__file__).resolve().parents[1] / "transreid_ssl/configs/transreid_vit-tiny-d64_1xb32-12e_synperson.yaml"
+    _bad_files(tmp_path)
+    with pytest.raises(SystemExit):
+        evaluate.main(["--config", str(cfg), "--checkpoint", str(tmp_path / "truncated.pth"), "data.n_train_ids=4",
+                       "data.n_test_ids=4", "data.pool_size=8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "truncated.pth" in err[0] and "unexpected" not in err[0], err
+
+
 def test_cfs_score_order_and_precision():
     f0 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
     f1 = torch.tensor([[1.0, 0.1], [0.0, 1.0], [2.0, 0.0], [-1.0, 0.0]])

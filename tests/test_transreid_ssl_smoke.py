@@ -31,6 +31,7 @@ def test_pretrain_then_reproduce_quick(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert [r["method"] for r in summary["rows"]] == reproduce.ROWS
     assert set(summary["heldout_mAP"]) == set(reproduce.ROWS)
+    assert list(summary["tuning_trials"]) == reproduce.ROWS  # issue 14: tuning effort logged per row
     assert {"scratch_ics - scratch_conv_bn", "scratch_ics - scratch_conv_bn (held-out camera)"} <= set(
         summary["paired_differences"])
     assert (out / "summary.png").exists()

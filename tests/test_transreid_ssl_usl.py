@@ -151,9 +151,33 @@ def test_released_usl_checkpoint_layout_loads(tmp_path):
 def test_usl_uda_configs_validate(path):
     cfg = load_config(path, TransReIDSSLConfig, [])
     assert cfg.stage == "usl" and cfg.usl.min_samples == 4
+    u = cfg.usl
+    assert (u.k2, u.temp, u.momentum, u.memory_update) == (6, 0.05, 0.2, "hard")
     if "synperson" not in path.name:
-        assert cfg.usl.eps == (0.7 if cfg.data.name == "msmt17" else 0.6)
+        assert u.eps == (0.7 if cfg.data.name == "msmt17" else 0.6)
         assert (cfg.model.stem == "ics") == ("-ics_" in path.name)
+        # the official recipe (spec section 2): k1 30, 50 epochs x 200 iterations of 32 x 8, SGD .9 lr 3.5e-4
+        # wd 5e-4 on every parameter, StepLR(20, 0.1), drop path .3
+        assert (u.k1, u.num_instances, u.iters, cfg.engine.epochs, cfg.engine.batch_size) == (30, 8, 200, 50, 256)
+        o, s = cfg.optim, cfg.sched
+        assert (o.name, o.lr, o.momentum, o.weight_decay, o.bias_lr_factor, o.no_decay_keys) == (
+            "sgd", 3.5e-4, 0.9, 5e-4, 1.0, [])
+        assert (s.name, s.decay_epochs, s.decay_rate, s.warmup_epochs) == ("step", 20, 0.1, 0)
+        assert cfg.model.drop_path_rate == 0.3
+        pair = {"market1501": ("market1501", "msmt17"), "msmt17": ("msmt17", "market1501")}[cfg.data.name]
+        assert path.name.endswith(f"_{pair[0]}.yaml") or path.name.endswith(f"{pair[1]}-{pair[0]}.yaml")
+
+
+def test_usl_model_feature_is_l2norm_of_bn_of_cls():
+    torch.manual_seed(0)
+    m = USLModel(tiny()).eval()
+    with torch.no_grad():
+        m.bottleneck.running_mean.normal_()
+        m.bottleneck.running_var.uniform_(0.5, 2.0)
+        x = torch.randn(3, 3, 32, 16)
+        want = F.normalize(m.bottleneck(m.base(x)), dim=1)
+        assert torch.allclose(m(x), want) and torch.allclose(m(x).norm(dim=1), torch.ones(3))
+    assert not m.bottleneck.bias.requires_grad  # the BN-neck's bias is frozen at zero, as the official
 
 
 @pytest.mark.slow
@@ -179,6 +203,7 @@ def test_usl_run_resumes_to_the_same_weights(tmp_path):
     assert torch.equal(a.task.memory.features, b.task.memory.features)
     lines = (tmp_path / "a" / "metrics.jsonl").read_text()
     assert '"clusters"' in lines and '"mAP"' in lines
+    assert lines.count('"clusters"') == 2  # re-clustered at the start of every epoch
 
 
 @pytest.mark.parametrize("script,env", [
@@ -200,6 +225,43 @@ def test_scripts_launch_existing_configs(script, env, tmp_path):
     assert cfgs and all((root / c).is_file() for c in cfgs), out
     if script == "msmt17.sh":
         assert "MSMT17" in out and "Market" not in out
+
+
+@pytest.mark.parametrize("script,name", [("msmt17.sh", "MSMT17"), ("market1501.sh", "Market-1501")])
+def test_each_fine_tuning_script_prints_its_own_help_and_errors(script, name, tmp_path):
+    """``msmt17.sh`` runs market1501.sh's steps but its help and one-line errors are its own (issue 19)."""
+    import os
+    import subprocess
+
+    root = CONFIGS.parents[1]
+    other = {"MSMT17": "Market-1501", "Market-1501": "MSMT17"}[name]
+
+    def run(*args, **env):
+        return subprocess.run(["bash", f"transreid_ssl/scripts/{script}", *args], cwd=root, text=True,
+                              capture_output=True, env=base | {"PYTHON": "echo"} | env)
+
+    base = {k: v for k, v in os.environ.items() if k not in ("DATA_ROOT", "WEIGHTS", "DATASET", "SLURM_JOB_ID")}
+
+    h = run("--help")
+    assert h.returncode == 0 and h.stdout.splitlines()[0].startswith(f"Supervised fine-tuning on {name}")
+    assert f"scripts/{script}" in h.stdout and other not in h.stdout.splitlines()[0]
+    for env, var in (({}, "DATA_ROOT"), ({"DATA_ROOT": str(tmp_path)}, "WEIGHTS")):
+        r = run(**{k: v for k, v in env.items()})
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(err) == 1 and err[0].startswith(f"{script}: error: set {var}="), r.stderr
+
+
+@pytest.mark.parametrize("script,var,value", [("usl.sh", "DATASET", "cuhk03"), ("uda.sh", "TARGET", "duke")])
+def test_usl_uda_scripts_refuse_an_unknown_dataset_in_one_line(script, var, value, tmp_path):
+    import os
+    import subprocess
+
+    r = subprocess.run(["bash", f"transreid_ssl/scripts/{script}"], cwd=CONFIGS.parents[1], text=True,
+                       capture_output=True, env=os.environ | {"PYTHON": "echo", "DATA_ROOT": str(tmp_path),
+                                                              "WEIGHTS": "w.pth", "SOURCE_CHECKPOINT": "s.pt",
+                                                              var: value})
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and value in err[0] and err[0].startswith(f"{script}: error:")
 
 
 def test_pseudo_label_ari_leaves_outliers_out():
@@ -224,6 +286,7 @@ def test_usl_uda_suite_quick_writes_rows_claims_and_clusters(tmp_path):
     s = json.loads((tmp_path / "summary.json").read_text())
     assert [r["method"] for r in s["rows"]] == suite_usl_uda.ROWS
     assert set(s["claims"]) == {"usl > usl_scratch", "uda > uda_direct"}
+    assert list(s["tuning_trials"]) == suite_usl_uda.ROWS
     assert not any(c["holds"] for c in s["claims"].values())  # one seed: no spread, never a claim
     for row in ("usl_scratch", "usl", "uda"):
         counts, aris = s["clusters_per_epoch"][row]["0"], s["pseudo_ari_per_epoch"][row]["0"]

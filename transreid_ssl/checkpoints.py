@@ -19,16 +19,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.backbones import LoadReport, load_local_file, load_weights, strip_prefix
+from shared.errors import CheckpointError
 
 SKIP_SUBSTRINGS = ("head", "dist", "pre_logits")  # official ViT load_param skips these
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load any of the layouts above as a dict (raw DINO files hold an ``argparse.Namespace``)."""
+    """Load any of the layouts above as a dict (raw DINO files hold an ``argparse.Namespace``). A file that is
+    missing, not a torch file, truncated or not a dict is a one-line :class:`~shared.errors.CheckpointError` (a
+    user error naming the file, not an "unexpected" one)."""
     path = Path(path)
-    obj = load_local_file(path)
+    try:
+        obj = load_local_file(path)
+    except RuntimeError as e:  # shared.backbones raises RuntimeError for an unloadable file; the text names it
+        msg = str(e)
+        head, sep, _ = msg[len(str(path)):].partition(". ")  # torch's weights_only text runs on: its first sentence
+        raise CheckpointError(f"{path}{head})" if sep else msg) from None
     if not isinstance(obj, dict):
-        raise RuntimeError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
 
 

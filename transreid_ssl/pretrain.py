@@ -16,14 +16,18 @@ read back by ``transreid_ssl.checkpoints.load_backbone`` exactly as a user's fil
                          (flat keys + ``head.*``, which the loader skips as it skips an ImageNet head).
 
 Every run lives in ``runs/pretrain/transreid_ssl/seed<k>/<job>`` and resumes with ``--resume auto`` (default).
+Progress: one bar over every job's epochs with ``--jobs`` > 1 (the default 2), the engine's bar per epoch with 1.
 The recipe is ``configs/dino_vit-tiny-d64_1xb64-pretrain_synperson.yaml``; the manifest
 ``transreid_ssl/encoders/manifest.json`` records every file's recipe, data, seed, wall time, git SHA, sha256,
 and every development attempt.
 """
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +240,66 @@ def export(seed: int, job: str, res: dict, run: Path, out_dir: Path, quick: bool
     return entry
 
 
+def job_epochs(seed: int, job: str, quick: bool, overrides: list[str] = ()) -> int:
+    """How many epochs ``job`` trains (the overall progress bar's share of it); the overrides as :func:`run_job`."""
+    from .train import TransReIDSSLConfig
+
+    if job == "ft_full":
+        return load_config(REID_CFG, TransReIDSSLConfig, pre_overrides(seed, quick)
+                           + [o for o in overrides if o.startswith("data.")]).engine.epochs
+    return _pretrain_cfg(seed, quick, list(overrides)).engine.epochs  # sup_generic: the DINO arm's epochs
+
+
+def epochs_done(run_dir: Path) -> int:
+    """Finished epochs of one engine run folder: the distinct epochs with an end-of-epoch row in
+    ``metrics.jsonl`` (a resumed run appends to it, so an epoch may appear twice)."""
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return 0
+    done = set()
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line being written
+            continue
+        if "epoch_seconds" in row:
+            done.add(row["epoch"])
+    return len(done)
+
+
+@contextmanager
+def overall_progress(runs: dict[Path, int], enabled: bool = True, every: float = 2.0):
+    """A progress bar over the epochs of every job (``{run folder: its epochs}``), read from the run folders
+    while the jobs train in other processes (``--jobs`` > 1, where no job process owns the terminal); yields the bar."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    stop = threading.Event()
+    bar = tqdm(total=sum(runs.values()), desc="pre-training", unit="epoch", dynamic_ncols=True)
+
+    def update():
+        bar.n = sum(min(epochs_done(d), n) for d, n in runs.items())
+        bar.refresh()
+
+    def poll():
+        while not stop.wait(every):
+            update()
+
+    update()
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        t.join()
+        update()  # the last jobs' epochs, finished since the last poll
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = pretrain_parser("transreid_ssl", ARMS, __doc__.split("\n")[0]).parse_args(argv)
     from shared.cli import parse_seeds
@@ -251,11 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     jobs = sorted({j for a in arms for j in ARM_JOBS[a]}, key=list(JOBS).index)
     print(f"transreid_ssl pre-training: arms {arms}, seeds {seeds} -> {out_dir} (runs in {run_root})", flush=True)
     t0 = time.time()
-    bars = ["logger.progress=true"] if args.jobs <= 1 else []  # one process owns the terminal: progress bars
-    done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
-                              for j in jobs for s in seeds],
-                    deps={(s, j): [(s, d) for d in JOBS[j][1] if d in jobs] for j in jobs for s in seeds},
-                    workers=max(1, args.jobs))
+    # progress: one process owns the terminal with --jobs 1 (the engine's bar per epoch); with several job processes
+    # this one draws a bar over all their epochs
+    bars = ["logger.progress=true"] if args.jobs <= 1 else []
+    epochs = {run_root / f"seed{s}" / j: job_epochs(s, j, args.quick, args.overrides) for j in jobs for s in seeds}
+    with overall_progress(epochs, enabled=args.jobs > 1):
+        done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
+                                  for j in jobs for s in seeds],
+                        deps={(s, j): [(s, d) for d in JOBS[j][1] if d in jobs] for j in jobs for s in seeds},
+                        workers=max(1, args.jobs))
     for s in seeds:
         for j in jobs:
             if JOBS[j][0] in arms:

@@ -3,8 +3,9 @@
 # theta_0 fine-tuned on "mm" (MSMT17 + Market), score every LUPerson image, rank, then the 100-epoch DINO on
 # the top 60%.
 #   LUP=/data/LUP DATA_ROOT=/data GPUS=8 bash transreid_ssl/scripts/cfs.sh
+if [ -n "${LUP:-}" ] && [[ "$LUP" != /* ]]; then LUP="$PWD/$LUP"; fi  # launch.sh cds to the repository root
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
-: "${LUP:?set LUP to the LUPerson folder}"; : "${DATA_ROOT:?set DATA_ROOT to the folder holding market1501/ and MSMT17/}"
+require_env LUP "the LUPerson folder holding images/*.jpg"
 OUT="${OUT:-runs/transreid_ssl/cfs}"
 run_train transreid_ssl.train --config transreid_ssl/configs/dino_vit-small_8xb64-100e_luperson.yaml \
   --run-dir "$OUT/theta0" --resume auto data.root="$LUP" engine.epochs=20

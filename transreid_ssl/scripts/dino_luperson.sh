@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # DINO pre-training on LUPerson (dino/script/vit-s_*_lup.sh): full, or CFS-60% when CFS_LIST is set.
 #   DATA_ROOT=/data/LUP [CFS_LIST=/data/CFS_list.pkl] [STEM=ics] GPUS=8 bash transreid_ssl/scripts/dino_luperson.sh [key=value ...]
+if [ -n "${CFS_LIST:-}" ] && [[ "$CFS_LIST" != /* ]]; then CFS_LIST="$PWD/$CFS_LIST"; fi  # launch.sh cds to the repository root
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
 : "${DATA_ROOT:?set DATA_ROOT to the LUPerson folder holding images/*.jpg (decoded from the lmdb)}"
 ARCH="${ARCH:-vit-small}"; [ "${STEM:-patchify}" = ics ] && ARCH="${ARCH}-ics"

@@ -10,10 +10,9 @@ TARGET="${TARGET:-market1501}"
 case "$TARGET" in
   market1501) PAIR="msmt17-market1501" ;;
   msmt17) PAIR="market1501-msmt17" ;;
-  *) echo "uda.sh: TARGET must be market1501 or msmt17, got '$TARGET'" >&2; exit 2 ;;
+  *) echo "uda.sh: error: TARGET must be market1501 or msmt17, got '$TARGET'" >&2; exit 2 ;;
 esac
-: "${DATA_ROOT:?set DATA_ROOT, e.g. DATA_ROOT=/data (holding the ${TARGET} folder)}"
-: "${SOURCE_CHECKPOINT:?set SOURCE_CHECKPOINT to the source-supervised checkpoint (transformer_120.pth or our reid last.pt)}"
+require_env SOURCE_CHECKPOINT "the source-supervised checkpoint: transformer_120.pth or our reid last.pt"
 ARCH="vit-small"; [ "${STEM:-patchify}" = ics ] && ARCH="${ARCH}-ics"
 CFG="transreid_ssl/configs/uda_${ARCH}_1xb256-50e_${PAIR}.yaml"
 OUT="${OUT:-runs/transreid_ssl/uda_${PAIR}_${ARCH}}"

@@ -5,8 +5,9 @@
 # DATA_ROOT holds market1501/ or MSMT17/; WEIGHTS is the LUPerson DINO file. Extra arguments: dotted overrides.
 source "$(dirname "$0")/../../shared/scripts/launch.sh"
 DATASET="${DATASET:-market1501}"
-: "${DATA_ROOT:?set DATA_ROOT, e.g. DATA_ROOT=/data (holding the ${DATASET} folder)}"
-: "${WEIGHTS:?set WEIGHTS to the DINO weights, e.g. WEIGHTS=/w/vit_small_cfs_lup.pth}"
+case "$DATASET" in market1501|msmt17) ;;
+  *) echo "usl.sh: error: DATASET must be market1501 or msmt17, got '$DATASET'" >&2; exit 2 ;; esac
+require_env WEIGHTS "the DINO weights file, e.g. /w/vit_small_cfs_lup.pth"
 ARCH="vit-small"; [ "${STEM:-patchify}" = ics ] && ARCH="${ARCH}-ics"
 CFG="transreid_ssl/configs/usl_${ARCH}_1xb256-50e_${DATASET}.yaml"
 OUT="${OUT:-runs/transreid_ssl/usl_${DATASET}_${ARCH}}"
