@@ -33,6 +33,15 @@ def test_synperson_structure(syn):
     assert np.array_equal(again.train.sources[3], syn.train.sources[3])
 
 
+def test_heldout_camera_is_one_no_training_or_test_image_comes_from(syn):
+    """The ICS claim's held-out camera: every test id twice, under a camera id of its own (issue 14)."""
+    n_cams = 1 + max(syn.train.camids + syn.query.camids + syn.gallery.camids)
+    h = syn.heldout_query
+    test_ids = (set(syn.query.pids) | set(syn.gallery.pids)) - {0}  # pid 0: gallery distractors
+    assert set(h.camids) == {n_cams} and set(h.pids) == test_ids
+    assert all(h.pids.count(p) == 2 for p in set(h.pids))
+
+
 def test_market_loader_on_written_tree(syn, tmp_path):
     write_market_tree(syn, tmp_path, n_junk=2)
     train, query, gallery = market1501(tmp_path)

@@ -76,3 +76,18 @@ def test_both_suites_log_the_tuning_effort_of_every_row():
         assert t["pretraining_attempts"] == (n if r in reproduce.DINO_ARMS else int(r == "supervised_generic"))
     assert list(suite_usl_uda.TUNING_TRIALS) == suite_usl_uda.ROWS
     assert all({"settings", "validation_runs"} <= set(t) for t in suite_usl_uda.TUNING_TRIALS.values())
+
+
+def test_no_paper_local_dino_is_left():
+    """Issue 14: one DINO (``shared.dino``) for both papers; TransReID-SSL's pre-training stage subclasses it."""
+    import ast
+
+    import shared.dino
+    from transreid_ssl import train
+
+    dino_names = {"DINOHead", "DINOLoss", "MultiCropWrapper", "DINOModel", "DINOMultiCrop", "DINOConfig"}
+    for path in sorted(pretrain.HERE.glob("*.py")):
+        defined = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)}
+        assert not defined & dino_names, (path.name, defined & dino_names)
+    assert not list(pretrain.HERE.glob("dino_lite*"))
+    assert issubclass(train.DINOTask, shared.dino.DINOTask)
