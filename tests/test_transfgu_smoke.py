@@ -28,6 +28,14 @@ def test_pretrain_then_reproduce_quick(tmp_path):
     assert reproduce.main(["--quick", "--out", str(out), "--seeds", "0", "--jobs", "1", "--encoders", str(enc)]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert [r["method"] for r in s["rows"]] == list(reproduce.METHODS)
+    # issue 14: the three rows by these exact names, each scored at its last epoch, tuning effort per row logged
+    assert {"kmeans_patch_tokens", "cam_pseudo_labels", "transfgu"} <= set(reproduce.METHODS)
+    (seed0,) = s["per_seed"]
+    assert s["rows"][0]["method"] == "transfgu" and len(seed0["history"]) == reproduce.QUICK["epochs"]
+    assert s["rows"][0]["per_seed"] == [round(seed0["history"][-1]["mIoU"], 4)]
+    assert s["tuning_trials"] == reproduce.TUNING_TRIALS and set(s["tuning_trials"]) == set(reproduce.METHODS)
+    assert "Tuning trials per row" in (out / "summary.md").read_text()
+    assert s["encoders_per_seed"] == {"0": {"file": "dino_vit8_seed0.pth", "sha256": entry["sha256"]}}
     assert all(0 <= r["mean"] <= 100 for r in s["rows"])
     assert (out / "summary.png").is_file()
 

@@ -7,15 +7,20 @@ scenes), written as ``dino_vit8_seed<k>.pth`` in the released flat layout with i
 for the global-crop size (as DINO stores 28x28 for 224), and read back by ``transfgu.model.load_dino_encoder``
 (strict) exactly as a user's file is.
 
-    python -m shared.pretrain transfgu [--seeds 0,1,2] [--resume auto|none] [--jobs 2]
+    python -m shared.pretrain transfgu [--seeds 0,1,2] [--resume auto|none] [--jobs 2] [--debug]
 
-Recipe: ``configs/dino_vit-tiny-p8-d64_1xb64-pretrain_scenes.yaml`` (DINO ViT-S/8's: tau_t .04 -> .07 warm-up,
-``norm_last_layer`` false, per-tensor clip 3, last layer frozen in epoch 0; miniature crops, K, head, lr and
-epochs); runs in ``runs/pretrain/transfgu/seed<k>``; manifest ``transfgu/encoders/manifest.json``.
+Recipe: ``configs/dino_vit-tiny-p8-d64_1xb64-pretrain_scenes.yaml`` (official DINO mechanics: per-tensor clip 3,
+last layer frozen in epoch 0, cosine lr / wd / momentum; the miniature settings kept for transreid_ssl's
+encoders: tau_t .04 constant, ``norm_last_layer`` true, peak lr 2e-3, m0 .98 -- DINO ViT-S/8's own tau_t .04 -> .07
+warm-up with a free last layer collapsed here, manifest attempt a); runs in ``runs/pretrain/transfgu/seed<k>``
+(``--quick``: ``runs/pretrain/transfgu-quick``, files included); manifest ``transfgu/encoders/manifest.json``.
+One progress line per seed and epoch (tqdm bars with ``--jobs 1``); any failure is one line (``--debug``: traceback).
 """
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ from torch.utils.data import Dataset
 from shared.config import load_config
 from shared.dino import DINOConfig, DINOMultiCrop, DINOTask
 from shared.engine import RunConfig, Trainer
+from shared.errors import cli_errors
 from shared.jobs import run_jobs
 from shared.pretrain import git_sha, pretrain_parser, record_encoder, save_encoder, teacher_backbone
 
@@ -38,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PRE_CFG = HERE / "configs" / "dino_vit-tiny-p8-d64_1xb64-pretrain_scenes.yaml"
 ENCODERS = HERE / "encoders"
+RUN_ROOT = ROOT / "runs" / "pretrain" / "transfgu"
+QUICK_ROOT = ROOT / "runs" / "pretrain" / "transfgu-quick"  # --quick runs and files (never shipped)
 ARMS = ["dino_vit8"]
 POOL_SEED_OFFSET = 50_000  # pre-training scenes of seed k: textured_scenes draw 50_000 + k (reproduce uses others)
 QUICK = ["data.n_images=32", "data.size=32", "engine.epochs=1", "engine.batch_size=8", "dino.warmup_epochs=0",
@@ -92,11 +100,34 @@ def build_encoder(m: EncoderConfig, drop_path_rate: float = 0.0) -> torch.nn.Mod
                           drop_path_rate=drop_path_rate)
 
 
+class ProgressDINOTask(DINOTask):
+    """:class:`shared.dino.DINOTask` that also prints a progress bar line per epoch, ``[seed k] [###.......] epoch
+    3/10, 52 s/epoch, about 6 min left`` (the engine's own line after it gives the epoch's losses). With ``--jobs
+    2`` two processes share the terminal and tqdm bars would overwrite each other (the engine's bars are on only
+    with ``--jobs 1``), and the engine's lines do not say which seed they belong to. Training is unchanged."""
+
+    def __init__(self, *args, label: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label, self._t0, self._first = label, 0.0, 0
+
+    def on_train_start(self, trainer) -> None:
+        super().on_train_start(trainer)
+        self._t0, self._first = time.time(), trainer.epoch  # trainer.epoch > 0 after --resume auto
+
+    def on_epoch_end(self, trainer, epoch: int) -> None:
+        super().on_epoch_end(trainer, epoch)
+        total, done = self.cfg.engine.epochs, epoch + 1
+        per_epoch = (time.time() - self._t0) / max(1, done - self._first)
+        print(f"  {self.label}[{'#' * done}{'.' * (total - done)}] epoch {done}/{total}, {per_epoch:.0f} s/epoch, "
+              f"about {per_epoch * (total - done) / 60:.0f} min left", flush=True)
+
+
 def build_task(cfg: FGUPretrainConfig) -> DINOTask:
     g, m = cfg.dino, cfg.model
     crops = DINOMultiCrop.from_config(g, (m.global_size, m.global_size))
     dataset = SceneCrops(scene_pool(cfg.data.n_images, cfg.data.seed, cfg.data.size), crops)
-    return DINOTask(cfg, dataset, lambda dpr: build_encoder(m, dpr), m.drop_path_rate)
+    return ProgressDINOTask(cfg, dataset, lambda dpr: build_encoder(m, dpr), m.drop_path_rate,
+                            label=f"[seed {cfg.data.seed}] ")
 
 
 def pretrain_cfg(seed: int, quick: bool, extra: list[str] = ()) -> FGUPretrainConfig:
@@ -118,14 +149,26 @@ def run_job(seed: int, run: Path, quick: bool, resume: str | None, overrides: li
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Any failure (a corrupt run checkpoint under ``--resume auto``, a bad ``--set``, a full disk) ends as one
+    line on stderr, as ``make reproduce`` does (``--debug`` or ``VISIONREPRO_DEBUG=1`` for the traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:
+        argv.remove("--debug")
+        os.environ["VISIONREPRO_DEBUG"] = "1"
+    with cli_errors("make pretrain PAPER=transfgu", argv):
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     args = pretrain_parser("transfgu", ARMS, __doc__.split("\n")[0]).parse_args(argv)
     from shared.cli import parse_seeds
 
     seeds = parse_seeds(args.seeds)
     if [a for a in args.arms.split(",") if a.strip() and a.strip() not in ARMS]:
         raise SystemExit(f"--arms: transfgu has one arm, {ARMS[0]}")
-    out_dir = Path(args.out) if args.out else ENCODERS
-    run_root = Path(args.run_root) if args.run_root else ROOT / "runs" / "pretrain" / "transfgu"
+    # --quick files are never shipped: without --out / --run-root they go beside the runs, not over encoders/
+    out_dir = Path(args.out) if args.out else (QUICK_ROOT / "encoders" if args.quick else ENCODERS)
+    run_root = Path(args.run_root) if args.run_root else (QUICK_ROOT if args.quick else RUN_ROOT)
     resume = None if args.resume == "none" else "auto"
     print(f"transfgu pre-training: seeds {seeds} -> {out_dir} (runs in {run_root})", flush=True)
     t0 = time.time()

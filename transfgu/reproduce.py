@@ -23,8 +23,8 @@ import torch
 
 from shared.cli import launch_script, parse_seeds, refuse_embedded_overrides, reproduce_dirs, reproduce_parser
 from shared.jobs import run_jobs
-from shared.pretrain import pick_encoder
-from shared.results import write_summary
+from shared.pretrain import pick_encoder, read_manifest
+from shared.results import tuning_line, write_summary
 
 from .data import textured_scenes
 from .model import create_encoder, load_dino_encoder
@@ -39,13 +39,48 @@ QUICK = {"n_train": 40, "n_val": 16, "n_crop": 8, "size": 64, "epochs": 3, "dec_
 ENCODER = {"embed_dim": 64, "depth": 4, "num_heads": 4, "patch_size": 8, "pretrain_size": 64}
 
 
+def encoder_file(seed: int, encoders: Path = ENCODERS) -> Path:
+    """Fine-tuning seed k starts from pre-training seed k: ``dino_vit8_seed<k>.pth`` when the manifest lists it,
+    else ``dino_vit8_seed<k mod 3>.pth`` (so seeds 3-5 re-use encoders 0-2); sha256-checked."""
+    return pick_encoder(encoders, "dino_vit8", seed, N_SHIPPED)
+
+
 def load_encoder(seed: int, encoders: Path = ENCODERS):
     """The shipped DINO encoder of pre-training seed ``seed`` (``seed mod 3`` if not shipped), frozen (strict
     load, sha256 checked)."""
     vit = create_encoder(**ENCODER)
-    load_dino_encoder(vit, pick_encoder(encoders, "dino_vit8", seed, N_SHIPPED))
+    load_dino_encoder(vit, encoder_file(seed, encoders))
     return vit.eval().requires_grad_(False)
+
+
+def check_encoders(seeds: list[int], encoders: Path = ENCODERS) -> dict[int, Path]:
+    """Before any work: every seed's encoder is listed, matches its sha256 and loads strictly (a missing folder,
+    a missing, modified or corrupt file is one line naming it, not an error minutes into the run)."""
+    encoders = Path(encoders)
+    if not encoders.is_dir():
+        raise FileNotFoundError(f"{encoders}: no such encoder folder (--encoders; the shipped one is {ENCODERS}, "
+                                "make pretrain PAPER=transfgu regenerates it)")
+    files = {s: encoder_file(s, encoders) for s in seeds}
+    for path in sorted(set(files.values())):
+        load_dino_encoder(create_encoder(**ENCODER), path)
+    return files
+
+
 METHODS = ("transfgu", "cam_pseudo_labels", "kmeans_patch_tokens", "cam_wrong_sign", "kmeans_random_vit")
+# How each row's settings were chosen (issue 14: "log how many settings each row tried"). No downstream setting
+# (scene sizes, crop bank, k-means, CAM batch, decoder size / lr / epochs / bootstrapping) was searched: each row
+# ran one setting, the FULL sizes above and the defaults of pipeline.py, committed before any reported run. The
+# only search was over the shared encoder's pre-training recipe (encoders/manifest.json "attempts", validation
+# pool draw 50_100 and validation scenes 1100 / 2100, never a reported seed): 4 of those recipes (e-h) were
+# scored with all rows at once, none adopted; so no row was tuned alone. (The sizes in FULL are those of the
+# first commit, 142aa25; only the in-reproduce DINO's steps, since removed, changed.) Written into summary.json as
+# ``tuning_trials``; change it when a row is tuned.
+_SHARED_SEARCH = ("downstream: the one committed setting, nothing searched; shared encoder (encoders/manifest.json "
+                  "attempts): the earlier in-reproduce DINO (dino_lite, 120 then 200 steps) and 7 recipes on the "
+                  "validation pool draw 50_100 (a-c, e-h); e-h were scored with every row at once on validation "
+                  "scenes 1100/2100 and none was adopted; the kept recipe b was chosen on teacher entropy alone")
+TUNING_TRIALS = {m: {"settings": 1, "validation_runs": 0, "shared_encoder_recipe_runs": 4, "how": _SHARED_SEARCH}
+                 for m in METHODS}
 
 
 def run_seed(seed: int, quick: bool, encoders: Path = ENCODERS) -> dict:
@@ -66,6 +101,9 @@ def run_seed(seed: int, quick: bool, encoders: Path = ENCODERS) -> dict:
     res["kmeans_random_vit"] = score_maps(kmeans_baseline(rand, train.images, val.images, k, patch, seed), val.labels,
                                           k)
     vit = load_encoder(seed, encoders)
+    path = encoder_file(seed, encoders)  # the pairing, recorded per seed: fine-tuning seed k <- pre-training seed k
+    res["encoder"] = {"file": path.name, "sha256": read_manifest(path.parent / "manifest.json")["encoders"][
+        path.name]["sha256"]}
     res["kmeans_patch_tokens"] = score_maps(kmeans_baseline(vit, train.images, val.images, k, patch, seed),
                                             val.labels, k)
     mu, res["crops"] = build_concepts(vit, train.images[:p["n_crop"]], patch, train.n_things, train.n_stuff,
@@ -103,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds)
     out_dir, _ = reproduce_dirs("transfgu", args)
     start = time.time()
+    check_encoders(seeds, Path(args.encoders))
     print(f"transfgu embedded reproduction: seeds {seeds} -> {out_dir}", flush=True)
     done = run_jobs(run_seed, [(s, (s, args.quick, Path(args.encoders))) for s in seeds], workers=max(1, args.jobs))
     res = [done[s] for s in seeds]
@@ -118,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Crop bank (seed {seeds[0]}): {crops['fg_crops']} fg / {crops['bg_crops']} bg crops from "
         f"{crops['windows_per_image']} windows per image.\n\n"
         "transfgu - kmeans_patch_tokens = "
-        f"{np.mean(rows['transfgu']) - np.mean(rows['kmeans_patch_tokens']):+.2f} mIoU (seed mean).")
+        f"{np.mean(rows['transfgu']) - np.mean(rows['kmeans_patch_tokens']):+.2f} mIoU (seed mean).\n\n"
+        "Encoders (fine-tuning seed k <- pre-training seed k, k mod 3 when not shipped): "
+        + ", ".join(f"seed {r['seed']} {r['encoder']['file']}" for r in res) + ".\n\n"
+        + tuning_line(TUNING_TRIALS) + " Every row is scored at its end: the decoder's last epoch, the others have "
+        "no epochs.")
     title = "val mIoU over decoder epochs"
     curves = {title: {f"seed {r['seed']}": [h["mIoU"] for h in r["history"]] for r in res}}
     curves_x = {title: [h["epoch"] for h in res[0]["history"]]}
@@ -127,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                   {"sizes": QUICK if args.quick else FULL, "scene_seeds": f"train {TRAIN_SEED}+k, val {VAL_SEED}+k",
                    "encoders": args.encoders, "encoder": ENCODER, "quick": args.quick},
                   out_dir=out_dir, notes=notes, curves=curves, curves_x=curves_x, curves_xlabel="epoch",
-                  extra={"pixel_accuracy": acc, "transfgu_best_on_val": best,
+                  extra={"pixel_accuracy": acc, "transfgu_best_on_val": best, "tuning_trials": TUNING_TRIALS,
+                         "encoders_per_seed": {str(r["seed"]): r["encoder"] for r in res},
                          "per_seed": [{k: v for k, v in r.items()} for r in res]})
     print((out_dir / "summary.md").read_text())
     return 0
