@@ -19,6 +19,8 @@ import timm
 import torch
 from torch import nn
 
+from .errors import CheckpointError
+
 
 def create_vit(name: str = "vit_small_patch16_224", **kwargs) -> nn.Module:
     """A timm ViT built from scratch (``pretrained`` is forced off: load weights with ``load_weights``)."""
@@ -120,8 +122,9 @@ class CheckpointMismatchError(KeyError, ValueError):
 
 def load_local_file(path: str | Path, what: str = "checkpoint"):
     """``torch.load`` of a local file (CPU, ``weights_only``; nothing is ever downloaded), with one-line errors that
-    name the file: ``FileNotFoundError`` when it is missing, ``RuntimeError`` when it does not load. timm's
-    ``CheckpointSaver`` and DINO store their argparse ``args`` beside the weights: that one class is allowed."""
+    name the file: ``FileNotFoundError`` when it is missing, :class:`~shared.errors.CheckpointError` (a user error)
+    when it does not load, e.g. truncated, corrupt or not a torch file; torch's reason is cut to its first sentence.
+    timm's ``CheckpointSaver`` and DINO store their argparse ``args`` beside the weights: that one class is allowed."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found (pass a local file; nothing is downloaded)")
@@ -129,7 +132,9 @@ def load_local_file(path: str | Path, what: str = "checkpoint"):
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reason = reason.split(". ")[0].rstrip(".")  # torch's weights_only text runs on for a paragraph
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {reason})") from None
 
 
 def load_state_dict_file(path: str | Path, key: str | None = None) -> dict[str, torch.Tensor]:
@@ -149,7 +154,7 @@ def load_state_dict_file(path: str | Path, key: str | None = None) -> dict[str, 
             obj = obj[k]
             break
     if not isinstance(obj, Mapping):
-        raise RuntimeError(f"{path}: expected a state dict, got {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
     return dict(obj)
 
 

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from shared.backbones import create_resnet, load_local_file, load_weights
-from shared.errors import CheckpointError
 
 
 class ResNetTrunk(nn.Module):
@@ -149,10 +148,7 @@ def vkd_key_map(key: str) -> str | None:
 def read_checkpoint(path: str | Path, what: str = "checkpoint"):
     """The file's contents (``torch.load``, CPU, weights only); a missing or unloadable file is one line that
     names it (``FileNotFoundError`` / :class:`~shared.errors.CheckpointError`)."""
-    try:
-        return load_local_file(path, what)
-    except RuntimeError as e:  # load_local_file's "not a loadable checkpoint" (names the file)
-        raise CheckpointError(str(e)) from None
+    return load_local_file(path, what)
 
 
 def load_vkd_checkpoint(model: TriNet, path: str | Path, strict: bool = True):

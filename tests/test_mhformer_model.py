@@ -13,6 +13,7 @@ from mhformer.model import (
     count_parameters,
     load_official_checkpoint,
 )
+from shared.errors import CheckpointError
 
 
 def spec_param_count(n: int) -> int:
@@ -206,7 +207,7 @@ def test_wrong_frames_and_missing_keys_are_named(released_27, tmp_path):
         load_official_checkpoint(MHFormer(frames=27), sd)
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="broken.pth: not a loadable checkpoint"):
+    with pytest.raises(CheckpointError, match="broken.pth: not a loadable checkpoint"):
         load_official_checkpoint(MHFormer(frames=27, channel=32, d_hid=64), bad)
 
 

@@ -78,6 +78,36 @@ def test_plain_state_dict_to_resume_is_named(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("content, reason", [(b"not a torch file", "UnpicklingError"),
+                                             (None, "truncated"), (b"", "EOFError")])
+def test_unloadable_weights_file_is_a_one_line_user_error(tmp_path, capsys, content, reason):
+    """Every paper's weights loader goes through ``load_local_file``: a corrupt file is a CheckpointError (a user
+    error, not "unexpected") that names the file, with torch's reason cut to one short sentence."""
+    from shared.backbones import load_local_file, load_state_dict_file
+    from shared.errors import CheckpointError
+
+    bad = tmp_path / "bad.pth"
+    if content is None:  # a real checkpoint cut in half
+        atomic_save({"w": torch.zeros(1000)}, bad)
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    else:
+        bad.write_bytes(content)
+    for load in (load_local_file, load_state_dict_file):
+        with pytest.raises(CheckpointError, match=r"bad.pth: not a loadable checkpoint \(") as e:
+            load(bad)
+        msg = one_line(e.value)
+        assert msg == str(e.value) and len(msg) < 200 and "weights_only" not in msg, msg
+        if reason != "truncated":
+            assert reason in msg, msg
+    with pytest.raises(SystemExit) as ex, cli_errors("prog"):
+        load_local_file(bad)
+    err = capsys.readouterr().err.strip()
+    assert ex.value.code == 1 and err.startswith("prog: error: ") and "bad.pth" in err and "unexpected" not in err
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="list.pth: expected a state dict, got list"):
+        load_state_dict_file(tmp_path / "list.pth")
+
+
 def test_resume_with_renamed_keys_names_the_file(tmp_path):
     _trainer(tmp_path / "a", ["engine.epochs=1"]).fit()
     ck = torch.load(tmp_path / "a" / "last.pt", weights_only=True)

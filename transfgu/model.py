@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.backbones import create_vit, load_state_dict_file, load_weights
-from shared.errors import CheckpointError
 
 
 # ----------------------------------------------------------------------------- encoder
@@ -86,10 +85,7 @@ def load_dino_encoder(model: nn.Module, path: str | Path, strict: bool = True):
     downloads on a missing file: a wrong file there silently loads nothing). A truncated or corrupt file, or one
     that holds no state dict, is a :class:`shared.errors.CheckpointError` naming the file (one line at every
     entry point, like a missing or mismatching file)."""
-    try:
-        sd = load_state_dict_file(path, key="teacher")
-    except RuntimeError as e:  # shared.backbones reports an unloadable file as RuntimeError (names the file)
-        raise CheckpointError(str(e)) from None
+    sd = load_state_dict_file(path, key="teacher")
     return load_weights(model, path, key_map=dino_key_map, strict=strict, sd=sd)
 
 

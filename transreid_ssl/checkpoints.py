@@ -29,12 +29,7 @@ def read_checkpoint(path: str | Path) -> dict:
     missing, not a torch file, truncated or not a dict is a one-line :class:`~shared.errors.CheckpointError` (a
     user error naming the file, not an "unexpected" one)."""
     path = Path(path)
-    try:
-        obj = load_local_file(path)
-    except RuntimeError as e:  # shared.backbones raises RuntimeError for an unloadable file; the text names it
-        msg = str(e)
-        head, sep, _ = msg[len(str(path)):].partition(". ")  # torch's weights_only text runs on: its first sentence
-        raise CheckpointError(f"{path}{head})" if sep else msg) from None
+    obj = load_local_file(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
