@@ -30,7 +30,7 @@ from shared.data.digits import _random_affine
 from shared.engine import Task, Trainer
 from shared.jobs import run_jobs
 from shared.metrics import top1_accuracy
-from shared.pretrain import git_sha, pretrain_parser, record_encoder, save_encoder
+from shared.pretrain import engine_bars, git_sha, overall_progress, pretrain_parser, record_encoder, save_encoder
 
 from .data import ArrayDataset
 from .train import CDTransConfig
@@ -196,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     resume = args.resume != "none"
     print(f"cdtrans pre-training: {ARM}, seeds {seeds} -> {out_dir} (runs in {run_root})", flush=True)
     t0 = time.time()
-    bars = ["logger.progress=true"] if args.jobs <= 1 else []
-    done = run_jobs(run_job, [(s, (s, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
-                              for s in seeds], workers=max(1, args.jobs))
+    bars = engine_bars(args.jobs)  # --jobs 1: the engine's bar per epoch; several jobs: one bar over all their epochs
+    epochs = {run_root / f"seed{s}": sup_cfg(s, args.quick, args.overrides).engine.epochs for s in seeds}
+    with overall_progress(epochs, enabled=args.jobs > 1):
+        done = run_jobs(run_job, [(s, (s, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
+                                  for s in seeds], workers=max(1, args.jobs))
     for s in seeds:
         cmd = f"make pretrain PAPER=cdtrans SEEDS={s}" + (f" ARGS='--set {' '.join(args.overrides)}'"
                                                          if args.overrides else "")

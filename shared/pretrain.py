@@ -23,10 +23,13 @@ import argparse
 import hashlib
 import importlib
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -151,7 +154,71 @@ def main(argv: list[str] | None = None) -> int:
     if paper not in PAPERS:
         print(f"shared.pretrain: PAPER must be one of {', '.join(PAPERS)}, got {paper!r}", file=sys.stderr)
         return 2
-    return importlib.import_module(f"{paper}.pretrain").main(rest)
+    from .errors import DEBUG_ENV, cli_errors
+
+    if "--debug" in rest:  # the traceback instead of the one line, as make reproduce
+        rest.remove("--debug")
+        os.environ[DEBUG_ENV] = "1"
+    # any failure (a corrupt run checkpoint under --resume auto, a bad --set, a full disk) is one line on stderr
+    with cli_errors(f"make pretrain PAPER={paper}", rest):
+        return importlib.import_module(f"{paper}.pretrain").main(rest)
+
+
+def epochs_done(run_dir: Path) -> int:
+    """Finished epochs of one engine run folder: the distinct epochs with an end-of-epoch row in
+    ``metrics.jsonl`` (a resumed run appends to it, so an epoch may appear twice)."""
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return 0
+    done = set()
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line being written
+            continue
+        if "epoch_seconds" in row:
+            done.add(row["epoch"])
+    return len(done)
+
+
+@contextmanager
+def overall_progress(runs: dict[Path, int], enabled: bool = True, every: float = 2.0):
+    """A progress bar over the epochs of every pre-training job (``{run folder: its epochs}``), read from the run
+    folders while the jobs train in other processes. For ``--jobs`` > 1, where no job process owns the terminal
+    (with ``--jobs 1`` the job's own engine bar runs instead: ``enabled=False``); yields the bar."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    stop = threading.Event()
+    bar = tqdm(total=sum(runs.values()), desc="pre-training", unit="epoch", dynamic_ncols=True)
+
+    def update():
+        bar.n = sum(min(epochs_done(d), n) for d, n in runs.items())
+        bar.refresh()
+
+    def poll():
+        while not stop.wait(every):
+            update()
+
+    update()
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        t.join()
+        update()  # the last jobs' epochs, finished since the last poll
+        bar.close()
+
+
+def engine_bars(jobs: int) -> list[str]:
+    """The config override that turns the engine's own per-epoch bar on: only with one job process, which then
+    owns the terminal (several would overwrite each other's bars; :func:`overall_progress` draws one instead)."""
+    return ["logger.progress=true"] if jobs <= 1 else []
 
 
 def pretrain_parser(paper: str, arms: list[str], description: str) -> argparse.ArgumentParser:
@@ -159,12 +226,13 @@ def pretrain_parser(paper: str, arms: list[str], description: str) -> argparse.A
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2", help="pre-training seeds (default 0,1,2: one file per arm and seed)")
     p.add_argument("--arms", default=",".join(arms), help=f"comma list of {', '.join(arms)} (default: all)")
-    p.add_argument("--resume", default="auto", metavar="auto|none",
+    p.add_argument("--resume", default="auto", choices=("auto", "none"),
                    help="'auto' (default) resumes an interrupted run from runs/pretrain/<paper>/...; 'none' restarts")
     p.add_argument("--jobs", type=int, default=2, help="single-thread processes at a time (default 2 = 2 cores)")
     p.add_argument("--out", default=None, help="where the .pth files and manifest go (default <paper>/encoders)")
     p.add_argument("--run-root", default=None, help="engine run folders (default runs/pretrain/<paper>)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests); never ship its files")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors (make pretrain)")
     p.add_argument("--set", nargs="*", default=[], metavar="key.sub=value", dest="overrides",
                    help="config overrides for a development attempt (the manifest records them)")
     return p

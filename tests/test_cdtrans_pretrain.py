@@ -111,3 +111,22 @@ def test_each_shipped_encoder_matches_its_hash_and_loads_through_imagenet_init(t
     (copy / "supervised_shapes_seed0.pth").write_bytes(bytes(blob))
     with pytest.raises(ValueError, match="supervised_shapes_seed0.pth: sha256"):
         check_encoder(copy, "supervised_shapes_seed0.pth")
+
+
+def test_make_pretrain_refuses_a_bad_resume_value_and_a_corrupt_run_is_one_line(tmp_path, capsys, monkeypatch):
+    """``make pretrain`` (``shared.pretrain.main``) for cdtrans, as for the two DINO papers: ``--resume`` takes
+    auto|none only, and a failure inside the paper's pre-training is one line naming the file, not a traceback."""
+    from shared import pretrain as shared_pretrain
+
+    monkeypatch.delenv("VISIONREPRO_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as e:
+        shared_pretrain.main(["cdtrans", "--resume", "yes"])
+    assert e.value.code == 2 and "invalid choice: 'yes'" in capsys.readouterr().err
+    (tmp_path / "runs" / "seed0").mkdir(parents=True)
+    (tmp_path / "runs" / "seed0" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as e:
+        shared_pretrain.main(["cdtrans", "--quick", "--seeds", "0", "--jobs", "1", "--out", str(tmp_path / "enc"),
+                              "--run-root", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and len(err) == 1 and err[0].startswith("make pretrain PAPER=cdtrans: error: ")
+    assert str(tmp_path / "runs" / "seed0" / "last.pt") in err[0] and "unexpected" not in err[0]

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from shared import pretrain as shared_pretrain
 from shared.pretrain import read_manifest
 from transreid_ssl import pretrain, reproduce, suite_usl_uda
 
@@ -52,16 +53,17 @@ def test_fine_tuning_seed_i_starts_from_pre_training_seed_i():
 
 
 def test_overall_progress_counts_finished_epochs_of_every_job(tmp_path):
+    """shared.pretrain's bar for --jobs > 1 (used by transreid_ssl, transfgu and cdtrans), on transreid_ssl's jobs."""
     run = tmp_path / "seed0" / "pre_full"
     run.mkdir(parents=True)
-    assert pretrain.epochs_done(run) == 0  # no log yet
+    assert shared_pretrain.epochs_done(run) == 0  # no log yet
     rows = [{"epoch": 1, "step": 5, "loss": 1.0}, {"epoch": 1, "step": 9, "epoch_seconds": 1.0},
             {"epoch": 2, "step": 18, "epoch_seconds": 1.0}, {"epoch": 2, "step": 18, "epoch_seconds": 1.0}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{\"epoch\": 3, \"st")
-    assert pretrain.epochs_done(run) == 2  # a resumed epoch counted once, a half-written line skipped
+    assert shared_pretrain.epochs_done(run) == 2  # a resumed epoch counted once, a half-written line skipped
     assert {pretrain.job_epochs(0, j, True) for j in pretrain.JOBS} == {1}
     assert pretrain.job_epochs(0, "pre_full", False) == pretrain.job_epochs(0, "sup_generic", False) == 10
-    with pretrain.overall_progress({run: 10}, enabled=True, every=60) as bar:
+    with shared_pretrain.overall_progress({run: 10}, enabled=True, every=60) as bar:
         assert (bar.n, bar.total) == (2, 10)
         (run / "metrics.jsonl").write_text(json.dumps({"epoch": 3, "epoch_seconds": 1.0}) + "\n")
     assert bar.n == 1  # the final count is read after the jobs end, not left at the last poll

@@ -14,13 +14,12 @@ last layer frozen in epoch 0, cosine lr / wd / momentum; the miniature settings 
 encoders: tau_t .04 constant, ``norm_last_layer`` true, peak lr 2e-3, m0 .98 -- DINO ViT-S/8's own tau_t .04 -> .07
 warm-up with a free last layer collapsed here, manifest attempt a); runs in ``runs/pretrain/transfgu/seed<k>``
 (``--quick``: ``runs/pretrain/transfgu-quick``, files included); manifest ``transfgu/encoders/manifest.json``.
-One progress line per seed and epoch (tqdm bars with ``--jobs 1``); any failure is one line (``--debug``: traceback).
+One progress bar over every seed's epochs (the engine's own bar per epoch with ``--jobs 1``); any failure is one line
+(``--debug``: traceback).
 """
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +32,16 @@ from torch.utils.data import Dataset
 from shared.config import load_config
 from shared.dino import DINOConfig, DINOMultiCrop, DINOTask
 from shared.engine import RunConfig, Trainer
-from shared.errors import cli_errors
 from shared.jobs import run_jobs
-from shared.pretrain import git_sha, pretrain_parser, record_encoder, save_encoder, teacher_backbone
+from shared.pretrain import (
+    engine_bars,
+    git_sha,
+    overall_progress,
+    pretrain_parser,
+    record_encoder,
+    save_encoder,
+    teacher_backbone,
+)
 
 from .data import render_scene
 from .model import create_encoder
@@ -100,34 +106,11 @@ def build_encoder(m: EncoderConfig, drop_path_rate: float = 0.0) -> torch.nn.Mod
                           drop_path_rate=drop_path_rate)
 
 
-class ProgressDINOTask(DINOTask):
-    """:class:`shared.dino.DINOTask` that also prints a progress bar line per epoch, ``[seed k] [###.......] epoch
-    3/10, 52 s/epoch, about 6 min left`` (the engine's own line after it gives the epoch's losses). With ``--jobs
-    2`` two processes share the terminal and tqdm bars would overwrite each other (the engine's bars are on only
-    with ``--jobs 1``), and the engine's lines do not say which seed they belong to. Training is unchanged."""
-
-    def __init__(self, *args, label: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.label, self._t0, self._first = label, 0.0, 0
-
-    def on_train_start(self, trainer) -> None:
-        super().on_train_start(trainer)
-        self._t0, self._first = time.time(), trainer.epoch  # trainer.epoch > 0 after --resume auto
-
-    def on_epoch_end(self, trainer, epoch: int) -> None:
-        super().on_epoch_end(trainer, epoch)
-        total, done = self.cfg.engine.epochs, epoch + 1
-        per_epoch = (time.time() - self._t0) / max(1, done - self._first)
-        print(f"  {self.label}[{'#' * done}{'.' * (total - done)}] epoch {done}/{total}, {per_epoch:.0f} s/epoch, "
-              f"about {per_epoch * (total - done) / 60:.0f} min left", flush=True)
-
-
 def build_task(cfg: FGUPretrainConfig) -> DINOTask:
     g, m = cfg.dino, cfg.model
     crops = DINOMultiCrop.from_config(g, (m.global_size, m.global_size))
     dataset = SceneCrops(scene_pool(cfg.data.n_images, cfg.data.seed, cfg.data.size), crops)
-    return ProgressDINOTask(cfg, dataset, lambda dpr: build_encoder(m, dpr), m.drop_path_rate,
-                            label=f"[seed {cfg.data.seed}] ")
+    return DINOTask(cfg, dataset, lambda dpr: build_encoder(m, dpr), m.drop_path_rate)
 
 
 def pretrain_cfg(seed: int, quick: bool, extra: list[str] = ()) -> FGUPretrainConfig:
@@ -149,17 +132,6 @@ def run_job(seed: int, run: Path, quick: bool, resume: str | None, overrides: li
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Any failure (a corrupt run checkpoint under ``--resume auto``, a bad ``--set``, a full disk) ends as one
-    line on stderr, as ``make reproduce`` does (``--debug`` or ``VISIONREPRO_DEBUG=1`` for the traceback)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in argv:
-        argv.remove("--debug")
-        os.environ["VISIONREPRO_DEBUG"] = "1"
-    with cli_errors("make pretrain PAPER=transfgu", argv):
-        return _main(argv)
-
-
-def _main(argv: list[str]) -> int:
     args = pretrain_parser("transfgu", ARMS, __doc__.split("\n")[0]).parse_args(argv)
     from shared.cli import parse_seeds
 
@@ -172,10 +144,12 @@ def _main(argv: list[str]) -> int:
     resume = None if args.resume == "none" else "auto"
     print(f"transfgu pre-training: seeds {seeds} -> {out_dir} (runs in {run_root})", flush=True)
     t0 = time.time()
-    bars = ["logger.progress=true"] if args.jobs <= 1 else []  # one process owns the terminal: progress bars
-    done = run_jobs(run_job, [(s, (s, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
-                              for s in seeds],
-                    workers=max(1, args.jobs))
+    bars = engine_bars(args.jobs)  # --jobs 1: the engine's bar per epoch; several jobs: one bar over all their epochs
+    epochs = {run_root / f"seed{s}": pretrain_cfg(s, args.quick, args.overrides).engine.epochs for s in seeds}
+    with overall_progress(epochs, enabled=args.jobs > 1):
+        done = run_jobs(run_job, [(s, (s, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
+                                  for s in seeds],
+                        workers=max(1, args.jobs))
     for s in seeds:
         cfg = pretrain_cfg(s, args.quick, args.overrides)
         path = out_dir / f"{ARMS[0]}_seed{s}.pth"

@@ -23,11 +23,8 @@ and every development attempt.
 """
 from __future__ import annotations
 
-import json
 import shutil
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +36,9 @@ from shared.config import load_config
 from shared.engine import Task, Trainer
 from shared.jobs import run_jobs
 from shared.pretrain import (
+    engine_bars,
     git_sha,
+    overall_progress,
     pick_encoder,
     pretrain_parser,
     record_encoder,
@@ -250,56 +249,6 @@ def job_epochs(seed: int, job: str, quick: bool, overrides: list[str] = ()) -> i
     return _pretrain_cfg(seed, quick, list(overrides)).engine.epochs  # sup_generic: the DINO arm's epochs
 
 
-def epochs_done(run_dir: Path) -> int:
-    """Finished epochs of one engine run folder: the distinct epochs with an end-of-epoch row in
-    ``metrics.jsonl`` (a resumed run appends to it, so an epoch may appear twice)."""
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return 0
-    done = set()
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line being written
-            continue
-        if "epoch_seconds" in row:
-            done.add(row["epoch"])
-    return len(done)
-
-
-@contextmanager
-def overall_progress(runs: dict[Path, int], enabled: bool = True, every: float = 2.0):
-    """A progress bar over the epochs of every job (``{run folder: its epochs}``), read from the run folders
-    while the jobs train in other processes (``--jobs`` > 1, where no job process owns the terminal); yields the bar."""
-    if not enabled:
-        yield None
-        return
-    from tqdm import tqdm
-
-    stop = threading.Event()
-    bar = tqdm(total=sum(runs.values()), desc="pre-training", unit="epoch", dynamic_ncols=True)
-
-    def update():
-        bar.n = sum(min(epochs_done(d), n) for d, n in runs.items())
-        bar.refresh()
-
-    def poll():
-        while not stop.wait(every):
-            update()
-
-    update()
-    t = threading.Thread(target=poll, daemon=True)
-    t.start()
-    try:
-        yield bar
-    finally:
-        stop.set()
-        t.join()
-        update()  # the last jobs' epochs, finished since the last poll
-        bar.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = pretrain_parser("transreid_ssl", ARMS, __doc__.split("\n")[0]).parse_args(argv)
     from shared.cli import parse_seeds
@@ -315,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = sorted({j for a in arms for j in ARM_JOBS[a]}, key=list(JOBS).index)
     print(f"transreid_ssl pre-training: arms {arms}, seeds {seeds} -> {out_dir} (runs in {run_root})", flush=True)
     t0 = time.time()
-    # progress: one process owns the terminal with --jobs 1 (the engine's bar per epoch); with several job processes
-    # this one draws a bar over all their epochs
-    bars = ["logger.progress=true"] if args.jobs <= 1 else []
+    bars = engine_bars(args.jobs)  # --jobs 1: the engine's bar per epoch; several jobs: one bar over all their epochs
     epochs = {run_root / f"seed{s}" / j: job_epochs(s, j, args.quick, args.overrides) for j in jobs for s in seeds}
     with overall_progress(epochs, enabled=args.jobs > 1):
         done = run_jobs(run_job, [((s, j), (s, j, run_root / f"seed{s}", args.quick, resume, args.overrides + bars))
